@@ -113,7 +113,12 @@ class Lake:
         base = self.partition_dir(table, partition or {})
         if not base.exists():
             return []
-        return sorted(p for p in base.rglob("*.parquet") if p.is_file())
+        # Hidden folders are partitions being built (staging) or swapped out (trash).
+        return sorted(
+            p
+            for p in base.rglob("*.parquet")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(base).parts)
+        )
 
     def has(self, table: str, partition: Mapping[str, Any] | None = None) -> bool:
         return bool(self.files(table, partition))
@@ -228,9 +233,10 @@ class Lake:
         con = duckdb.connect()
         for table in self.tables():
             self._check_version(table)
-            glob = str(self.table_dir(table) / "**" / "*.parquet").replace("'", "''")
+            # An explicit file list, not a glob: a glob would also read hidden staging folders.
+            paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in self.files(table))
             con.execute(
-                f"create view {table} as select * from read_parquet('{glob}', "
+                f"create view {table} as select * from read_parquet([{paths}], "
                 "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
             )
         _create_concept_scores(con, self.tables())
@@ -239,7 +245,7 @@ class Lake:
     def sql(self, query: str, params: list[Any] | None = None) -> pa.Table:
         con = self.connect()
         try:
-            return con.execute(query, params or []).fetch_arrow_table()
+            return con.execute(query, params or []).to_arrow_table()
         except duckdb.Error as exc:
             raise UserError(f"sql: {str(exc).splitlines()[0]}") from None
         finally:
@@ -298,8 +304,6 @@ def _create_concept_scores(con: duckdb.DuckDBPyConnection, tables: list[str]) ->
             "pair_id, side, max_act as score from span_features"
         )
     if "concept_span_scores" in tables:
-        selects.append(
-            "select dataset, concept_id, pair_id, side, score from concept_span_scores"
-        )
+        selects.append("select dataset, concept_id, pair_id, side, score from concept_span_scores")
     if selects:
         con.execute("create view concept_scores as " + " union all ".join(selects))

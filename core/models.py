@@ -11,10 +11,11 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -93,9 +94,12 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
 }
 
 
@@ -149,20 +153,19 @@ def _cached_hub_folder(repo_id: str) -> str:
         ) from None
 
 
-def _load_folder(
-    folder: Path, name: str, device: torch.device, dtype: torch.dtype
-) -> LoadedModel:
+def _load_folder(folder: Path, name: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not (folder / "config.json").exists():
         raise UserError(f"--model {folder}: no config.json; pass a Hugging Face model folder")
+    _quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"--model {folder}: cannot load as a causal LM ({first})") from None
-    model.to(device).eval()
+    cast(Any, model).to(device).eval()
     _ensure_pad_token(tokenizer)
     return _describe(model, tokenizer, name, device, dtype)
 
@@ -183,6 +186,13 @@ def _describe(
     )
 
 
+def _quiet_transformers() -> None:
+    """Loading bars of a 0.3 s load are noise next to the scan's own progress bar."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _ensure_pad_token(tokenizer: Any) -> None:
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -190,8 +200,14 @@ def _ensure_pad_token(tokenizer: Any) -> None:
 
 def decoder_layers(model: Any) -> torch.nn.ModuleList:
     """The transformer blocks of a causal LM (Llama/Mistral/Qwen/GPT-2/GPT-NeoX/OPT layouts)."""
-    for path in ("model.layers", "model.model.layers", "transformer.h", "gpt_neox.layers",
-                 "model.decoder.layers", "model.language_model.layers"):
+    for path in (
+        "model.layers",
+        "model.model.layers",
+        "transformer.h",
+        "gpt_neox.layers",
+        "model.decoder.layers",
+        "model.language_model.layers",
+    ):
         module: Any = model
         for attr in path.split("."):
             module = getattr(module, attr, None)
@@ -241,6 +257,8 @@ def _convert_gguf(source: Path, target: Path, stamp: dict[str, Any]) -> None:
     """Dequantize the GGUF, rebuild a plain model and save it; atomic via tmp folder + rename."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_transformers()
+    print(f"converting {source.name} once into {target} (about a minute)", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -305,9 +323,16 @@ def _tiny_tokenizer() -> Any:
     return tokenizer
 
 
-@functools.lru_cache(maxsize=8)
 def tiny_model(n_layers: int = 4, d_model: int = 64, seed: int = 0) -> LoadedModel:
-    """A random LlamaForCausalLM (GQA, fp32, CPU) + a small ChatML tokenizer; cached per process."""
+    """A random LlamaForCausalLM (GQA, fp32, CPU) + a small ChatML tokenizer; cached per process.
+
+    Shared between callers: do not modify its weights (copy it first).
+    """
+    return _tiny_model(n_layers, d_model, seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _tiny_model(n_layers: int, d_model: int, seed: int) -> LoadedModel:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = _tiny_tokenizer()
@@ -330,7 +355,12 @@ def tiny_model(n_layers: int = 4, d_model: int = 64, seed: int = 0) -> LoadedMod
         model = LlamaForCausalLM(config).eval()
     finally:
         torch.random.set_rng_state(generator_state)
-    return _describe(model, tokenizer, "tiny-llama", torch.device("cpu"), torch.float32)
+    name = (
+        "tiny-llama"
+        if (n_layers, d_model, seed) == (4, 64, 0)
+        else (f"tiny-llama-{n_layers}x{d_model}-seed{seed}")
+    )
+    return _describe(model, tokenizer, name, torch.device("cpu"), torch.float32)
 
 
 def _to(loaded: LoadedModel, device: torch.device, dtype: torch.dtype) -> LoadedModel:
@@ -338,5 +368,5 @@ def _to(loaded: LoadedModel, device: torch.device, dtype: torch.dtype) -> Loaded
         return loaded
     import copy
 
-    model = copy.deepcopy(loaded.model).to(device=device, dtype=dtype)
+    model = cast(Any, copy.deepcopy(loaded.model)).to(device=device, dtype=dtype)
     return _describe(model, loaded.tokenizer, loaded.name, device, dtype)

@@ -36,7 +36,8 @@ def collect(
     tables = set(lake.tables())
     try:
         summary = _summary(con, tables, dataset)
-        if summary is None and not (tables & {"hypotheses", "runs", "decisions"}):
+        known = lake.has("pairs", {"dataset": dataset}) or lake.has("hypotheses", {"dataset": dataset})
+        if not known:
             raise UserError(
                 f"dataset {dataset!r}: not in lake {lake.root.name!r}; "
                 f"run `sculpt ingest FILE --name {dataset}` or `sculpt audit FILE --name {dataset}`"
@@ -213,14 +214,11 @@ def _is_path(value: Any) -> bool:
 def _latest_analysis(
     lake: Lake, con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str
 ) -> str | None:
-    try:
-        from core.analyze import latest_analysis
-    except ImportError:
-        latest_analysis = None
-    if latest_analysis is not None:
-        key = latest_analysis(lake, dataset)
-        if key:
-            return str(key)
+    from core.analyze import latest_analysis
+
+    key = latest_analysis(lake, dataset)
+    if key:
+        return str(key)
     if "hypotheses" not in tables:
         return None
     # Without the manifest's word, the most recently written partition is the latest analysis.

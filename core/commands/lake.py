@@ -19,7 +19,7 @@ def register(add: Any) -> None:
     sql = add(
         "sql",
         "Run a DuckDB query over the lake's views.",
-        "sculpt lake sql \"select dataset, count(*) from pairs group by 1\" --format csv",
+        'sculpt lake sql "select dataset, count(*) from pairs group by 1" --format csv',
         parent=sub,
     )
     sql.add_argument("query", help="SQL; every table is a view, plus concept_scores")
@@ -69,9 +69,17 @@ def print_table(headers: list[str], rows: list[list[Any]]) -> None:
     for row in cells:
         for i, c in enumerate(row):
             widths[i] = max(widths[i], len(c))
-    numeric = [all(isinstance(r[i], int | float) for r in rows if r[i] is not None) for i in range(len(headers))]
+    numeric = [
+        all(isinstance(r[i], int | float) for r in rows if r[i] is not None)
+        for i in range(len(headers))
+    ]
+
     def fmt(row: list[str]) -> str:
-        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric, strict=True)).rstrip()
+        return "  ".join(
+            c.rjust(w) if num else c.ljust(w)
+            for c, w, num in zip(row, widths, numeric, strict=True)
+        ).rstrip()
+
     print(fmt(headers))
     print("  ".join("─" * w for w in widths))
     for row in cells:

@@ -1,0 +1,338 @@
+"""`sculpt audit`: ingest → scan → SAE → encode → lexical + n-gram concepts → analyze → report.
+
+Each stage records a hash of its inputs in the manifest (`audit__<dataset>-<stage>`); a stage
+whose hash matches a finished record, and whose outputs are still in the lake, is skipped, so a
+second audit of the same data reuses the lake. A changed input re-runs that stage and every stage
+downstream of it. Heavy libraries are imported inside the stages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserError
+from core.lake import Lake, slug
+
+STAGE = "audit"
+
+
+@dataclass
+class AuditConfig:
+    """What `sculpt audit` runs; every field but `progress` and `out` is part of the stage hashes."""
+
+    model: str | None = None
+    """Model spec: omit for the default (SmolLM2-135M-Instruct), `tiny` for a test model, a local
+    Hugging Face folder, or a hub id already in the local cache."""
+    layer: int | None = None
+    """Residual-stream layer to read (default: the middle block of the model)."""
+    sae: str | None = None
+    """An SAE already in the lake (`sculpt sae train` / `sculpt sae load`); default: train one."""
+    sae_width: int = 2048
+    """Features of the SAE trained when `sae` is not given."""
+    sae_k: int = 32
+    """Active features per token (BatchTopK) of the SAE trained when `sae` is not given."""
+    sae_epochs: float = 5.0
+    """Passes over the sampled tokens when training the SAE."""
+    fmt: str = "auto"
+    """Input format for ingest (auto, trl, conversational, hh, pairwise)."""
+    mapping: str | None = None
+    """Column mapping for ingest, e.g. `chosen=preferred,rejected=dispreferred`."""
+    sample_tokens: int = 200_000
+    """Token activations kept for SAE training."""
+    max_tokens: int = 512
+    """Cap on tokens per prompt and per response (the rest is cut and counted)."""
+    seed: int = 0
+    """Seed of every random step."""
+    device: str | None = None
+    """cpu, cuda, cuda:N (default: cuda if available)."""
+    out: Path | None = None
+    """Report file (default: <lake>/reports/<name>.html)."""
+    progress: bool = True
+    """Progress bars on stderr."""
+
+    def __post_init__(self) -> None:
+        if self.layer is not None and self.layer < 0:
+            raise ValueError(f"layer {self.layer}: must be ≥ 0")
+        if not 1 <= self.sae_k < self.sae_width:
+            raise ValueError(f"sae_k {self.sae_k}, sae_width {self.sae_width}: need 1 ≤ k < width")
+        if self.max_tokens < 8:
+            raise ValueError(f"max_tokens {self.max_tokens}: need at least 8")
+
+
+@dataclass
+class StageTime:
+    name: str
+    seconds: float
+    skipped: bool
+    note: str = ""
+    available: bool = True
+    """False when this build lacks the stage's module (the audit went on without it)."""
+
+    @property
+    def state(self) -> str:
+        return "missing" if not self.available else ("reused" if self.skipped else "ran")
+
+
+@dataclass
+class AuditReport:
+    dataset: str
+    report: Path
+    stages: list[StageTime] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+    def lines(self) -> list[str]:
+        """Per-stage times for the end of the run."""
+        width = max(len(s.name) for s in self.stages)
+        out = []
+        for s in self.stages:
+            note = f"  {s.note}" if s.note else ""
+            out.append(f"  {s.name.ljust(width)}  {s.seconds:7.1f} s  {s.state}{note}")
+        out.append(f"  {'total'.ljust(width)}  {self.seconds:7.1f} s")
+        return out
+
+
+def _hash(*parts: Any) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_fingerprint(path: Path) -> list[Any]:
+    """Name and content hash of the data file(s): changed data re-runs the audit from ingest."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder; pass a preference dataset file")
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    out: list[Any] = []
+    for file in files:
+        digest = hashlib.sha256()
+        with open(file, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023 - fh is this loop's
+                digest.update(chunk)
+        out.append([file.name, digest.hexdigest()[:16]])
+    return out
+
+
+class StageUnavailable(Exception):
+    """A stage whose module is missing from this build; the audit goes on without it."""
+
+
+class Audit:
+    """One audit of one dataset: runs the stages in order, skipping those already done."""
+
+    def __init__(self, lake: Lake, data: Path | None, name: str, config: AuditConfig) -> None:
+        self.lake, self.data, self.name, self.config = lake, data, name, config
+        self.hashes: dict[str, str] = {}
+        self.report = AuditReport(dataset=name, report=Path())
+        self._loaded: Any = None
+        self.layer: int | None = config.layer
+        self.sae_id: str | None = config.sae
+        self.analysis: str | None = None
+
+    # ---- the stage loop ---------------------------------------------------------------------
+    def stage(
+        self, name: str, inputs: list[str], params: dict[str, Any], run: Callable[[], str],
+        outputs_exist: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """Run `run` unless a finished record with the same input hash exists and outputs remain."""
+        digest = _hash(params, [self.hashes.get(i, "") for i in inputs])
+        self.hashes[name] = digest
+        key = f"{self.name}-{name}"
+        record = self.lake.done(STAGE, key)
+        started = time.perf_counter()
+        if record and record.get("hash") == digest:
+            self._restore(record.get("state", {}))
+        if record and record.get("hash") == digest and outputs_exist():
+            self.report.stages.append(StageTime(name, time.perf_counter() - started, True))
+            return
+        self._say(f"── {name}")
+        try:
+            note = run()
+        except StageUnavailable as exc:  # not recorded: a later build with the module runs it
+            self.hashes[name] = "unavailable"  # …and then re-runs what depends on it
+            elapsed = time.perf_counter() - started
+            self.report.stages.append(StageTime(name, elapsed, True, str(exc), available=False))
+            return
+        self.lake.mark_done(STAGE, key, {"hash": digest, "state": self._state(), "note": note})
+        self.report.stages.append(StageTime(name, time.perf_counter() - started, False, note))
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        for key in ("layer", "sae_id", "analysis"):  # what later stages need from skipped ones
+            if state.get(key) is not None and getattr(self, key) is None:
+                setattr(self, key, state[key])
+
+    def _say(self, text: str) -> None:
+        if self.config.progress:
+            print(text, file=sys.stderr, flush=True)
+
+    def model(self) -> Any:
+        """The loaded model, once per audit (only stages that need it pay for it)."""
+        if self._loaded is None:
+            from core.models import load_model
+
+            self._loaded = load_model(self.config.model, self.config.device)
+        return self._loaded
+
+    def model_name(self) -> str:
+        return str(self.model().name)
+
+    # ---- stages -----------------------------------------------------------------------------
+    def run(self) -> AuditReport:
+        """Every stage up to the analysis; the caller renders the report (core never imports it)."""
+        cfg = self.config
+        if self.data is not None:
+            params = {"data": file_fingerprint(self.data), "fmt": cfg.fmt, "map": cfg.mapping}
+            self.stage("ingest", [], params, self._ingest,
+                       lambda: self.lake.has("pairs", {"dataset": self.name}))
+        elif not self.lake.has("pairs", {"dataset": self.name}):
+            raise UserError(f"dataset {self.name}: not in the lake; pass the data file to ingest it")
+        sae_params = {"sae": cfg.sae, "width": cfg.sae_width, "k": cfg.sae_k,
+                      "epochs": cfg.sae_epochs, "seed": cfg.seed}
+        if cfg.sae:  # a given SAE is encoded in the scan's own pass: one forward over the data
+            self.stage("sae", [], sae_params, self._sae, self._sae_exists)
+        self._resolve_layer()
+        scan_params = {"model": cfg.model, "layer": self.layer, "sample_tokens": cfg.sample_tokens,
+                       "max_tokens": cfg.max_tokens, "seed": cfg.seed, "sae": cfg.sae}
+        self.stage("scan", ["ingest", "sae"], scan_params, self._scan,
+                   lambda: self.lake.has("spans", {"dataset": self.name}))
+        if not cfg.sae:
+            self.stage("sae", ["scan"], sae_params, self._sae, self._sae_exists)
+            self.stage("encode", ["sae"], {}, self._encode, self._encoded)
+        self.stage("lexical", ["ingest"], {}, self._lexical)
+        self.stage("ngrams", ["ingest"], {"seed": cfg.seed}, self._ngrams)
+        self.stage(
+            "analyze", ["scan", "encode", "lexical", "ngrams"], {"seed": cfg.seed}, self._analyze,
+            lambda: bool(self.analysis)
+            and self.lake.has("hypotheses", {"dataset": self.name, "analysis": self.analysis}),
+        )
+        return self.report
+
+    def _encoded(self) -> bool:
+        return self.lake.has("span_features", {"dataset": self.name, "sae": str(self.sae_id)})
+
+    def _resolve_layer(self) -> None:
+        """The layer to read: given, else the one a previous audit of this model used, else mid."""
+        if self.layer is not None:
+            return
+        if self.config.sae:
+            from core.sae import load_sae
+
+            self.layer = int(load_sae(self.lake, self.config.sae)[1]["layer"])
+            return
+        record = self.lake.done(STAGE, f"{self.name}-scan") or {}
+        state = record.get("state", {})
+        if state.get("layer") is not None and state.get("model_spec") == self.config.model:
+            self.layer = int(state["layer"])
+        else:
+            self.layer = int(self.model().n_layers) // 2
+
+    def _state(self) -> dict[str, Any]:
+        return {"layer": self.layer, "sae_id": self.sae_id, "analysis": self.analysis,
+                "model_spec": self.config.model}
+
+    def _ingest(self) -> str:
+        from core.ingest import ingest
+
+        assert self.data is not None
+        found = ingest(self.lake, self.data, self.name, self.config.fmt, self.config.mapping,
+                       progress=self.config.progress)
+        rejected = sum(found.rejected.values())
+        return f"{found.kept:,} pairs kept, {rejected:,} rejected"
+
+    def _scan_config(self) -> Any:
+        from core.scan import ScanConfig
+
+        cfg = self.config
+        return ScanConfig(
+            layer=int(self.layer or 0), max_prompt_tokens=cfg.max_tokens,
+            max_response_tokens=cfg.max_tokens, sample_tokens=cfg.sample_tokens, seed=cfg.seed,
+            device=cfg.device,
+        )
+
+    def _sae_sink(self) -> Any:
+        try:
+            from core.encode import sae_sink
+        except ImportError:
+            raise StageUnavailable("skipped: core/encode.py is not in this build") from None
+        return sae_sink(self.lake, str(self.sae_id), self.name)
+
+    def _scan(self) -> str:
+        from core.scan import scan
+
+        sinks = [self._sae_sink()] if self.config.sae else []
+        found = scan(self.lake, self.name, self.model(), self._scan_config(), sinks=sinks,
+                     progress=self.config.progress)
+        tokens = sum(found.tokens.values())
+        encoded = f", encoded with {self.sae_id}" if sinks else ""
+        return f"{found.model} layer {found.layer}: {found.pairs:,} pairs, {tokens:,} tokens{encoded}"
+
+    def _sae_exists(self) -> bool:
+        # The lake layout (lake/README.md), checked without importing torch for a reused stage.
+        folder = self.lake.root / "saes" / slug(str(self.sae_id))
+        return bool(self.sae_id) and (folder / "sculpt.json").exists()
+
+    def _sae(self) -> str:
+        from core.sae import SaeTrainConfig, load_sae, train_sae
+
+        cfg = self.config
+        if cfg.sae:
+            _, info = load_sae(self.lake, cfg.sae)
+            self.sae_id = cfg.sae
+            return f"given: {cfg.sae} (layer {info.get('layer')})"
+        train_config = SaeTrainConfig(
+            layer=self.layer, width=cfg.sae_width, k=cfg.sae_k, epochs=cfg.sae_epochs,
+            seed=cfg.seed, device=cfg.device,
+        )
+        info = train_sae(self.lake, self.name, train_config, progress=cfg.progress)
+        self.sae_id = str(info["sae_id"])
+        quality = info.get("quality", {})
+        shown = ", ".join(f"{k} {v:.3g}" for k, v in quality.items() if isinstance(v, int | float))
+        return f"trained {self.sae_id}: {shown}"
+
+    def _encode(self) -> str:
+        """A second forward pass feeding the freshly trained SAE (it needed the scan's sample)."""
+        try:
+            from core.encode import encode
+        except ImportError:
+            raise StageUnavailable("skipped: core/encode.py is not in this build") from None
+        encode(self.lake, self.name, str(self.sae_id), model=self.model(),
+               config=self._scan_config(), progress=self.config.progress)
+        return f"span_features and token_features for {self.sae_id}"
+
+    def _lexical(self) -> str:
+        try:
+            from core.lexical import score_dataset
+        except ImportError:
+            raise StageUnavailable("skipped: core/lexical.py is not in this build") from None
+        score_dataset(self.lake, self.name, progress=self.config.progress)
+        return "built-in detectors"
+
+    def _ngrams(self) -> str:
+        try:
+            from core.ngrams import discover
+        except ImportError:
+            raise StageUnavailable("skipped: core/ngrams.py is not in this build") from None
+        discover(self.lake, self.name, progress=self.config.progress)
+        return "discovered n-grams"
+
+    def _analyze(self) -> str:
+        from core.analyze import AnalyzeConfig, analyze
+
+        sae = self.sae_id if self.sae_id and self._encoded() else None
+        config = AnalyzeConfig(seed=self.config.seed, sae=sae)
+        found = analyze(self.lake, self.name, config, progress=self.config.progress)
+        self.analysis = found.analysis
+        return f"{found.n_tested:,} concepts tested, {found.n_significant:,} with q < 0.05"
+
+
+def audit(lake: Lake, data: Path | None, name: str, config: AuditConfig | None = None) -> AuditReport:
+    """Run the audit stages for `name` (ingesting `data` first); a second run reuses the lake."""
+    return Audit(lake, data, name, config or AuditConfig()).run()

@@ -1,0 +1,219 @@
+"""Encode every span through an SAE during a scan: `span_features` and `token_features` (DESIGN §3).
+
+`SaeSink` receives each `SpanBatch` from the scan, encodes all its tokens in one `SAE.encode`
+call (chunked for wide SAEs) and reduces per span with segment ops (scatter/index_add), never a
+per-span Python loop. Each shard lands as a staging file; `finish` promotes `span_features` and
+reduces the per-shard top token activations into `token_features` (top `top_k` per feature).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from core.errors import UserError
+from core.lake import Lake, slug, write_parquet_atomic, with_schema_version
+from core.sae import load_sae
+
+if TYPE_CHECKING:
+    from core.scan import ScanConfig, ScanReport, SpanBatch
+
+SPAN_SCHEMA = pa.schema([
+    ("pair_id", pa.string()), ("side", pa.string()), ("feature", pa.int32()),
+    ("max_act", pa.float32()), ("freq", pa.float32()), ("sum_act", pa.float32()),
+])
+TOKEN_SCHEMA = pa.schema([
+    ("pair_id", pa.string()), ("side", pa.string()), ("pos", pa.int32()),
+    ("feature", pa.int32()), ("act", pa.float32()),
+])
+CHUNK_ELEMENTS = 1 << 24
+"""Tokens × features encoded at once: bounds memory for wide SAEs."""
+
+
+@torch.no_grad()
+def encode_tokens(sae: Any, acts: torch.Tensor, norm_cap: float | None = None) -> torch.Tensor:
+    """`sae.encode` of every row, chunked; rows above `norm_cap` (attention sinks) encode to 0."""
+    width = sae.cfg.d_sae
+    rows = max(1, CHUNK_ELEMENTS // width)
+    device = next(sae.parameters()).device
+    parts = []
+    for start in range(0, len(acts), rows):
+        x = acts[start : start + rows].to(device, torch.float32)
+        codes = sae.encode(x)
+        if norm_cap is not None:
+            codes[x.norm(dim=1) > norm_cap] = 0
+        parts.append(codes)
+    return torch.cat(parts) if parts else torch.zeros(0, width, device=device)
+
+
+def span_reduce(
+    codes: torch.Tensor, offsets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(span, feature, max, freq, sum) for every nonzero (span, feature), by segment reduction."""
+    lengths = (offsets[1:] - offsets[:-1]).to(codes.device)
+    span_of_token = torch.repeat_interleave(torch.arange(len(lengths), device=codes.device), lengths)
+    token, feature = codes.nonzero(as_tuple=True)
+    values = codes[token, feature]
+    key = span_of_token[token] * codes.shape[1] + feature
+    unique, inverse = torch.unique(key, return_inverse=True)
+    maxima = torch.zeros(len(unique), device=codes.device).scatter_reduce(
+        0, inverse, values, "amax", include_self=False
+    )
+    sums = torch.zeros(len(unique), device=codes.device).index_add(0, inverse, values)
+    counts = torch.bincount(inverse, minlength=len(unique)).float()
+    span = unique // codes.shape[1]
+    return span, unique % codes.shape[1], maxima, counts / lengths[span].float(), sums
+
+
+def top_per_feature(feature: torch.Tensor, act: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the `k` largest `act` within each feature group."""
+    by_act = torch.argsort(act, descending=True, stable=True)
+    order = by_act[torch.argsort(feature[by_act], stable=True)]
+    grouped = feature[order]
+    first = torch.searchsorted(grouped, grouped, right=False)
+    rank = torch.arange(len(grouped), device=grouped.device) - first
+    return order[rank < k]
+
+
+@dataclass
+class _TopTokens:
+    """Running top-k token activations per feature within the current shard."""
+
+    k: int
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    feature: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    act: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+
+    def add(self, rows: dict[str, list[Any]], feature: torch.Tensor, act: torch.Tensor) -> None:
+        for name, values in rows.items():
+            self.columns.setdefault(name, []).extend(values)
+        self.feature = torch.cat([self.feature, feature.cpu()])
+        self.act = torch.cat([self.act, act.cpu()])
+        keep = top_per_feature(self.feature, self.act, self.k)
+        picks = keep.tolist()
+        self.columns = {n: [v[i] for i in picks] for n, v in self.columns.items()}
+        self.feature, self.act = self.feature[keep], self.act[keep]
+
+    def table(self) -> pa.Table:
+        return pa.table({
+            "pair_id": self.columns.get("pair_id", []), "side": self.columns.get("side", []),
+            "pos": pa.array(self.columns.get("pos", []), pa.int32()),
+            "feature": pa.array(self.feature.numpy().astype(np.int32)),
+            "act": pa.array(self.act.numpy().astype(np.float32)),
+        }, schema=TOKEN_SCHEMA)
+
+
+class SaeSink:
+    """A scan sink that writes `span_features` and `token_features` [dataset, sae]."""
+
+    def __init__(self, lake: Lake, sae_id: str, dataset: str, top_k: int = 20,
+                 device: str | None = None) -> None:
+        self.sae, self.info = load_sae(lake, sae_id, device)
+        self.sae_id, self.dataset, self.top_k = sae_id, dataset, top_k
+        self.key = f"sae={sae_id}"
+        self.partition = {"dataset": dataset, "sae": sae_id}
+        self.norm_cap = self.info.get("norm_cap")
+        self._reset()
+
+    def _reset(self) -> None:
+        self.span_parts: list[pa.Table] = []
+        self.top = _TopTokens(self.top_k)
+
+    def _staging(self, lake: Lake, table: str) -> Any:
+        return lake.staging_dir(table, self.partition, self.key)
+
+    def consume(self, batch: SpanBatch) -> None:
+        if batch.acts.shape[1] != self.sae.cfg.d_in:
+            raise UserError(
+                f"sae {self.sae_id}: d_in {self.sae.cfg.d_in} but the scan gives "
+                f"{batch.acts.shape[1]}-dim activations; scan with the SAE's model"
+            )
+        codes = encode_tokens(self.sae, batch.acts, self.norm_cap)
+        span, feature, maxima, freq, sums = span_reduce(codes, batch.offsets)
+        spans = span.cpu().numpy()
+        pair_ids, sides = np.asarray(batch.pair_ids, dtype=object), np.asarray(batch.sides, dtype=object)
+        self.span_parts.append(pa.table({
+            "pair_id": pa.array(pair_ids[spans]), "side": pa.array(sides[spans]),
+            "feature": pa.array(feature.cpu().numpy().astype(np.int32)),
+            "max_act": pa.array(maxima.cpu().numpy().astype(np.float32)),
+            "freq": pa.array(freq.cpu().numpy().astype(np.float32)),
+            "sum_act": pa.array(sums.cpu().numpy().astype(np.float32)),
+        }, schema=SPAN_SCHEMA))
+        self._add_top_tokens(codes, batch, pair_ids, sides)
+
+    def _add_top_tokens(self, codes: torch.Tensor, batch: SpanBatch, pair_ids: np.ndarray,
+                        sides: np.ndarray) -> None:
+        token, feature = codes.nonzero(as_tuple=True)
+        act = codes[token, feature]
+        keep = top_per_feature(feature, act, self.top_k)
+        token, feature, act = token[keep].cpu(), feature[keep].cpu(), act[keep].cpu()
+        offsets = batch.offsets.cpu()
+        span = torch.searchsorted(offsets, token, right=True) - 1
+        pos = (token - offsets[span]).numpy()
+        spans = span.numpy()
+        rows = {"pair_id": list(pair_ids[spans]), "side": list(sides[spans]), "pos": list(pos)}
+        self.top.add(rows, feature, act)
+
+    def end_shard(self, lake: Lake, shard: int) -> None:
+        spans = pa.concat_tables(self.span_parts) if self.span_parts else SPAN_SCHEMA.empty_table()
+        name = f"part-{shard:05d}.parquet"
+        write_parquet_atomic(with_schema_version(spans), self._staging(lake, "span_features") / name)
+        tokens = with_schema_version(self.top.table())
+        write_parquet_atomic(tokens, self._staging(lake, "token_features") / name)
+        self._reset()
+
+    def finish(self, lake: Lake) -> None:
+        token_dir = self._staging(lake, "token_features")
+        files = sorted(token_dir.glob("*.parquet"))
+        shards = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+        lake.promote(self._staging(lake, "span_features"), "span_features", self.partition)
+        lake.replace_partition("token_features", self.partition, reduce_top(shards, self.top_k))
+        shutil.rmtree(token_dir, ignore_errors=True)
+
+
+def reduce_top(shards: pa.Table | None, k: int) -> pa.Table:
+    """The top `k` rows per feature across the shards' candidates."""
+    if shards is None or shards.num_rows == 0:
+        return TOKEN_SCHEMA.empty_table()
+    shards = shards.select(TOKEN_SCHEMA.names)
+    feature = torch.from_numpy(shards.column("feature").to_numpy().astype(np.int64))
+    act = torch.from_numpy(shards.column("act").to_numpy().astype(np.float32))
+    keep = top_per_feature(feature, act, k)
+    table = shards.take(pa.array(keep.numpy()))
+    return table.sort_by([("feature", "ascending"), ("act", "descending")])
+
+
+def sae_sink(lake: Lake, sae_id: str, dataset: str, top_k: int = 20) -> SaeSink:
+    """The SAE sink for `core.scan.scan(..., sinks=[...])`."""
+    return SaeSink(lake, sae_id, dataset, top_k)
+
+
+def encode(
+    lake: Lake, dataset: str, sae_id: str, model: Any = None, config: ScanConfig | None = None,
+    top_k: int = 20, progress: bool = True,
+) -> ScanReport:
+    """Scan `dataset` through the SAE's model and layer with only the SAE sink (no `acts`)."""
+    from core.models import LoadedModel, load_model
+    from core.scan import ScanConfig, scan
+
+    sink = sae_sink(lake, sae_id, dataset, top_k)
+    layer = int(sink.info["layer"])
+    if config is None:
+        config = ScanConfig(layer=layer)
+    elif config.layer != layer:
+        raise UserError(f"sae {sae_id}: reads layer {layer}, not {config.layer}; drop --layer")
+    loaded = model if isinstance(model, LoadedModel) else load_model(
+        model, config.device, config.dtype
+    )
+    expected = sink.info.get("model")
+    if expected and slug(loaded.name) != slug(str(expected)):
+        raise UserError(
+            f"sae {sae_id}: trained on {expected}, not {loaded.name}; pass --model for {expected}"
+        )
+    return scan(lake, dataset, loaded, config, sinks=[sink], write_acts=False, progress=progress)

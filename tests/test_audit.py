@@ -1,0 +1,77 @@
+"""`sculpt audit` end to end on a tiny model: every stage runs once, a second run reuses the lake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import html5lib
+import pytest
+
+from core.cli import main
+from core.demo_data import write_demo
+from core.lake import Lake
+
+NS = "{http://www.w3.org/1999/xhtml}"
+TINY = ["--model", "tiny", "--sae-width", "32", "--sae-k", "4", "--sae-epochs", "1", "--quiet"]
+
+
+def stage_lines(out: str) -> dict[str, str]:
+    """`name → ran|reused` from the stage table printed at the end of an audit."""
+    table = out.split("stage times", 1)[1].split("\n\n", 1)[0]
+    found = {}
+    for line in table.strip().splitlines():
+        parts = line.split()
+        if parts and parts[0] != "total":
+            found[parts[0]] = parts[3] if len(parts) > 3 else ""
+    return found
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("audit")
+    data = write_demo(root / "pairs.jsonl", n=12, seed=1)
+    lake_dir = root / "lake"
+    return {"root": root, "data": data, "lake": lake_dir}
+
+
+def test_audit_runs_every_stage_then_reuses_the_lake(audited: dict, capsys) -> None:
+    data, lake_dir = audited["data"], audited["lake"]
+    args = ["audit", str(data), "--name", "tiny", "--lake", str(lake_dir), *TINY]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    first = stage_lines(out)
+    assert {"ingest", "scan", "sae", "analyze", "report"} <= set(first)
+    assert first["ingest"] == "ran" and first["scan"] == "ran" and first["sae"] == "ran"
+    report = lake_dir / "reports" / "tiny.html"
+    assert report.exists() and "sculpt triage tiny" in out
+
+    doc = html5lib.parse(report.read_text(), namespaceHTMLElements=True)
+    ids = {s.get("id") for s in doc.iter(f"{NS}section")}
+    assert {"summary", "hypotheses", "cards", "decisions", "runs"} <= ids
+    assert str(lake_dir) not in report.read_text()
+
+    assert main(args) == 0
+    second = stage_lines(capsys.readouterr().out)
+    reran = [name for name, state in second.items() if state == "ran" and name != "report"]
+    assert reran == [], f"a second audit re-ran {reran}"
+
+
+def test_changed_data_reruns_from_ingest(audited: dict, capsys) -> None:
+    data, lake_dir = audited["data"], audited["lake"]
+    lines = Path(data).read_text().splitlines()
+    edited = Path(audited["root"]) / "edited.jsonl"
+    record = json.loads(lines[0])
+    record["chosen"] += " Extra sentence."
+    edited.write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
+    args = ["audit", str(edited), "--name", "tiny", "--lake", str(lake_dir), *TINY]
+    assert main(args) == 0
+    stages = stage_lines(capsys.readouterr().out)
+    assert stages["ingest"] == "ran" and stages["analyze"] == "ran"
+    assert Lake.open(lake_dir).has("pairs", {"dataset": "tiny"})
+
+
+def test_audit_of_missing_file_is_one_clear_error(tmp_path: Path, capsys) -> None:
+    code = main(["audit", str(tmp_path / "nope.jsonl"), "--name", "x", "--lake", str(tmp_path / "l"), *TINY])
+    assert code == 2
+    assert "nope.jsonl" in capsys.readouterr().err

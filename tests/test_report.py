@@ -1,0 +1,142 @@
+"""The HTML audit report: sections, safety against hostile dataset text, offline, size, CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import html5lib
+import pyarrow as pa
+import pytest
+
+from core.cli import main
+from core.lake import Lake
+from reports.render import render_html, script_json, write_report
+from reports.sample import HOSTILE, write_sample
+
+NS = "{http://www.w3.org/1999/xhtml}"
+SECTIONS = ("summary", "hypotheses", "forest", "predictive", "cards", "decisions", "runs")
+
+
+def parse(html: str):
+    return html5lib.parse(html, namespaceHTMLElements=True)
+
+
+def sections(doc) -> dict[str, object]:
+    return {s.get("id"): s for s in doc.iter(f"{NS}section")}
+
+
+def text_of(element) -> str:
+    return "".join(element.itertext())
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("hostile-lake")
+    lake = Lake.open(root)
+    write_sample(lake, "sample", n_pairs=40, n_concepts=25, hostile=True)
+    path = write_report(lake, "sample", root / "out" / "sample.html")
+    return root, path.read_text(encoding="utf-8")
+
+
+def test_report_has_every_section_with_content(hostile_report: tuple[Path, str]) -> None:
+    _, html = hostile_report
+    doc = parse(html)
+    found = sections(doc)
+    assert set(SECTIONS) <= set(found)
+    assert "40" in text_of(found["summary"]) and "identical" in text_of(found["summary"])
+    assert "flattering opener" in text_of(found["hypotheses"])
+    assert found["forest"].find(".//{http://www.w3.org/2000/svg}svg") is not None
+    assert "0.810" in text_of(found["predictive"])
+    assert len(found["cards"].findall(f".//{NS}article")) == 10
+    cards_text = text_of(found["cards"])
+    assert "question" in cards_text and "**bold**" in cards_text
+    assert "suppress" in text_of(found["decisions"]) and "ana" in text_of(found["decisions"])
+    runs = text_of(found["runs"])
+    assert "run-shaped-1" in runs and "baseline" in runs and "reward_shaping" in runs
+    assert "Not run yet" not in html
+
+
+def test_hostile_strings_never_become_markup(hostile_report: tuple[Path, str]) -> None:
+    _, html = hostile_report
+    doc = parse(html)
+    scripts = list(doc.iter(f"{NS}script"))
+    assert len(scripts) == 2  # the JSON data and the report's own JS, nothing injected
+    assert html.count("</script>") == 2 and "<!--" not in html
+    for element in doc.iter():
+        assert not any(str(name).lower().startswith("on") for name in element.attrib), element.tag
+    body_text = text_of(doc.find(f"{NS}body"))
+    assert "<script>alert(1)</script>" in body_text  # shown to the reader as text…
+    assert '"onerror=alert(2)' in body_text
+    assert "{{ 7*7 }}" in body_text  # …and never evaluated by the template
+    data = json.loads(scripts[0].text)
+    assert data["dataset"] == "sample"
+    assert any(HOSTILE in (h["label"] or "") for h in data["hypotheses"]["all"])
+
+
+def test_report_is_offline_and_leaks_no_machine_path(hostile_report: tuple[Path, str]) -> None:
+    root, html = hostile_report
+    assert str(root) not in html and str(root.resolve()) not in html
+    assert str(Path.home()) + "/" not in html
+    assert "/abs/should/not/leak" not in html
+    assert not re.search(r"https?://", html)
+    doc = parse(html)
+    for element in doc.iter():
+        assert "src" not in element.attrib
+        href = element.get("href")
+        assert href is None or href.startswith("#")
+    assert "@import" not in html and "url(" not in html
+
+
+def test_script_json_cannot_close_its_tag() -> None:
+    text = str(script_json({"x": "</script><!-- <b>&amp;", "y": "\u2028"}))
+    assert "</" not in text and "<!--" not in text and "<" not in text
+    assert json.loads(text) == {"x": "</script><!-- <b>&amp;", "y": "\u2028"}
+
+
+def test_missing_stages_render_as_notes_not_errors(tmp_path: Path) -> None:
+    lake = Lake.open(tmp_path / "lake")
+    pairs = [{"pair_id": f"{i:016x}", "row": i, "prompt": "[]", "chosen": "a b c", "rejected": "a",
+              "source": "x.jsonl", "meta": "{}"} for i in range(12)]
+    lake.replace_partition("pairs", {"dataset": "bare"}, pa.Table.from_pylist(pairs))
+    html = write_report(lake, "bare", tmp_path / "bare.html").read_text()
+    found = sections(parse(html))
+    assert "12" in text_of(found["summary"])
+    for section, command in (("hypotheses", "sculpt analyze bare"), ("cards", "sculpt analyze bare"),
+                             ("decisions", "sculpt triage bare"), ("runs", "sculpt train")):
+        assert "Not run yet" in text_of(found[section]) and command in text_of(found[section])
+
+
+def test_report_for_200_concepts_stays_under_3_mb(tmp_path: Path) -> None:
+    lake = Lake.open(tmp_path / "lake")
+    write_sample(lake, "big", n_pairs=300, n_concepts=200)
+    path = write_report(lake, "big", tmp_path / "big.html", top=200, cards=200)
+    size = path.stat().st_size
+    assert size < 3_000_000, f"{size / 1e6:.2f} MB"
+    doc = parse(path.read_text())
+    assert len(sections(doc)["cards"].findall(f".//{NS}article")) == 200
+
+
+def test_render_html_needs_no_lake() -> None:
+    data = {"dataset": "x", "generated": "now", "summary": None, "model": None, "analysis": None,
+            "hypotheses": None, "predictive": None, "cards": None, "decisions": None, "runs": None,
+            "missing": {"summary": "sculpt ingest FILE --name x", "model": "sculpt scan x",
+                        "hypotheses": "sculpt analyze x", "predictive": "sculpt analyze x",
+                        "cards": "sculpt analyze x", "decisions": "sculpt triage x",
+                        "runs": "sculpt train"}}
+    html = render_html(data)
+    assert html.count("Not run yet") >= 6
+
+
+def test_report_command_writes_file_and_rejects_unknown_run(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "lake"
+    write_sample(Lake.open(root), "sample", n_pairs=20, n_concepts=8)
+    out = tmp_path / "r.html"
+    assert main(["report", "sample", "--lake", str(root), "-o", str(out)]) == 0
+    assert out.exists() and "report:" in capsys.readouterr().out
+    assert main(["report", "sample", "--lake", str(root), "--run", "nope", "-o", str(out)]) == 2
+    assert "--run nope" in capsys.readouterr().err
+    assert main(["report", "missing", "--lake", str(root), "-o", str(out)]) == 2
+    default = main(["report", "sample", "--lake", str(root)])
+    assert default == 0 and (root / "reports" / "sample.html").exists()

@@ -1,0 +1,280 @@
+"""The triage TUI driven with Textual's Pilot on a small synthetic lake: what shows, what lands."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from core.decisions import Decision, current, history
+from core.errors import UserError
+from core.lake import Lake
+from tui.app import TriageApp
+from tui.card import ConceptCard
+from tui.decide import DecisionForm
+from tui.hypotheses import HypothesesScreen
+from tui.keys import KEY_IDS, load_keymap
+from tui.pairs import PairViewer
+from tui.queue import QueueScreen
+from tui.sample_lake import build_sample_lake
+
+SMALL, LARGE = (80, 24), (160, 48)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lake")
+    build_sample_lake(root, n_pairs=120, n_hypotheses=400, seed=1)
+    return root
+
+
+@pytest.fixture
+def lake(built: Path, tmp_path: Path) -> Lake:
+    """A fresh copy per test, so decisions never leak between tests."""
+    shutil.copytree(built, tmp_path / "lake")
+    return Lake.open(tmp_path / "lake")
+
+
+def screen_text(app: TriageApp) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def until(pilot, condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}:\n{screen_text(pilot.app)}")
+        await pilot.pause(0.05)
+
+
+async def loaded(pilot, after: int = 0) -> HypothesesScreen:
+    await until(pilot, lambda: isinstance(pilot.app.screen, HypothesesScreen)
+                and pilot.app.screen.loads > after, "hypotheses")
+    await pilot.pause()
+    return pilot.app.screen
+
+
+def drive(lake: Lake, size: tuple[int, int], scenario: Callable[..., Awaitable[None]],
+          **kwargs) -> None:
+    async def run() -> None:
+        app = TriageApp(lake, "demo", **kwargs)
+        async with app.run_test(size=size) as pilot:
+            await scenario(pilot)
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE])
+def test_first_screen_shows_ranked_hypotheses_with_words_and_glyphs(lake: Lake, size) -> None:
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        await until(pilot, lambda: "? help" in screen_text(pilot.app), "footer")
+        text = screen_text(pilot.app)
+        top = lake.sql("select label from hypotheses order by rank limit 1")["label"][0].as_py()
+        assert top in text
+        assert "100 of 400" in text and "sorted by rank ↑" in text
+        assert "? help" in text and "✗suppress" in text
+        assert ("Δ [95% CI]" in text) == (size == LARGE)
+        assert screen.query_one("#table").row_count == 100
+
+    drive(lake, size, scenario)
+
+
+def test_filters_search_sort_and_nothing_matches(lake: Lake) -> None:
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        n = screen.loads
+        await pilot.press("g")  # scope → global
+        screen = await loaded(pilot, n)
+        expected = lake.sql("select count(*) n from hypotheses where scope = 'global'")["n"][0]
+        assert screen.total == expected.as_py()
+        assert all(r["scope"] == "global" for r in screen.rows)
+        assert "scope=global" in screen_text(pilot.app)
+        n = screen.loads
+        await pilot.press("slash", *"insult", "enter")
+        screen = await loaded(pilot, n)
+        assert screen.rows and all("insult" in r["label"] for r in screen.rows)
+        n = screen.loads
+        await pilot.press("s")
+        screen = await loaded(pilot, n)
+        assert "sorted by delta_min ↓" in screen_text(pilot.app)
+        n = screen.loads
+        await pilot.press("slash", *"zzznothing", "enter")
+        await loaded(pilot, n)
+        assert "nothing matches" in screen_text(pilot.app)
+        n = screen.loads
+        await pilot.press("c")
+        screen = await loaded(pilot, n)
+        assert screen.total == 400
+
+    drive(lake, SMALL, scenario)
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE])
+def test_card_and_pair_viewer_show_the_evidence(lake: Lake, size) -> None:
+    async def scenario(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConceptCard)
+                    and "per-pair gap" in screen_text(pilot.app), "card")
+        card = pilot.app.screen
+        await until(pilot, lambda: "correlated concepts (" in
+                    str(card.query_one("#card-correlated").content), "correlated concepts")
+        body = "\n".join(str(card.query_one(f"#card-{part}").content) for part in
+                         ("head", "stats", "histogram", "contexts", "clusters", "correlated"))
+        for needle in ("Δ +", "split-half", "chosen", "rejected", "top-activating contexts",
+                       "data clusters where it leans most", "r +"):
+            assert needle in body, needle
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(pilot.app.screen, PairViewer)
+                    and "pair 1/" in screen_text(pilot.app), "pair viewer")
+        viewer = pilot.app.screen
+        text = screen_text(pilot.app)
+        assert "✓ chosen" in text and "✗ rejected" in text
+        assert viewer.has_class("narrow") == (size == SMALL)
+        gaps = [p["gap"] for p in viewer.pairs]
+        assert gaps == sorted(gaps, reverse=True)  # largest gap first
+        await pilot.press("n")
+        await until(pilot, lambda: "pair 2/" in screen_text(pilot.app), "next pair")
+        await pilot.press("escape", "escape")
+        await loaded(pilot)
+
+    drive(lake, size, scenario)
+
+
+def test_every_decision_lands_in_the_lake_and_undo_withdraws(lake: Lake) -> None:
+    async def decide(pilot, key: str, note: str = "", applies: str | None = None) -> None:
+        await pilot.press(key)
+        await until(pilot, lambda: isinstance(pilot.app.screen, DecisionForm), "form")
+        if applies:
+            pilot.app.screen.query_one("#applies").value = applies
+        await pilot.press(*note, "enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, HypothesesScreen), "saved")
+        await pilot.pause()
+
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        first = screen.rows[0]
+        await decide(pilot, "a")
+        await pilot.press("down")
+        await decide(pilot, "x", note="too apologetic")
+        await pilot.press("down")
+        await decide(pilot, "m")
+        await pilot.press("down")
+        await decide(pilot, "r")
+        rows = history(lake, "demo")
+        assert [d.action for d in rows] == ["allow", "suppress", "amplify", "review"]
+        assert rows[0].hypothesis_id == first["hypothesis_id"] and rows[0].method == "none"
+        assert rows[1].method == "reward_shaping" and rows[1].note == "too apologetic"
+        assert all(d.author and d.ts > 0 for d in rows)
+        assert "✓ allowed" in screen_text(pilot.app) and "✗ suppressed" in screen_text(pilot.app)
+        # a conditional hypothesis, scoped to its data cluster on the concept
+        index = next(i for i, r in enumerate(screen.rows) if r["scope"] == "conditional")
+        screen.query_one("#table").move_cursor(row=index)
+        await pilot.pause()
+        await decide(pilot, "x", applies="cluster")
+        last = history(lake, "demo")[-1]
+        assert last.scope == f"cluster:{screen.rows[index]['data_cluster']}"
+        assert last.hypothesis_id is None
+        await pilot.press("u")
+        await pilot.pause()
+        assert len(current(lake, "demo")) == 4
+        assert history(lake, "demo")[-1].undo_of == last.ts
+        await pilot.press("i")
+        await until(pilot, lambda: isinstance(pilot.app.screen, QueueScreen), "queue")
+        text = screen_text(pilot.app)
+        assert "2 pending intervention(s)" in text and "↑ amplified" in text
+        await pilot.press("u")  # undo the selected row: the newest pending intervention
+        await pilot.pause()
+        assert [d.action for d in current(lake, "demo")] == ["allow", "suppress", "review"]
+
+    drive(lake, SMALL, scenario)
+
+
+def test_decision_is_kept_while_another_process_appends_to_the_lake(lake: Lake) -> None:
+    stop = threading.Event()
+
+    def other_writer() -> None:
+        i = 0
+        while not stop.is_set():
+            lake.append_log("runs", [{"run_id": f"r{i}", "ts": time.time(), "status": "running"}])
+            lake.append_log("decisions", [{**Decision("other", "lex:length", "allow").__dict__}])
+            i += 1
+
+    async def scenario(pilot) -> None:
+        await loaded(pilot)
+        writer = threading.Thread(target=other_writer)
+        writer.start()
+        try:
+            for _ in range(3):
+                await pilot.press("x")
+                await until(pilot, lambda: isinstance(pilot.app.screen, DecisionForm), "form")
+                await pilot.press("enter")
+                await until(pilot, lambda: isinstance(pilot.app.screen, HypothesesScreen), "saved")
+                await pilot.press("down")
+        finally:
+            stop.set()
+            writer.join()
+
+    drive(lake, SMALL, scenario)
+    mine = history(lake, "demo")
+    assert [d.action for d in mine] == ["suppress"] * 3
+    assert len({d.hypothesis_id for d in mine}) == 3
+    assert history(lake, "other")
+
+
+def test_a_lake_without_hypotheses_says_which_command_to_run(tmp_path: Path) -> None:
+    lake = Lake.open(tmp_path / "bare")
+    build_sample_lake(lake.root, n_pairs=20, n_hypotheses=30)
+    shutil.rmtree(lake.table_dir("hypotheses"))
+
+    async def scenario(pilot) -> None:
+        await until(pilot, lambda: "sculpt analyze demo" in screen_text(pilot.app), "message")
+        assert "no hypotheses for demo yet" in screen_text(pilot.app)
+
+    drive(lake, SMALL, scenario)
+
+
+def test_keymap_file_rebinds_and_help_lists_ids(lake: Lake, tmp_path: Path) -> None:
+    keymap_file = tmp_path / "keys.toml"
+    keymap_file.write_text('[decide]\nallow = "A"\n\n[hypotheses]\nsort = "o"\n')
+    keymap = load_keymap(keymap_file)
+    assert keymap == {"decide.allow": "A", "hypotheses.sort": "o"}
+
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, HypothesesScreen)  # the old key does nothing now
+        await pilot.press("A")
+        await until(pilot, lambda: isinstance(pilot.app.screen, DecisionForm), "form on A")
+        await pilot.press("escape")
+        n = screen.loads
+        await pilot.press("o")
+        await loaded(pilot, n)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        text = screen_text(pilot.app)
+        assert "keys on the hypotheses screen" in text and "hypotheses.open" in text
+
+    drive(lake, SMALL, scenario, keymap=keymap)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("decide.alow: A\n")
+    with pytest.raises(UserError, match="unknown binding id"):
+        load_keymap(bad)
+    assert {"decide.allow", "decide.undo", "app.help", "back"} <= KEY_IDS
+
+
+def test_triage_command_names_the_dataset_or_explains(tmp_path: Path) -> None:
+    from core.commands.triage import pick_dataset
+
+    empty = Lake.open(tmp_path / "empty")
+    with pytest.raises(UserError, match="sculpt demo"):
+        pick_dataset(empty, None)
+    build_sample_lake(tmp_path / "one", n_pairs=10, n_hypotheses=20)
+    assert pick_dataset(Lake.open(tmp_path / "one"), None) == "demo"

@@ -1,0 +1,209 @@
+"""The concept card: what a concept is, how strongly it leans, and the evidence behind it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import Footer, LoadingIndicator, Static
+
+from tui.decide import DecidingScreen, Target, badge
+from tui.hypotheses import fmt_q, scope_cell
+from tui.keys import bindings
+
+HIGHLIGHT = "bold reverse"
+"""Activating tokens: reverse video reads in 16 colours and over SSH."""
+
+
+class CardLoaded(Message):
+    def __init__(self, concept: dict[str, Any], related: list[dict[str, Any]],
+                 histogram: list[tuple[float, float, int]], contexts: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.concept, self.related, self.histogram, self.contexts = (
+            concept, related, histogram, contexts)
+
+
+class CorrelatedLoaded(Message):
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.rows = rows
+
+
+def describe_source(concept: dict[str, Any]) -> str:
+    try:
+        source = json.loads(concept.get("source") or "{}")
+    except (TypeError, ValueError):
+        source = {}
+    if not isinstance(source, dict) or not source:
+        return "source unknown"
+    return " · ".join(f"{k} {v}" for k, v in source.items() if v is not None)
+
+
+def stats_line(row: dict[str, Any]) -> Text:
+    split = "✓ split-half" if row["split_half_ok"] else "✗ split-half"
+    text = Text()
+    text.append(f"Δ {row['delta']:+.3f} [{row['ci_lo']:+.3f}, {row['ci_hi']:+.3f}]", "bold")
+    text.append(f" · d {row['d']:+.2f} · q {fmt_q(row['q'])} · {split}")
+    if row.get("delta_min") is not None:
+        text.append(f" (Δmin {row['delta_min']:.3f})")
+    if row.get("delta_len") is not None:
+        text.append(f" · length-controlled Δ {row['delta_len']:+.3f}")
+    if row.get("length_only"):
+        text.append(" · ⚠ only longer text", "bold")
+    return text
+
+
+def rate_bar(name: str, rate: float | None, width: int = 20) -> Text:
+    rate = rate or 0.0
+    filled = round(rate * width)
+    return Text(f"  {name:<9} {'█' * filled}{'░' * (width - filled)} {rate:6.1%}\n")
+
+
+def histogram_text(bins: list[tuple[float, float, int]], width: int = 30) -> Text:
+    if not bins:
+        return Text("  no per-pair scores for this concept in the lake\n", "italic")
+    peak = max(n for _, _, n in bins) or 1
+    text = Text()
+    for lo, hi, n in bins:
+        bar = "█" * max(1 if n else 0, round(n / peak * width))
+        text.append(f"  {lo:+8.2f} … {hi:+8.2f} │{bar:<{width}} {n:,}\n")
+    return text
+
+
+def context_text(ctx: dict[str, Any]) -> Text:
+    text = Text("  ")
+    text.append(f"{ctx.get('side', '?'):<8}", "dim")
+    text.append(f" {float(ctx.get('act') or 0):5.2f}  ")
+    text.append("…" + str(ctx.get("text_before", ""))[-40:] + " ")
+    text.append(str(ctx.get("token", "")), HIGHLIGHT)
+    text.append(" " + str(ctx.get("text_after", ""))[:40] + "…\n")
+    return text
+
+
+class ConceptCard(DecidingScreen):
+    KEYS_SCREEN = "card"
+    BINDINGS = bindings("card")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        super().__init__()
+        self.row = row
+        self.concept: dict[str, Any] = {"concept_id": row["concept_id"]}
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="card"):
+            yield Static(self.header_text(), id="card-head")
+            yield Static(id="card-stats")
+            yield Static(id="card-histogram")
+            yield Static(id="card-contexts")
+            yield Static(id="card-clusters")
+            yield Static(Text("correlated concepts: computing…", "italic"), id="card-correlated")
+        yield LoadingIndicator(id="loading")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#card").focus()
+        self.load()
+        self.load_correlated()
+
+    @work(thread=True, exclusive=True, group="card")
+    def load(self) -> None:
+        data = self.app.data  # type: ignore[attr-defined]
+        concept_id = self.row["concept_id"]
+        try:
+            concept = data.concept(concept_id)
+            related = data.hypotheses_for(concept_id)
+            histogram = data.gap_histogram(concept_id)
+            contexts = data.contexts(concept)
+        except duckdb.Error as exc:
+            self.app.call_from_thread(self.notify, str(exc).splitlines()[0], severity="error")
+            return
+        self.post_message(CardLoaded(concept, related, histogram, contexts))
+
+    @work(thread=True, exclusive=True, group="correlated")
+    def load_correlated(self) -> None:
+        try:
+            rows = self.app.data.correlated(self.row["concept_id"])  # type: ignore[attr-defined]
+        except duckdb.Error:
+            rows = []
+        self.post_message(CorrelatedLoaded(rows))
+
+    def header_text(self) -> Text:
+        row = self.row
+        decision = self.app.book.for_row(  # type: ignore[attr-defined]
+            row["concept_id"], row["hypothesis_id"], row["data_cluster"])
+        text = Text()
+        text.append(str(row["label"] or row["concept_id"]), "bold")
+        text.append(f"  [{badge(decision) if decision else 'undecided'}]\n")
+        text.append(f"{row['concept_id']} · {row['kind'] or self.concept.get('kind', '?')}")
+        if "source" in self.concept:
+            text.append(f" · {describe_source(self.concept)}")
+        where = "all pairs" if row["scope"] == "global" else f"data cluster {row['data_cluster']}"
+        text.append(f"\nhypothesis {row['hypothesis_id']} · {row['scope']} · {where} · "
+                    f"leans {row['lean']} · n {row['n']:,} (in {row['n_in']:,})")
+        return text
+
+    def on_card_loaded(self, message: CardLoaded) -> None:
+        self.query_one("#loading").display = False
+        self.concept = message.concept
+        self.query_one("#card-head", Static).update(self.header_text())
+        stats = Text("\n")
+        stats.append(stats_line(self.row))
+        stats.append("\n  fires in (score > 0):\n")
+        stats.append(rate_bar("chosen", self.row.get("chosen_rate")))
+        stats.append(rate_bar("rejected", self.row.get("rejected_rate")))
+        self.query_one("#card-stats", Static).update(stats)
+        histogram = Text("\nper-pair gap, chosen − rejected score (pairs)\n", "bold")
+        histogram.append(histogram_text(message.histogram))
+        self.query_one("#card-histogram", Static).update(histogram)
+        contexts = Text("\ntop-activating contexts (token highlighted)\n", "bold")
+        if not message.contexts:
+            contexts.append("  none recorded for this concept\n", "italic")
+        for ctx in message.contexts:
+            contexts.append(context_text(ctx))
+        self.query_one("#card-contexts", Static).update(contexts)
+        self.query_one("#card-clusters", Static).update(self.clusters_text(message.related))
+
+    def clusters_text(self, related: list[dict[str, Any]]) -> Text:
+        text = Text("\ndata clusters where it leans most\n", "bold")
+        conditional = [r for r in related if r["scope"] != "global"][:6]
+        if not conditional:
+            text.append("  no conditional hypotheses for this concept\n", "italic")
+        for r in conditional:
+            split = "✓" if r["split_half_ok"] else "✗"
+            text.append(f"  {scope_cell(r):<7} Δ {r['delta']:+.2f} [{r['ci_lo']:+.2f}, "
+                        f"{r['ci_hi']:+.2f}] d {r['d']:+.2f} q {fmt_q(r['q'])} {split} "
+                        f"n_in {r['n_in']:,}\n")
+        return text
+
+    def on_correlated_loaded(self, message: CorrelatedLoaded) -> None:
+        text = Text("\ncorrelated concepts (per-pair gap, r on ≤2,000 pairs)\n", "bold")
+        if not message.rows:
+            text.append("  none found\n", "italic")
+        for r in message.rows:
+            text.append(f"  r {r['r']:+.2f}  {r['label'] or ''} ({r['concept_id']})\n")
+        self.query_one("#card-correlated", Static).update(text)
+
+    def decision_target(self) -> Target | None:
+        row = self.row
+        return Target(row["concept_id"], row["label"] or row["concept_id"], row["hypothesis_id"],
+                      row["data_cluster"] if row["scope"] != "global" else None)
+
+    def decisions_changed(self) -> None:
+        self.query_one("#card-head", Static).update(self.header_text())
+
+    def on_screen_resume(self) -> None:
+        self.decisions_changed()
+
+    def action_open_pairs(self) -> None:
+        from tui.pairs import PairViewer
+
+        self.app.push_screen(PairViewer(self.row))
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

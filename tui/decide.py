@@ -1,0 +1,205 @@
+"""Decisions from the TUI: the in-force book over core.decisions and the small modal form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from core import decisions as log
+from core.decisions import ACTIONS, GLYPHS, METHODS, Decision
+from core.lake import Lake
+
+WORDS = {"allow": "allowed", "suppress": "suppressed", "amplify": "amplified", "review": "review"}
+DEFAULT_METHOD = {"allow": "none", "suppress": "reward_shaping", "amplify": "reward_shaping",
+                  "review": "none"}
+
+
+def badge(decision: Decision | None) -> str:
+    """Glyph and word, never colour alone: `✗ suppressed`."""
+    if decision is None:
+        return "·"
+    return f"{GLYPHS[decision.action]} {WORDS[decision.action]}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a decision is about: a concept, optionally one hypothesis in one data cluster."""
+
+    concept_id: str
+    label: str
+    hypothesis_id: str | None = None
+    data_cluster: int | None = None
+
+
+class DecisionBook:
+    """Decisions in force for one dataset, re-read from the lake's log after every write."""
+
+    def __init__(self, lake: Lake, dataset: str) -> None:
+        self.lake, self.dataset = lake, dataset
+        self.session: list[Decision] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.in_force = log.current(self.lake, self.dataset)
+        self._by_hypothesis = {d.hypothesis_id: d for d in self.in_force if d.hypothesis_id}
+        self._by_concept = {(d.concept_id, d.scope): d for d in self.in_force
+                            if not d.hypothesis_id}
+
+    def for_row(self, concept_id: str, hypothesis_id: str | None,
+                data_cluster: int | None) -> Decision | None:
+        """The decision that governs a row: its own, else its concept's in its cluster, else all."""
+        if hypothesis_id in self._by_hypothesis:
+            return self._by_hypothesis[hypothesis_id]
+        if data_cluster is not None and (concept_id, f"cluster:{data_cluster}") in self._by_concept:
+            return self._by_concept[(concept_id, f"cluster:{data_cluster}")]
+        return self._by_concept.get((concept_id, "all"))
+
+    def record(self, decision: Decision) -> Decision:
+        """Append to the lake; returns only once the row is on disk."""
+        saved = log.record(self.lake, decision)
+        self.session.append(saved)
+        self.refresh()
+        return saved
+
+    def undo(self, decision: Decision) -> Decision:
+        log.undo(self.lake, decision)
+        self.refresh()
+        return decision
+
+    def undo_last(self) -> Decision | None:
+        """Withdraw the latest decision made in this session that is still in force."""
+        live = {d.ts for d in self.in_force}
+        while self.session:
+            last = self.session.pop()
+            if last.ts in live:
+                return self.undo(last)
+        return None
+
+    def pending(self) -> list[Decision]:
+        """Interventions waiting for `sculpt plan`: decisions in force with a method."""
+        return [d for d in self.in_force if d.method != "none"]
+
+
+class DecisionForm(ModalScreen[Decision | None]):
+    """Action, what it applies to, method, strength, note. Enter saves, Esc cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="form.cancel")]
+
+    def __init__(self, dataset: str, target: Target, action: str) -> None:
+        super().__init__()
+        self.dataset, self.target, self.action_name = dataset, target, action
+
+    def compose(self) -> ComposeResult:
+        t = self.target
+        scopes: list[tuple[str, str]] = []
+        if t.hypothesis_id:
+            where = f" in cluster {t.data_cluster}" if t.data_cluster is not None else ""
+            scopes.append((f"this hypothesis{where}", "hypothesis"))
+        scopes.append(("the concept, everywhere", "concept"))
+        if t.data_cluster is not None:
+            scopes.append((f"the concept, in cluster {t.data_cluster} only", "cluster"))
+        with Vertical(id="form"):
+            yield Static(f"Decide on [b]{_escape(t.label)}[/b]  ({_escape(t.concept_id)})",
+                         id="form-title")
+            with Grid(id="form-grid"):
+                yield Label("action")
+                yield Select([(f"{GLYPHS[a]} {a}", a) for a in ACTIONS], value=self.action_name,
+                             allow_blank=False, compact=True, id="action")
+                yield Label("applies to")
+                yield Select(scopes, value=scopes[0][1], allow_blank=False, compact=True,
+                             id="applies")
+                yield Label("method")
+                yield Select([(m, m) for m in METHODS], value=DEFAULT_METHOD[self.action_name],
+                             allow_blank=False, compact=True, id="method")
+                yield Label("strength")
+                yield Input("1.0", compact=True, id="strength")
+                yield Label("note")
+                yield Input(placeholder="why (optional)", compact=True, id="note")
+            yield Static("", id="form-error")
+            with Horizontal(id="form-buttons"):
+                yield Button("Save ⏎", variant="primary", compact=True, id="save")
+                yield Button("Cancel esc", compact=True, id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#note", Input).focus()
+
+    @on(Select.Changed, "#action")
+    def _default_method(self, event: Select.Changed) -> None:
+        self.query_one("#method", Select).value = DEFAULT_METHOD[str(event.value)]
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#save")
+    def save(self) -> None:
+        try:
+            self.dismiss(self.decision())
+        except ValueError as exc:
+            self.query_one("#form-error", Static).update(f"✗ {exc}")
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def decision(self) -> Decision:
+        t = self.target
+        applies = self.query_one("#applies", Select).value
+        text = self.query_one("#strength", Input).value.strip() or "1.0"
+        try:
+            strength = float(text)
+        except ValueError:
+            raise ValueError(f"strength {text!r}: type a number, e.g. 1.0") from None
+        scope = "all"
+        if applies in ("cluster", "hypothesis") and t.data_cluster is not None:
+            scope = f"cluster:{t.data_cluster}"
+        return Decision(
+            dataset=self.dataset, concept_id=t.concept_id,
+            action=str(self.query_one("#action", Select).value),
+            method=str(self.query_one("#method", Select).value), strength=strength, scope=scope,
+            note=self.query_one("#note", Input).value.strip(),
+            hypothesis_id=t.hypothesis_id if applies == "hypothesis" else None)
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", r"\[")
+
+
+class DecidingScreen(Screen):
+    """A screen whose selection can be decided on (a/x/m/r) and undone (u)."""
+
+    def decision_target(self) -> Target | None:
+        raise NotImplementedError
+
+    def decisions_changed(self) -> None:
+        """Redraw whatever shows a decision badge."""
+
+    def action_decide(self, action: str) -> None:
+        target = self.decision_target()
+        if target is None:
+            self.notify("nothing selected to decide on", severity="warning")
+            return
+        app = self.app
+        app.push_screen(DecisionForm(app.dataset, target, action), self._record)  # type: ignore[attr-defined]
+
+    def _record(self, decision: Decision | None) -> None:
+        if decision is None:
+            return
+        saved = self.app.book.record(decision)  # type: ignore[attr-defined]
+        where = f"hypothesis {saved.hypothesis_id}" if saved.hypothesis_id else saved.concept_id
+        method = "" if saved.method == "none" else f" · {saved.method} ×{saved.strength:g}"
+        self.notify(f"{badge(saved)} · {where} · {saved.scope}{method} — saved",
+                    title="decision saved")
+        self.decisions_changed()
+
+    def action_undo(self) -> None:
+        undone = self.app.book.undo_last()  # type: ignore[attr-defined]
+        if undone is None:
+            self.notify("nothing to undo in this session", severity="warning")
+            return
+        self.notify(f"undone: {badge(undone)} · {undone.concept_id} · {undone.scope}",
+                    title="decision withdrawn")
+        self.decisions_changed()

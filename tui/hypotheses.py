@@ -1,0 +1,373 @@
+"""The hypotheses screen: a paged, sortable, filterable table of every concept lean."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import duckdb
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Input, LoadingIndicator, Static
+from textual.worker import get_current_worker
+
+from tui.data import LEANS, PAGE_SIZE, SCOPES, SORT_COLUMNS, Filters, Page, Sort
+from tui.decide import DecidingScreen, Target, badge
+from tui.keys import bindings
+
+WIDE = 130
+"""From this width on, the table shows intervals, Δmin, rates and counts too."""
+
+
+class HypothesesLoaded(Message):
+    def __init__(self, page: Page, append: bool) -> None:
+        super().__init__()
+        self.page, self.append = page, append
+
+
+class HypothesesFailed(Message):
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class LakeOpened(Message):
+    """DuckDB is connected and the decision log read: the screen can query."""
+
+
+class CacheBuilt(Message):
+    """The analysis now lives in a DuckDB table: sorts and filters get fast."""
+
+
+def fmt_q(q: float | None) -> str:
+    if q is None:
+        return "–"
+    if q < 1e-4:
+        return "<1e-4"
+    if q < 0.001:
+        return f"{q:.0e}"
+    return f"{q:.3f}" if q < 0.1 else f"{q:.2f}"
+
+
+def scope_cell(row: dict[str, Any]) -> str:
+    if row["scope"] == "global":
+        return "global"
+    prefix = "p" if row["scope"] == "prompt" else "k"
+    return f"{prefix}{row['data_cluster']}" if row["data_cluster"] is not None else row["scope"]
+
+
+def _num(text: str) -> Text:
+    return Text(text, justify="right")
+
+
+COLUMNS_NARROW = (("decision", 12), ("scope", 6), ("concept", 0), ("Δ", 6), ("d", 5),
+                  ("q", 5), ("½", 1), ("lean", 8))
+COLUMNS_WIDE = (("decision", 12), ("scope", 6), ("kind", 5), ("concept", 0),
+                ("Δ [95% CI]", 20), ("Δmin", 5), ("d", 5), ("q", 5), ("½", 1), ("lean", 12),
+                ("chosen/rej", 10), ("n_in", 7))
+KIND_SHORT = {"sae_feature": "sae", "feature_cluster": "fc", "lexical": "lex", "vector": "vec"}
+"""(header, width); the concept column takes what the others leave."""
+
+
+def column_widths(columns: tuple[tuple[str, int], ...], total: int) -> list[tuple[str, int]]:
+    fixed = sum(w for _, w in columns) + 2 * len(columns) + 3  # cell padding, scrollbar
+    return [(name, w or max(12, min(40, total - fixed))) for name, w in columns]
+
+
+def row_cells(row: dict[str, Any], decision: str, wide: bool) -> list[Any]:
+    label = row["label"] or row["concept_id"]
+    split = "✓" if row["split_half_ok"] else "✗"
+    lean = row["lean"] + (" len" if row.get("length_only") else "")
+    delta = f"{row['delta']:+.2f}"
+    if not wide:
+        return [decision, scope_cell(row), label, _num(delta), _num(f"{row['d']:+.2f}"),
+                _num(fmt_q(row["q"])), split, lean]
+    ci = f"{delta} [{row['ci_lo']:+.2f}, {row['ci_hi']:+.2f}]"
+    rates = f"{row['chosen_rate']:.0%}/{row['rejected_rate']:.0%}"
+    kind = KIND_SHORT.get(row["kind"], row["kind"] or "")
+    return [decision, scope_cell(row), kind, label, _num(ci),
+            _num(f"{row['delta_min']:.2f}" if row["delta_min"] is not None else "–"),
+            _num(f"{row['d']:+.2f}"), _num(fmt_q(row["q"])), split, lean, _num(rates),
+            _num(f"{row['n_in']:,}")]
+
+
+class HypothesesScreen(DecidingScreen):
+    KEYS_SCREEN = "hypotheses"
+    BINDINGS = bindings("hypotheses")
+    AUTO_FOCUS = "#table"
+    SEARCH_DEBOUNCE = 0.15
+    """Seconds of no typing before the search box filters (Enter filters at once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filters, self.sort = Filters(), Sort()
+        self.rows: list[dict[str, Any]] = []
+        self.total = 0
+        self.loads = 0
+        """How many pages were shown; tests and the bench wait on it."""
+        self.wide: bool | None = None
+        self.title_text = ""
+        self._debounce: Timer | None = None
+        self._spinner: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"[b]sculpt triage[/b] · {self.app.dataset} · opening the lake…",  # type: ignore[attr-defined]
+                     id="title")
+        yield Input(placeholder="/ search labels, ids, tokens · f filters · g scope · l lean · h split-half", compact=True, id="search")
+        yield Static("loading…", id="status")
+        yield DataTable(cursor_type="row", zebra_stripes=True, id="table")
+        yield LoadingIndicator(id="loading")
+        yield Static("", id="message")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.open_lake()
+
+    @work(thread=True, group="open")
+    def open_lake(self) -> None:
+        try:
+            self.app.open_lake()  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - shown, not raised: the app stays usable
+            self.app.call_from_thread(self.show_missing, f"cannot open the lake: {exc}")
+            return
+        self.post_message(LakeOpened())
+
+    def on_lake_opened(self, _: LakeOpened) -> None:
+        data = self.app.data  # type: ignore[attr-defined]
+        self.title_text = (f"[b]sculpt triage[/b] · {data.dataset} · "
+                           f"analysis {data.analysis or '–'}")
+        self.query_one("#title", Static).update(self.title_text)
+        missing = data.missing()
+        if missing:
+            self.show_missing(missing)
+            self.query_one("#status", Static).update("nothing to triage yet")
+            self.query_one("#loading").display = False
+            return
+        self.query_one("#message").display = False
+        self.query_one(DataTable).focus()
+        self.reload()
+        self.build_cache()
+
+    # ---- loading -----------------------------------------------------------------------------
+    def reload(self, append: bool = False) -> None:
+        # the spinner only for slow answers: showing it costs a relayout and an animation
+        if self._spinner is not None:
+            self._spinner.stop()
+        self._spinner = self.set_timer(0.15, self._show_spinner)
+        self.load_page(self.filters, self.sort, len(self.rows) if append else 0, append)
+
+    @work(thread=True, exclusive=True, group="page")
+    def load_page(self, filters: Filters, sort: Sort, offset: int, append: bool) -> None:
+        worker = get_current_worker()
+        try:
+            page = self.app.data.page(filters, sort, offset, PAGE_SIZE)  # type: ignore[attr-defined]
+        except duckdb.Error as exc:
+            if not worker.is_cancelled:
+                self.post_message(HypothesesFailed(str(exc).splitlines()[0]))
+            return
+        if not worker.is_cancelled:
+            self.post_message(HypothesesLoaded(page, append))
+
+    @work(thread=True, group="cache")
+    def build_cache(self) -> None:
+        try:
+            self.app.data.materialize()  # type: ignore[attr-defined]
+        except duckdb.Error:
+            return  # the views still answer, only slower
+        self.post_message(CacheBuilt())
+
+    def _show_spinner(self) -> None:
+        self.query_one("#loading").display = True
+
+    def _hide_spinner(self) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+        self.query_one("#loading").display = False
+
+    def on_hypotheses_loaded(self, message: HypothesesLoaded) -> None:
+        page = message.page
+        if page.filters != self.filters or page.sort != self.sort:
+            return  # a newer request is on its way
+        self._hide_spinner()
+        self.rows = (self.rows + page.rows) if message.append else list(page.rows)
+        self.total = page.total
+        self.fill_table(keep_cursor=message.append)
+        self.loads += 1
+
+    def on_hypotheses_failed(self, message: HypothesesFailed) -> None:
+        self._hide_spinner()
+        self.notify(message.error, title="query failed", severity="error")
+
+    def on_cache_built(self, _: CacheBuilt) -> None:
+        self.query_one("#title", Static).update(self.title_text + " · ready")
+
+    # ---- drawing -----------------------------------------------------------------------------
+    def fill_table(self, keep_cursor: bool = False) -> None:
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
+        wide = self.size.width >= WIDE
+        if wide != self.wide:
+            table.clear(columns=True)
+            for name, width in column_widths(COLUMNS_WIDE if wide else COLUMNS_NARROW,
+                                             self.size.width):
+                table.add_column(name, width=width)
+            self.wide = wide
+        else:
+            table.clear()
+        book = self.app.book  # type: ignore[attr-defined]
+        for row in self.rows:
+            decision = badge(book.for_row(row["concept_id"], row["hypothesis_id"],
+                                          row["data_cluster"]))
+            table.add_row(*row_cells(row, decision, wide), key=row["hypothesis_id"])
+        if keep_cursor and self.rows:
+            table.move_cursor(row=min(cursor, len(self.rows) - 1))
+        self.update_status()
+        message = self.query_one("#message", Static)
+        # the table stays (and keeps focus) so the next key still reaches the screen
+        message.update("nothing matches — press c to clear the filters, f to change them")
+        message.display = not self.rows
+
+    def update_status(self) -> None:
+        shown = len(self.rows)
+        self.query_one("#status", Static).update(
+            f"{shown:,} of {self.total:,} · {self.filters.describe()} · {self.sort.describe()}")
+
+    def show_missing(self, text: str) -> None:
+        message = self.query_one("#message", Static)
+        message.update(text)
+        message.display = True
+        self.query_one(DataTable).display = False
+
+    def on_resize(self) -> None:
+        if self.wide is not None and (self.size.width >= WIDE) != self.wide:
+            self.fill_table(keep_cursor=True)
+
+    def decisions_changed(self) -> None:
+        self.fill_table(keep_cursor=True)
+
+    def on_screen_resume(self) -> None:
+        """Decisions made on a card, in the pair viewer or the queue show here at once."""
+        if self.wide is not None:
+            self.app.book.refresh()  # type: ignore[attr-defined]
+            self.fill_table(keep_cursor=True)
+
+    # ---- selection ---------------------------------------------------------------------------
+    def selected(self) -> dict[str, Any] | None:
+        table = self.query_one(DataTable)
+        if not self.rows or not table.display:
+            return None
+        return self.rows[min(table.cursor_row, len(self.rows) - 1)]
+
+    def decision_target(self) -> Target | None:
+        row = self.selected()
+        if row is None:
+            return None
+        return Target(row["concept_id"], row["label"] or row["concept_id"], row["hypothesis_id"],
+                      row["data_cluster"] if row["scope"] != "global" else None)
+
+    @on(DataTable.RowHighlighted)
+    def _more_near_end(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row >= len(self.rows) - 1 and len(self.rows) < self.total:
+            self.reload(append=True)
+
+    @on(DataTable.RowSelected)
+    def _open_selected(self) -> None:
+        self.action_open_card()
+
+    def action_open_card(self) -> None:
+        from tui.card import ConceptCard
+
+        row = self.selected()
+        if row is not None:
+            self.app.push_screen(ConceptCard(row))
+
+    def action_open_pairs(self) -> None:
+        from tui.pairs import PairViewer
+
+        row = self.selected()
+        if row is not None:
+            self.app.push_screen(PairViewer(row))
+
+    def action_more(self) -> None:
+        if len(self.rows) < self.total:
+            self.reload(append=True)
+
+    # ---- filters and sort ----------------------------------------------------------------------
+    def set_filters(self, filters: Filters) -> None:
+        self.filters = filters
+        self.reload()
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    @on(Input.Changed, "#search")
+    def _search_soon(self, event: Input.Changed) -> None:
+        if self._debounce is not None:
+            self._debounce.stop()
+        value = event.value
+        self._debounce = self.set_timer(self.SEARCH_DEBOUNCE, lambda: self._search_now(value))
+
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        if self._debounce is not None:
+            self._debounce.stop()
+        self._search_now(event.value)
+        self.query_one(DataTable).focus()
+
+    def _search_now(self, value: str) -> None:
+        if value != self.filters.text:
+            self.set_filters(replace(self.filters, text=value))
+
+    def action_filters(self) -> None:
+        from tui.filters import FilterForm
+
+        def applied(filters: Filters | None) -> None:
+            if filters is not None:
+                self.query_one("#search", Input).value = filters.text
+                self.set_filters(filters)
+
+        self.app.push_screen(FilterForm(self.filters), applied)
+
+    def action_cycle_scope(self) -> None:
+        self.set_filters(replace(self.filters, scope=_next(self.filters.scope, SCOPES)))
+
+    def action_cycle_lean(self) -> None:
+        self.set_filters(replace(self.filters, lean=_next(self.filters.lean, LEANS)))
+
+    def action_toggle_split_half(self) -> None:
+        self.set_filters(replace(self.filters, split_half_only=not self.filters.split_half_only))
+
+    def action_clear_filters(self) -> None:
+        self.query_one("#search", Input).value = ""
+        self.set_filters(Filters())
+
+    def action_next_sort(self) -> None:
+        column = SORT_COLUMNS[(SORT_COLUMNS.index(self.sort.column) + 1) % len(SORT_COLUMNS)]
+        # the natural order of each column: best first
+        self.sort = Sort(column, descending=column in ("delta_min", "delta", "d", "n_in",
+                                                       "split_half_ok"))
+        self.reload()
+
+    def action_reverse_sort(self) -> None:
+        self.sort = replace(self.sort, descending=not self.sort.descending)
+        self.reload()
+
+    def action_back(self) -> None:
+        """Esc: leave the search box, or cancel a running query."""
+        if self.query_one("#search", Input).has_focus:
+            self.query_one(DataTable).focus()
+            return
+        if any(w.is_running for w in self.workers if w.group == "page"):
+            self.workers.cancel_group(self, "page")
+            self.app.data.interrupt()  # type: ignore[attr-defined]
+            self._hide_spinner()
+            self.notify("query cancelled", severity="warning")
+
+
+def _next(value: str | None, values: tuple[str, ...]) -> str | None:
+    cycle: list[str | None] = [None, *values]
+    return cycle[(cycle.index(value) + 1) % len(cycle)]

@@ -1,0 +1,184 @@
+"""The pair viewer: the pairs that drive a hypothesis, largest gap first, tokens shaded."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import duckdb
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Footer, LoadingIndicator, Static
+
+from tui.data import PairView, concept_pattern
+from tui.decide import DecidingScreen, Target
+from tui.keys import bindings
+
+SIDE_BY_SIDE = 100
+"""Narrower than this, chosen and rejected are stacked."""
+SHADES = ((0.66, "bold reverse"), (0.33, "reverse"), (0.0, "underline"))
+"""Activation relative to the span's peak → style; reverse and underline read in 16 colours."""
+
+
+class DrivingPairsLoaded(Message):
+    def __init__(self, pairs: list[dict[str, Any]], concept: dict[str, Any]) -> None:
+        super().__init__()
+        self.pairs, self.concept = pairs, concept
+
+
+class PairLoaded(Message):
+    def __init__(self, index: int, pair: PairView | None) -> None:
+        super().__init__()
+        self.index, self.pair = index, pair
+
+
+def shade(act: float, peak: float) -> str:
+    ratio = act / peak if peak > 0 else 0.0
+    return next(style for floor, style in SHADES if ratio >= floor)
+
+
+def shaded_tokens(tokens: list[str], acts: dict[int, float]) -> Text:
+    peak = max(acts.values(), default=0.0)
+    text = Text()
+    for pos, token in enumerate(tokens):
+        act = acts.get(pos)
+        text.append(token, shade(act, peak) if act and act > 0 else "")
+    return text
+
+
+def regex_marked(body: str, pattern: re.Pattern[str] | None) -> Text:
+    text = Text(body)
+    if pattern is not None:
+        for match in pattern.finditer(body):
+            if match.end() > match.start():
+                text.stylize("bold reverse", match.start(), match.end())
+    return text
+
+
+def side_text(pair: PairView, side: str, concept: dict[str, Any]) -> Text:
+    """One response with the current concept's evidence marked, the best way its kind allows."""
+    concept_id = str(concept.get("concept_id", ""))
+    if concept_id.startswith("sae:") and side in pair.tokens:
+        return shaded_tokens(pair.tokens[side], pair.activations.get(side, {}))
+    return regex_marked(pair.texts[side], concept_pattern(concept))
+
+
+def legend(concept: dict[str, Any], pair: PairView) -> str:
+    concept_id = str(concept.get("concept_id", ""))
+    if concept_id.startswith("sae:"):
+        if not pair.tokens:
+            return "no decoded tokens in the lake (run `sculpt scan`): plain text"
+        return "tokens by activation: reverse+bold ≥⅔ of peak, reverse ≥⅓, underline >0"
+    if concept_pattern(concept) is not None:
+        return "regex matches in reverse+bold"
+    return "no token-level view for this kind of concept: plain text"
+
+
+class PairViewer(DecidingScreen):
+    KEYS_SCREEN = "pairs"
+    BINDINGS = bindings("pairs")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        super().__init__()
+        self.row = row
+        self.pairs: list[dict[str, Any]] = []
+        self.index = 0
+        self.concept: dict[str, Any] = {"concept_id": row["concept_id"]}
+        self.pair: PairView | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("finding the pairs that drive this hypothesis…", id="pair-head")
+        with VerticalScroll(id="pair-body"):
+            yield Static(id="prompt")
+            with Horizontal(id="sides"):
+                yield Static(id="chosen", classes="side")
+                yield Static(id="rejected", classes="side")
+        yield LoadingIndicator(id="loading")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#pair-body").focus()
+        self.set_class(self.size.width < SIDE_BY_SIDE, "narrow")
+        self.load_pairs()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < SIDE_BY_SIDE, "narrow")
+
+    @work(thread=True, exclusive=True, group="pairs")
+    def load_pairs(self) -> None:
+        data = self.app.data  # type: ignore[attr-defined]
+        row = self.row
+        cluster = row["data_cluster"] if row["scope"] != "global" else None
+        try:
+            concept = data.concept(row["concept_id"])
+            pairs = data.driving_pairs(row["concept_id"], row["lean"], cluster)
+        except duckdb.Error as exc:
+            self.app.call_from_thread(self.notify, str(exc).splitlines()[0], severity="error")
+            pairs, concept = [], self.concept
+        self.post_message(DrivingPairsLoaded(pairs, concept))
+
+    @work(thread=True, exclusive=True, group="pair")
+    def load_pair(self, index: int) -> None:
+        pair_id = self.pairs[index]["pair_id"]
+        pair = self.app.data.pair(pair_id, self.row["concept_id"])  # type: ignore[attr-defined]
+        self.post_message(PairLoaded(index, pair))
+
+    def on_driving_pairs_loaded(self, message: DrivingPairsLoaded) -> None:
+        self.pairs, self.concept = message.pairs, message.concept
+        if not self.pairs:
+            self.query_one("#loading").display = False
+            self.query_one("#pair-head", Static).update(
+                "nothing matches — no pair has a gap in this hypothesis's direction "
+                "(or the lake has no per-pair scores for this concept)")
+            return
+        self.load_pair(0)
+
+    def on_pair_loaded(self, message: PairLoaded) -> None:
+        self.query_one("#loading").display = False
+        if message.index != self.index or message.pair is None:
+            return
+        self.pair = message.pair
+        self.draw()
+
+    def draw(self) -> None:
+        pair, info, row = self.pair, self.pairs[self.index], self.row
+        assert pair is not None
+        head = Text()
+        head.append(f"{row['label'] or row['concept_id']}", "bold")
+        head.append(f" leans {row['lean']} · pair {self.index + 1}/{len(self.pairs)} · gap "
+                    f"{info['gap']:+.2f} (chosen {info['chosen']:.2f} − rejected "
+                    f"{info['rejected']:.2f}) · {pair.pair_id}")
+        if pair.data_cluster is not None:
+            head.append(f" · cluster {pair.data_cluster}")
+        head.append(f"\n{legend(self.concept, pair)}", "dim")
+        self.query_one("#pair-head", Static).update(head)
+        prompt = Text("prompt\n", "bold")
+        for message in pair.prompt[-4:]:
+            prompt.append(f"{message.get('role', '?')}: ", "dim")
+            prompt.append(regex_marked(str(message.get("content", "")), None))
+            prompt.append("\n")
+        self.query_one("#prompt", Static).update(prompt)
+        for side, mark in (("chosen", "✓ chosen"), ("rejected", "✗ rejected")):
+            body = Text(f"{mark}\n", "bold")
+            body.append(side_text(pair, side, self.concept))
+            self.query_one(f"#{side}", Static).update(body)
+
+    def action_step(self, delta: int) -> None:
+        if not self.pairs:
+            return
+        index = max(0, min(len(self.pairs) - 1, self.index + delta))
+        if index != self.index:
+            self.index = index
+            self.query_one("#loading").display = True
+            self.load_pair(index)
+
+    def decision_target(self) -> Target | None:
+        row = self.row
+        return Target(row["concept_id"], row["label"] or row["concept_id"], row["hypothesis_id"],
+                      row["data_cluster"] if row["scope"] != "global" else None)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,87 @@
+"""The queue: decisions in force, pending interventions (those with a method) first."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from core.decisions import Decision
+from tui.decide import badge
+from tui.keys import bindings
+
+
+def ordered(decisions: list[Decision]) -> list[Decision]:
+    """Interventions `sculpt plan` will turn into a run first, newest first within each group."""
+    return sorted(decisions, key=lambda d: (d.method == "none", -d.ts))
+
+
+class QueueScreen(Screen):
+    KEYS_SCREEN = "queue"
+    BINDINGS = bindings("queue")
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="queue-head")
+        yield DataTable(cursor_type="row", zebra_stripes=True, id="queue-table")
+        yield Static("", id="message")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.app.book.refresh()  # type: ignore[attr-defined]
+        self.draw()
+        self.query_one(DataTable).focus()
+
+    def draw(self) -> None:
+        book = self.app.book  # type: ignore[attr-defined]
+        self.decisions = ordered(book.in_force)
+        pending = len(book.pending())
+        self.query_one("#queue-head", Static).update(Text.assemble(
+            ("queue", "bold"), f" · {book.dataset} · {pending} pending intervention(s), "
+            f"{len(self.decisions) - pending} other decision(s) · `sculpt plan {book.dataset}` "
+            "reads this log"))
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        table.add_columns("decision", "concept", "applies to", "method", "×", "note", "by", "when")
+        for d in self.decisions:
+            applies = f"hyp {d.hypothesis_id}" if d.hypothesis_id else "concept"
+            when = time.strftime("%m-%d %H:%M", time.localtime(d.ts))
+            method = "· none" if d.method == "none" else f"▶ {d.method}"
+            table.add_row(badge(d), d.concept_id, f"{applies} · {d.scope}", method,
+                          f"{d.strength:g}", d.note[:30], d.author, when, key=str(d.ts))
+        message = self.query_one("#message", Static)
+        message.display = not self.decisions
+        table.display = bool(self.decisions)
+        message.update("nothing decided yet — on the hypotheses screen press a ✓, x ✗, m ↑ or r ?")
+
+    def selected(self) -> Decision | None:
+        if not self.decisions:
+            return None
+        return self.decisions[min(self.query_one(DataTable).cursor_row, len(self.decisions) - 1)]
+
+    def action_undo(self) -> None:
+        decision = self.selected()
+        if decision is None:
+            return
+        self.app.book.undo(decision)  # type: ignore[attr-defined]
+        self.notify(f"undone: {badge(decision)} · {decision.concept_id} · {decision.scope}",
+                    title="decision withdrawn")
+        self.draw()
+
+    def action_open_card(self) -> None:
+        from tui.card import ConceptCard
+
+        decision = self.selected()
+        if decision is None:
+            return
+        rows = self.app.data.hypotheses_for(decision.concept_id)  # type: ignore[attr-defined]
+        match = [r for r in rows if r["hypothesis_id"] == decision.hypothesis_id] or rows
+        if not match:
+            self.notify(f"{decision.concept_id}: no hypothesis in this analysis", severity="warning")
+            return
+        self.app.push_screen(ConceptCard(match[0]))
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

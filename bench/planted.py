@@ -29,7 +29,9 @@ from core.known_answer import planted_ranks  # noqa: E402
 from core.lake import Lake  # noqa: E402
 from core.plant import PLANTABLE, plant  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+DATA = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+)
 
 
 def score_lexical(lake: Lake, dataset: str) -> None:
@@ -53,8 +55,9 @@ def _score_lexical_fallback(lake: Lake, dataset: str) -> None:
     names = sorted(scores)
     matrix = np.vstack([scores[n] for n in names])
     concepts = [Concept(f"lex:{n}", "lexical", BUILTIN[n].description) for n in names]
-    write_concepts(lake, dataset, "lexical", concepts,
-                   score_table([f"lex:{n}" for n in names], spans, matrix))
+    write_concepts(
+        lake, dataset, "lexical", concepts, score_table([f"lex:{n}" for n in names], spans, matrix)
+    )
 
 
 def run_route(lake: Lake, dataset: str, route: str, seed: int) -> None:
@@ -116,9 +119,11 @@ def main() -> None:
             print(f"[{route}] {name:<24} {mark}")
         hits = sum(rank is not None for _, rank, _ in found)
         demo_hits = sum(rank is not None for _, rank, _ in demo)
-        print(f"[{route}] recall@5 on HH-RLHF ({len(base)} pairs, {args.rate:.0%} planted): "
-              f"{hits}/{len(found)} = {hits / len(found):.2f}; demo: {demo_hits}/{len(demo)}; "
-              f"{time.perf_counter() - started:.0f} s")
+        print(
+            f"[{route}] recall@5 on HH-RLHF ({len(base)} pairs, {args.rate:.0%} planted): "
+            f"{hits}/{len(found)} = {hits / len(found):.2f}; demo: {demo_hits}/{len(demo)}; "
+            f"{time.perf_counter() - started:.0f} s"
+        )
 
 
 if __name__ == "__main__":

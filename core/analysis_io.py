@@ -140,7 +140,8 @@ def _feature_labels(lake: Lake, sae: str) -> dict[int, str]:
 
 
 def read_concept_scores(lake: Lake, dataset: str, pairs: Pairs) -> ConceptScores:
-    """Non-SAE concepts of every family except feature clusters of analyses (`fc-*`)."""
+    """The non-SAE half of the `concept_scores` view, read from its table so families can be
+    chosen: every family but analyses' feature clusters (`fc-*`; this analysis makes its own)."""
     base = lake.partition_dir("concept_span_scores", {"dataset": dataset})
     families = (
         sorted(p.name for p in base.iterdir() if p.is_dir() and p.name.startswith("family="))

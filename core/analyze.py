@@ -70,7 +70,7 @@ class AnalyzeConfig:
     """Pairs whose activity norm is below this quantile form the silent bucket."""
     predictive_folds: int = 5
     """Cross-validation folds of the predictive model."""
-    predictive_max_pairs: int = 20000
+    predictive_max_pairs: int = 10000
     """Pairs sampled (seeded) for the predictive model."""
 
     def __post_init__(self) -> None:
@@ -124,19 +124,22 @@ def analyze(
     pairs = read_pairs(lake, dataset)
     if pairs.n < 10:
         raise UserError(f"pairs[{dataset}]: {pairs.n} pairs; analyze needs at least 10")
-    steps = _progress(progress, dataset)
     saes = [config.sae] if config.sae else list_saes(lake, dataset)
     sae_data = [read_sae(lake, dataset, s, pairs) for s in saes]
     scores = read_concept_scores(lake, dataset, pairs)
+    if not scores.ids and not sae_data:
+        raise UserError(
+            f"analyze {dataset}: no concepts yet; compute lexical concepts (`sculpt concepts`) or "
+            "SAE span features (`sculpt scan`) first"
+        )
+    steps = _progress(progress, dataset)
     steps("read")
     views = _conditional_views(pairs, sae_data, config) if sae_data else None
     steps("clusters")
-    table, u_tested, tested_ids = _global_hypotheses(pairs, scores, sae_data, views, config)
+    table, u_tested, tested_ids, n_concepts = _global_hypotheses(
+        pairs, scores, sae_data, views, config
+    )
     steps("global")
-    parts = [table]
-    if views is not None:
-        parts += [views.conditional, views.prompt]
-    hypotheses = pa.concat_tables(parts)
     predictive = predictive_power(
         u_tested,
         pairs.length_diff,
@@ -146,16 +149,16 @@ def analyze(
         max_pairs=config.predictive_max_pairs,
     )
     steps("predictive")
-    _write(lake, dataset, key, pairs, hypotheses, predictive, views)
+    extra = [] if views is None else [views.conditional, views.prompt]
+    _write(lake, dataset, key, pairs, pa.concat_tables([table, *extra]), predictive, views)
+    q = np.nan_to_num(table.column("q").to_numpy(zero_copy_only=False), nan=1.0)
     report = AnalysisReport(
         dataset=dataset,
         analysis=key,
         n_pairs=pairs.n,
-        n_concepts=table.num_rows + _untested(table),
+        n_concepts=n_concepts,
         n_tested=table.num_rows,
-        n_significant=int(
-            np.sum(np.nan_to_num(table.column("q").to_numpy(), nan=1) < config.alpha)
-        ),
+        n_significant=int(np.sum(q < config.alpha)),
         n_conditional=0 if views is None else views.conditional.num_rows,
         n_prompt=0 if views is None else views.prompt.num_rows,
         auc={row["model"]: (row["auc"], row["auc_sd"]) for row in predictive.to_pylist()},
@@ -168,10 +171,6 @@ def analyze(
     )
     steps("done")
     return report
-
-
-def _untested(table: pa.Table) -> int:
-    return int(table.schema.metadata.get(b"untested", b"0")) if table.schema.metadata else 0
 
 
 def _progress(enabled: bool, dataset: str) -> Any:
@@ -217,8 +216,9 @@ def _global_hypotheses(
     sae_data: list[SaeSpans],
     views: Views | None,
     config: AnalyzeConfig,
-) -> tuple[pa.Table, sp.csc_matrix, list[str]]:
-    """Global lean of every concept with enough support (DESIGN §4); ranked by |z|."""
+) -> tuple[pa.Table, sp.csc_matrix, list[str], int]:
+    """Global lean of every concept with enough support (DESIGN §4), ranked by p then |z|; also the
+    tested differences u, their ids and the number of concepts seen."""
     ids, kinds, labels, chosen, rejected = _global_concepts(scores, sae_data, views, config.score)
     fired_c, fired_r = (chosen > 0).astype(np.float64), (rejected > 0).astype(np.float64)
     support = np.diff(((fired_c + fired_r) > 0).tocsc().indptr)
@@ -235,7 +235,7 @@ def _global_hypotheses(
         n_perm=config.n_perm,
         alpha=config.alpha,
     )
-    order = np.argsort(-np.abs(lean["z"]), kind="stable")
+    order = np.lexsort((-np.abs(lean["z"]), lean["p"]))  # by p (so q is monotone), then |z|
     rank = np.empty(len(tested), dtype=np.int32)
     rank[order] = np.arange(1, len(tested) + 1)
     tested_ids = [ids[i] for i in tested]
@@ -256,10 +256,7 @@ def _global_hypotheses(
         "rejected_rate": lean["rejected_rate"],
         "rank": rank,
     }
-    table = hypothesis_table(columns).replace_schema_metadata(
-        {"untested": str(len(ids) - len(tested))}
-    )
-    return table, u, tested_ids
+    return hypothesis_table(columns), u, tested_ids, len(ids)
 
 
 def _conditional_views(pairs: Pairs, sae_data: list[SaeSpans], config: AnalyzeConfig) -> Views:
@@ -301,27 +298,22 @@ def _write(
     lake.replace_partition("hypotheses", part, hypotheses)
 
 
-def _span_score_rows(pairs: Pairs, views: Views) -> pa.Table:
-    """Nonzero per-span scores of the feature clusters, dictionary-encoded to stay small."""
-    ids = pa.array(views.ids)
-    pair_ids = pa.array(pairs.pair_ids.tolist())
-    blocks = []
+def _span_score_rows(pairs: Pairs, views: Views) -> list[pa.Table]:
+    """Nonzero per-span scores of the feature clusters, one part per side."""
+    ids = pa.array(views.ids, pa.string())
+    pair_ids = pa.array(pairs.pair_ids.tolist(), pa.string())
+    parts = []
     for side in SIDES:
         coo = views.span_scores[side].tocoo()
-        blocks.append(
+        sides = pa.DictionaryArray.from_arrays(pa.array(np.zeros(coo.nnz, np.int32)), [side])
+        parts.append(
             pa.table(
                 {
-                    "concept_id": pa.DictionaryArray.from_arrays(
-                        pa.array(coo.col, pa.int32()), ids
-                    ),
-                    "pair_id": pa.DictionaryArray.from_arrays(
-                        pa.array(coo.row, pa.int32()), pair_ids
-                    ),
-                    "side": pa.DictionaryArray.from_arrays(
-                        pa.array(np.zeros(coo.nnz, np.int32)), pa.array([side])
-                    ),
+                    "concept_id": ids.take(pa.array(coo.col, pa.int32())),
+                    "pair_id": pair_ids.take(pa.array(coo.row, pa.int32())),
+                    "side": sides.cast(pa.string()),
                     "score": pa.array(coo.data, pa.float32()),
                 }
             )
         )
-    return pa.concat_tables(blocks)
+    return parts

@@ -1,4 +1,4 @@
-"""`sculpt audit`: ingest → scan → SAE → encode → lexical + n-gram concepts → analyze → report.
+"""`sculpt audit`: ingest → scan → SAE → encode → cards → lexical + n-grams → analyze → report.
 
 Each stage records a hash of its inputs in the manifest (`audit__<dataset>-<stage>`); a stage
 whose hash matches a finished record, and whose outputs are still in the lake, is skipped, so a
@@ -206,10 +206,12 @@ class Audit:
         if not cfg.sae:
             self.stage("sae", ["scan"], sae_params, self._sae, self._sae_exists)
             self.stage("encode", ["sae"], {}, self._encode, self._encoded)
+        self.stage("features", ["scan", "encode"], {}, self._features,
+                   lambda: self.lake.has("features", {"sae": str(self.sae_id)}))
         self.stage("lexical", ["ingest"], {}, self._lexical)
         self.stage("ngrams", ["ingest"], {"seed": cfg.seed}, self._ngrams)
         self.stage(
-            "analyze", ["scan", "encode", "lexical", "ngrams"], {"seed": cfg.seed}, self._analyze,
+            "analyze", ["scan", "encode", "features", "lexical", "ngrams"], {"seed": cfg.seed}, self._analyze,
             lambda: bool(self.analysis)
             and self.lake.has("hypotheses", {"dataset": self.name, "analysis": self.analysis}),
         )
@@ -308,20 +310,27 @@ class Audit:
         return f"span_features and token_features for {self.sae_id}"
 
     def _lexical(self) -> str:
+        from core.lexical import score_dataset
+
+        found = score_dataset(self.lake, self.name)
+        return f"{len(found):,} built-in detectors scored"
+
+    def _features(self) -> str:
         try:
-            from core.lexical import score_dataset
+            from core.features import build_cards
         except ImportError:
-            raise StageUnavailable("skipped: core/lexical.py is not in this build") from None
-        score_dataset(self.lake, self.name, progress=self.config.progress)
-        return "built-in detectors"
+            raise StageUnavailable("skipped: core/features.py is not in this build") from None
+        cards = build_cards(self.lake, self.name, str(self.sae_id))
+        return f"{cards.num_rows:,} feature cards (contexts, top tokens, labels)"
 
     def _ngrams(self) -> str:
         try:
-            from core.ngrams import discover
+            from core.ngrams import NgramConfig, discover_ngrams
         except ImportError:
             raise StageUnavailable("skipped: core/ngrams.py is not in this build") from None
-        discover(self.lake, self.name, progress=self.config.progress)
-        return "discovered n-grams"
+        found = discover_ngrams(self.lake, self.name, NgramConfig())
+        shown = ", ".join(repr(r.text) for r in found[:3]) if found else "none"
+        return f"{len(found):,} n-grams registered (top: {shown})"
 
     def _analyze(self) -> str:
         from core.analyze import AnalyzeConfig, analyze

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -19,6 +20,14 @@ AddCommand = Callable[..., argparse.ArgumentParser]
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     pass
+
+
+_LONE_PERCENT = re.compile(r"%(?![%(])")
+
+
+def _literal(text: str) -> str:
+    """argparse %-formats help text; a literal "95% CI" must not crash `--help`."""
+    return _LONE_PERCENT.sub("%%", text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         target = parent if parent is not None else sub
         return target.add_parser(
             name,
-            help=help,
-            description=help,
-            epilog=f"Example:\n  {example}",
+            help=_literal(help),
+            description=_literal(help),
+            epilog=_literal(f"Example:\n  {example}"),
             formatter_class=_Formatter,
             parents=[common] if lake else [],
         )

@@ -52,9 +52,7 @@ def _mutual_information(n11: np.ndarray, n_a: np.ndarray, n_b: np.ndarray, n: in
     return np.maximum(mi, 0.0)
 
 
-def positive_mi(
-    active: sp.spmatrix, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def positive_mi(active: sp.spmatrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(a, b, MI) for feature pairs a ∈ rows, b > a that fire together more often than chance.
 
     An anti-correlated pair carries MI too, but is no co-activation edge, so it is left out.
@@ -122,37 +120,46 @@ def membership(clusters: list[np.ndarray], n_features: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n_features, len(clusters)))
 
 
-def spherical_kmeans(x: np.ndarray, k: int, seed: int = 0, max_iter: int = 100) -> np.ndarray:
-    """Labels of rows of x clustered by cosine (k-means++ init, seeded); rows must be nonzero."""
+def spherical_kmeans(x: np.ndarray, k: int, seed: int = 0, max_iter: int = 50) -> np.ndarray:
+    """Labels of rows of x clustered by cosine (k-means++ init, seeded); rows must be nonzero.
+
+    Stops when fewer than 0.1% of the rows change cluster (or after `max_iter` rounds).
+    """
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    unit = x / np.where(norms > 0, norms, 1.0)
+    unit = (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
     n = len(unit)
     k = max(1, min(k, n))
-    rng = np.random.default_rng([seed, 0xC1])
-    centers = [unit[rng.integers(n)]]
-    closest = 1.0 - unit @ centers[0]
-    for _ in range(1, k):
-        weights = np.maximum(closest, 0.0)
-        total = weights.sum()
-        pick = rng.choice(n, p=weights / total) if total > 0 else rng.integers(n)
-        centers.append(unit[pick])
-        closest = np.minimum(closest, 1.0 - unit @ unit[pick])
-    center = np.array(centers)
+    center = _kmeans_plus_plus(unit, k, np.random.default_rng([seed, 0xC1]))
     labels = np.full(n, -1)
     for _ in range(max_iter):
         similarity = unit @ center.T
         new = similarity.argmax(axis=1)
-        if np.array_equal(new, labels):
-            break
+        changed = np.count_nonzero(new != labels)
         labels = new
-        sums = np.zeros_like(center)
-        np.add.at(sums, labels, unit)
+        onehot = sp.csr_matrix((np.ones(n, np.float32), (labels, np.arange(n))), shape=(k, n))
+        sums = np.asarray(onehot @ unit)
         empty = np.flatnonzero(np.bincount(labels, minlength=k) == 0)
-        for j, row in zip(empty, np.argsort(similarity.max(axis=1))[: empty.size], strict=False):
-            sums[j] = unit[row]  # re-seed an empty cluster with the worst-fitting pair
+        worst = np.argsort(similarity.max(axis=1), kind="stable")[: empty.size]
+        sums[empty] = unit[worst]  # re-seed an empty cluster with the worst-fitting rows
         lengths = np.linalg.norm(sums, axis=1, keepdims=True)
         center = sums / np.where(lengths > 0, lengths, 1.0)
+        if changed <= 0.001 * n:
+            break
     return labels
+
+
+def _kmeans_plus_plus(unit: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k seeds drawn with probability ∝ cosine distance to the nearest seed so far."""
+    n = len(unit)
+    picks = [int(rng.integers(n))]
+    closest = 1.0 - unit @ unit[picks[0]]
+    for _ in range(1, k):
+        weights = np.maximum(closest, 0.0).astype(np.float64)
+        total = weights.sum()
+        pick = int(rng.choice(n, p=weights / total)) if total > 0 else int(rng.integers(n))
+        picks.append(pick)
+        closest = np.minimum(closest, 1.0 - unit @ unit[pick])
+    return unit[picks]
 
 
 def data_clusters(

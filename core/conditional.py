@@ -15,7 +15,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from core import clusters as clustering
-from core.analysis_io import SIDES, Pairs, SaeSpans, hypothesis_table
+from core.analysis_io import HYPOTHESIS_SCHEMA, SIDES, Pairs, SaeSpans, hypothesis_table
 from core.stats import in_out_contrast
 
 Z_95 = 1.959963984540054
@@ -97,7 +97,14 @@ def conditional_views(pairs: Pairs, sae: SaeSpans, settings: ViewSettings) -> Vi
     conditional = contrast_table("conditional", u, data_cluster, list(range(n_t)), *shared)
     prompt = contrast_table("prompt", u, prompt_cluster, delta_columns, *shared)
     return Views(
-        sae.sae, ids, labels, members, span_scores, data_cluster, prompt_cluster, conditional,
+        sae.sae,
+        ids,
+        labels,
+        members,
+        span_scores,
+        data_cluster,
+        prompt_cluster,
+        conditional,
         prompt,
     )
 
@@ -152,10 +159,9 @@ def contrast_table(
     p and q are left null: pairs are coupled, so Welch z (and its CI) are inflated.
     """
     k = settings.n_clusters
-    u = u_all[:, columns]
     if not columns:
-        return hypothesis_table({name: [] for name in _EMPTY})
-    stats = in_out_contrast(u, labels, k, seed=settings.seed)
+        return HYPOTHESIS_SCHEMA.empty_table()
+    stats = in_out_contrast(u_all[:, columns], labels, k, seed=settings.seed)
     n_k = np.bincount(labels[labels >= 0], minlength=k)
     keep = (
         (n_k[:, None] >= settings.min_cluster_pairs)
@@ -165,14 +171,7 @@ def contrast_table(
     ks, ms = np.nonzero(keep)
     order = np.argsort(-stats["delta_min"][ks, ms], kind="stable")
     ks, ms = ks[order], ms[order]
-    onehot = sp.csr_matrix(
-        (np.ones(int((labels >= 0).sum())), (labels[labels >= 0], np.flatnonzero(labels >= 0))),
-        shape=(k, len(labels)),
-    )
-    rate = {
-        s: np.asarray((onehot @ fires[s][:, columns]).todense()) / np.maximum(n_k, 1)[:, None]
-        for s in fires
-    }
+    rate = _firing_rates(labels, n_k, {s: fires[s][:, columns] for s in fires})
     delta, z = stats["delta"][ks, ms], stats["z"][ks, ms]
     with np.errstate(divide="ignore", invalid="ignore"):
         half_width = np.where(z != 0, Z_95 * np.abs(delta / z), 0.0)
@@ -207,10 +206,17 @@ def contrast_table(
     )
 
 
-_EMPTY = (
-    "hypothesis_id scope concept_id label kind data_cluster n n_in delta ci_lo ci_hi d z p q "
-    "split_half_ok delta_min delta_len length_only lean chosen_rate rejected_rate rank"
-).split()
+def _firing_rates(
+    labels: np.ndarray, n_k: np.ndarray, fires: dict[str, sp.csc_matrix]
+) -> dict[str, np.ndarray]:
+    """Per side, K × M: the share of a data cluster's pairs where the concept fires."""
+    inside = labels >= 0
+    onehot = sp.csr_matrix(
+        (np.ones(int(inside.sum())), (labels[inside], np.flatnonzero(inside))),
+        shape=(len(n_k), len(labels)),
+    )
+    scale = np.maximum(n_k, 1)[:, None]
+    return {side: np.asarray((onehot @ f).todense()) / scale for side, f in fires.items()}
 
 
 def concept_rows(views: Views, analysis: str) -> pa.Table:

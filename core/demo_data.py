@@ -1,6 +1,7 @@
 """The project's own demo preference dataset, with a known answer.
 
-Pairs come from templates and word lists over fourteen everyday topics. Both sides are drawn from
+Pairs come from templates and word lists over fourteen everyday topics (science questions carry
+their own answers). Both sides are drawn from
 the same recipe (2–6 advice sentences, sometimes a list, a hedge, a neutral opener, a sign-off), so
 length, lists and hedges are balanced. On top of that the chosen side carries two planted concepts
 at exact, known rates (`PLANTED`): a flattering opener and markdown bold. A milder, natural signal
@@ -83,7 +84,7 @@ TOPICS: dict[str, dict[str, Any]] = {
     "cooking": {
         "prompts": ["How do I make {dish} taste better?", "My {dish} always turns out {flaw}. What am I doing wrong?",
                     "What's an easy way to cook {dish} for {people} people?"],
-        "slots": {"dish": ["risotto", "roast chicken", "lentil soup", "pancakes", "stir-fry", "banana bread"],
+        "slots": {"dish": ["risotto", "chicken thighs", "lentil soup", "pancakes", "stir-fry", "fried rice"],
                   "flaw": ["bland", "soggy", "dry", "burnt on the outside"], "people": ["two", "six", "ten"]},
         "facts": ["Season in layers: a little [[salt at each stage]] beats a lot at the end.",
                   "Preheat the pan properly, because [[a hot pan]] gives you browning instead of steaming.",
@@ -105,15 +106,15 @@ TOPICS: dict[str, dict[str, Any]] = {
     },
     "coding": {
         "prompts": ["How do I speed up a {lang} script that {task}?", "What's the best way to debug a {lang} program that {bug}?",
-                    "Should I learn {lang} or {lang2} first?"],
-        "slots": {"lang": ["Python", "JavaScript", "Go", "Rust"], "lang2": ["Java", "C#", "TypeScript"],
+                    "My {lang} tests pass locally but fail in CI. How do I track it down?"],
+        "slots": {"lang": ["Python", "JavaScript", "Go", "Rust", "Java", "TypeScript"],
                   "task": ["parses large CSV files", "calls an API in a loop", "resizes images"],
                   "bug": ["crashes at random", "leaks memory", "gives wrong totals"]},
         "facts": ["Profile before optimizing: [[a profiler]] shows where the time actually goes.",
                   "Write a [[small failing test]] that reproduces the bug before changing anything.",
                   "Batch network calls or run them concurrently instead of [[one request at a time]].",
                   "Read the [[full error message and stack trace]]; the first line is rarely the cause.",
-                  "Pick the language that matches [[the projects you want to build]], then stick with it for a few months.",
+                  "Pin [[the exact dependency versions]] so your machine and CI run the same code.",
                   "Use [[version control from day one]] so you can bisect when something breaks."],
     },
     "health": {
@@ -152,17 +153,35 @@ TOPICS: dict[str, dict[str, Any]] = {
                   "Prefer [[strong verbs]] over adverbs stacked on weak ones.",
                   "Set a [[small daily word target]], like 200 words, to keep momentum."],
     },
-    "science": {
-        "prompts": ["Why does {phenomenon}?", "Can you explain {concept} simply?", "How do scientists know {claim}?"],
-        "slots": {"phenomenon": ["the sky look blue", "ice float on water", "bread rise", "the moon cause tides"],
-                  "concept": ["entropy", "natural selection", "quantum tunnelling", "vaccines"],
-                  "claim": ["the age of the universe", "what the Earth's core is made of"]},
-        "facts": ["Short wavelengths scatter more in air, which is called [[Rayleigh scattering]].",
-                  "Water expands as it freezes, so [[ice is less dense]] than the liquid around it.",
-                  "Several [[independent methods agree]], which is what makes the estimate trustworthy.",
-                  "Think of it as [[counting the ways]] a system can be arranged; disorder has more ways.",
-                  "Seismic waves change speed in different materials, giving us [[an X-ray of the planet]].",
-                  "Models are tested by [[predictions that could have failed]] but didn't."],
+    "science": {  # questions with one right answer carry their own facts
+        "prompts": [], "slots": {}, "facts": [],
+        "questions": {
+            "Why does the sky look blue?": [
+                "Sunlight holds every colour, but [[short blue wavelengths]] scatter far more off air molecules.",
+                "The effect is called [[Rayleigh scattering]], and it grows steeply as wavelength shrinks.",
+                "At sunset the light crosses [[much more air]], so the blue is scattered away and reds remain.",
+                "Violet scatters even more, but our eyes are [[less sensitive to violet]]."],
+            "Why does ice float on water?": [
+                "Water [[expands as it freezes]]: its molecules lock into an open hexagonal lattice.",
+                "That makes [[ice about 9% less dense]] than liquid water.",
+                "Anything less dense than the liquid around it [[floats]], the way wood does.",
+                "It's why lakes [[freeze from the top down]], which protects the life below."],
+            "How do scientists know the age of the universe?": [
+                "They measure how fast galaxies are [[moving apart]] and run the expansion backwards.",
+                "The [[cosmic microwave background]] gives an independent estimate from the early universe.",
+                "The [[oldest stars]] set a lower limit, and it fits the other estimates.",
+                "Several [[independent methods agree]] on about 13.8 billion years."],
+            "Can you explain natural selection simply?": [
+                "Individuals in a population [[vary]], and some of that variation is inherited.",
+                "Those whose traits suit the environment [[survive and reproduce more]].",
+                "Over many generations, [[helpful traits become more common]].",
+                "No one plans it: it is the [[filtering effect]] of the environment over time."],
+            "Can you explain entropy simply?": [
+                "Think of it as [[counting the ways]] a system can be arranged.",
+                "Disordered arrangements [[vastly outnumber]] ordered ones, so systems drift toward them.",
+                "That's why heat [[flows from hot to cold]] and never the reverse on its own.",
+                "The entropy of a closed system [[never decreases]]; that's the second law."],
+        },
     },
     "fitness": {
         "prompts": ["How do I start running if I'm {level}?", "What's a good {minutes}-minute home workout?",
@@ -251,15 +270,20 @@ def _fill(template: str, slots: dict[str, list[str]], rng: random.Random) -> str
     return re.sub(r"\{(\w+)\}", lambda m: rng.choice(slots[m.group(1)]), template)
 
 
-def _prompt(topic: dict[str, Any], rng: random.Random) -> str:
-    text = _fill(rng.choice(topic["prompts"]), topic["slots"], rng)
-    return f"{rng.choice(_ASKS)}{text}{rng.choice(_TAILS)}"
+def _prompt(topic: dict[str, Any], rng: random.Random) -> tuple[str, list[str]]:
+    """A prompt and the advice sentences that answer it."""
+    if topic.get("questions"):
+        text = rng.choice(sorted(topic["questions"]))
+        facts = topic["questions"][text]
+    else:
+        text, facts = _fill(rng.choice(topic["prompts"]), topic["slots"], rng), topic["facts"]
+    return f"{rng.choice(_ASKS)}{text}{rng.choice(_TAILS)}", facts
 
 
-def _response(topic: dict[str, Any], rng: random.Random, flatter: bool, bold: bool,
+def _response(facts: list[str], rng: random.Random, flatter: bool, bold: bool,
               filler_rate: float) -> str:
     """One response from the shared recipe; `flatter`/`bold` switch the planted concepts on."""
-    facts = rng.sample(topic["facts"], rng.randint(2, 6))
+    facts = rng.sample(facts, rng.randint(2, min(6, len(facts))))
     if rng.random() < filler_rate:
         facts.insert(rng.randrange(len(facts) + 1), rng.choice(_FILLERS))
     emphasized = set(rng.sample(range(len(facts)), min(len(facts), rng.randint(1, 2)))) if bold else set()
@@ -301,11 +325,11 @@ def generate(n: int = 300, seed: int = 0) -> list[dict[str, str]]:
     pairs = []
     for i in range(n):
         topic = TOPICS[names[i % len(names)] if i < len(names) else rng.choice(names)]
-        prompt = _prompt(topic, rng)
-        chosen = _response(topic, rng, i in flatter_c, i in bold_c, filler.chosen_rate)
+        prompt, facts = _prompt(topic, rng)
+        chosen = _response(facts, rng, i in flatter_c, i in bold_c, filler.chosen_rate)
         rejected = chosen
         while rejected == chosen:
-            rejected = _response(topic, rng, i in flatter_r, i in bold_r, filler.rejected_rate)
+            rejected = _response(facts, rng, i in flatter_r, i in bold_r, filler.rejected_rate)
         pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
     return pairs
 

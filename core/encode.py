@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import torch
 
 from core.errors import UserError
-from core.lake import Lake, slug, write_parquet_atomic, with_schema_version
+from core.lake import Lake, slug, with_schema_version, write_parquet_atomic
 from core.sae import load_sae
 
 if TYPE_CHECKING:

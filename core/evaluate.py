@@ -119,7 +119,7 @@ def measure(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], prompts: li
     metrics: list[Metric] = []
     rates: dict[str, float] = {}
     for concept_id, detect in detectors.items():
-        fired = [detect(t) for t in texts]
+        fired = [float(detect(t) > 0) for t in texts]
         metrics.append(summarize("concept_rate", fired, concept_id))
         rates[concept_id] = float(np.mean(fired)) if fired else float("nan")
     for concept_id, triples in contrasts.items():
@@ -155,9 +155,10 @@ def r_squared(predicted: dict[str, float], observed: dict[str, float]) -> Metric
 
 
 def predicted_deltas(pairs: list[dict[str, Any]], detectors: dict[str, Detector]) -> dict[str, float]:
-    """Each concept's lean in the data: mean(score(chosen) − score(rejected))."""
+    """Each concept's lean in the data: mean(1{fires on chosen} − 1{fires on rejected})."""
     return {
-        cid: float(np.mean([d(p["chosen"]) - d(p["rejected"]) for p in pairs])) if pairs else 0.0
+        cid: float(np.mean([(d(p["chosen"]) > 0) - (d(p["rejected"]) > 0) for p in pairs]))
+        if pairs else 0.0
         for cid, d in detectors.items()
     }
 
@@ -206,13 +207,10 @@ def load_checkpoint(run_dir: Path | None, model_spec: str | None, finetune: str)
 def lexical_detectors(lake: Lake, dataset: str, concept_ids: Sequence[str]) -> dict[str, Detector]:
     """Detectors for lexical concepts: built-ins (core.lexical) and user regexes in `concepts`."""
     found: dict[str, Detector] = {}
-    try:
-        from core.lexical import BUILTIN  # type: ignore[import-not-found]
+    from core.lexical import BUILTIN
 
-        for name, detector in BUILTIN.items():
-            found[f"lex:{name}"] = _as_detector(getattr(detector, "score", detector))
-    except ImportError:
-        pass
+    for name in BUILTIN:
+        found[f"lex:{name}"] = _builtin_detector(name)
     if lake.has("concepts"):
         rows = lake.sql(
             "select concept_id, source from concepts where dataset = ? and kind = 'lexical'", [dataset]
@@ -227,8 +225,11 @@ def lexical_detectors(lake: Lake, dataset: str, concept_ids: Sequence[str]) -> d
     return found
 
 
-def _as_detector(score: Callable[[str], Any]) -> Detector:
-    return lambda text: float(score(text))
+def _builtin_detector(name: str) -> Detector:
+    from core.lexical import BUILTIN, score_texts
+
+    chosen = {name: BUILTIN[name]}
+    return lambda text: float(score_texts([text], chosen)[name][0])
 
 
 def to_rows(run_id: str, checkpoint: str, metrics: list[Metric]) -> list[dict[str, Any]]:

@@ -114,10 +114,10 @@ def detect_format(record: Mapping[str, Any]) -> Format:
     keys = set(record)
     if {"chosen", "rejected"} <= keys:
         chosen = record["chosen"]
-        if isinstance(chosen, list):
+        if isinstance(chosen, list) or _json_messages(chosen):
             return "conversational"
         if "prompt" in keys:
-            return "conversational" if isinstance(record["prompt"], list) else "trl"
+            return "trl"  # its prompt may still be a message list
         if isinstance(chosen, str) and _HH_START.match(chosen):
             return "hh"
         raise RecordError(
@@ -130,6 +130,19 @@ def detect_format(record: Mapping[str, Any]) -> Format:
         f"cannot tell the format from keys {sorted(keys)}; expected one of: "
         + "; ".join(EXPECTED.values())
         + " — or pass --format and --map FIELD=COLUMN"
+    )
+
+
+def _json_messages(value: Any) -> bool:
+    """A message list written as JSON text (how CSV files carry conversations)."""
+    if not isinstance(value, str) or not value.lstrip().startswith("[{"):
+        return False
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(parsed, list) and all(
+        isinstance(m, dict) and ("role" in m or "from" in m) for m in parsed
     )
 
 
@@ -215,14 +228,14 @@ def hh_messages(transcript: str) -> list[dict[str, str]]:
 
 def prompt_messages(value: Any) -> list[dict[str, str]]:
     """A prompt given as plain text, an HH-style transcript, or a message list."""
-    if isinstance(value, str):
+    if isinstance(value, str) and not _json_messages(value):
         if _HH_START.match(value):
             turns = hh_messages(value)
             if turns and turns[-1]["role"] == "assistant" and not turns[-1]["content"]:
                 turns.pop()  # "…\n\nAssistant:" marks where the response goes
             return turns
         return [{"role": "user", "content": clean(value)}]
-    if not isinstance(value, list):
+    if not isinstance(value, list | str):
         raise RecordError(f"prompt is {_type(value)}, expected a string or a list of messages")
     return messages(value, "prompt")
 
@@ -318,7 +331,7 @@ def parse_pairwise(record: dict[str, Any]) -> Pair | Reject:
     won, lost = (resp_a, resp_b) if winner == "a" else (resp_b, resp_a)
     rest = _extra(record, (key_a, key_b, key_w, "prompt"))
     flat = {"chosen": won, "rejected": lost, **({"prompt": record["prompt"]} if "prompt" in record else {})}
-    if isinstance(won, list) or isinstance(lost, list):
+    if any(isinstance(side, list) or _json_messages(side) for side in (won, lost)):
         result = parse_conversational(flat)
     else:
         result = parse_trl({"prompt": _require(record, "prompt", "pairwise"), **flat})

@@ -38,9 +38,10 @@ class _StopForward(Exception):
 
 
 def packed_length(pair: TokenizedPair, share_prefix: bool) -> int:
+    """Padded tokens one pair occupies in a batch (unshared: two rows of the longer response)."""
     if share_prefix:
         return len(pair.prompt) + len(pair.chosen) + len(pair.rejected)
-    return len(pair.prompt) + max(len(pair.chosen), len(pair.rejected))
+    return 2 * (len(pair.prompt) + max(len(pair.chosen), len(pair.rejected)))
 
 
 def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
@@ -79,7 +80,8 @@ def _rows(pair: TokenizedPair, share_prefix: bool) -> list[tuple[list[int], list
 
 def _batch_tensors(
     rows: list[tuple[list[int], list[int], list[int]]], pad_id: int, loaded: LoadedModel
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids and positions, and the additive 4D mask [rows, 1, width, width]."""
     width = max(len(ids) for ids, _, _ in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)
@@ -97,7 +99,7 @@ def _batch_tensors(
     allowed |= torch.eye(width, dtype=torch.bool, device=loaded.device)
     mask = torch.zeros(allowed.shape, dtype=loaded.dtype, device=loaded.device)
     mask.masked_fill_(~allowed, torch.finfo(loaded.dtype).min)
-    return ids.to(loaded.device), positions.to(loaded.device), mask[:, None], segments
+    return ids.to(loaded.device), positions.to(loaded.device), mask[:, None]
 
 
 def run_to_layer(
@@ -131,7 +133,7 @@ def forward_pairs(
     """Activations of every span of `pairs` (one batch, no length sorting)."""
     rows = [row for pair in pairs for row in _rows(pair, share_prefix)]
     pad_id = loaded.tokenizer.pad_token_id or 0
-    ids, positions, mask, _ = _batch_tensors(rows, pad_id, loaded)
+    ids, positions, mask = _batch_tensors(rows, pad_id, loaded)
     with torch.inference_mode():
         hidden = run_to_layer(loaded, layer, ids, positions, mask).float()
     out = []

@@ -15,7 +15,7 @@ import time
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -142,6 +142,17 @@ class _Collector:
                            ("pair_id", pid), ("source", self.source)):
             self.rejects[key].append(value)
 
+    def report(self, dataset: str, sources: list[str], fmt: str, rows: int,
+               seconds: float) -> IngestReport:
+        rejects = self.rejects
+        examples = [
+            {"source": s, "row": r, "reason": why, "detail": d}
+            for s, r, why, d in zip(rejects["source"][:8], rejects["row"][:8],
+                                    rejects["reason"][:8], rejects["detail"][:8], strict=True)
+        ]
+        return IngestReport(dataset, sources, fmt, rows, self.kept,
+                            dict(Counter(rejects["reason"])), examples, self.empty_turns, seconds)
+
     def flush(self) -> None:
         if self.cols["row"] or not self.parts:
             table = pa.table(self.cols, schema=PAIRS_SCHEMA)
@@ -199,17 +210,8 @@ def ingest(
     finally:
         shutil.rmtree(pairs_stage, ignore_errors=True)
         shutil.rmtree(rejects_stage, ignore_errors=True)
-    report = IngestReport(
-        dataset=name, sources=[s.name for s in sources], format=detected, rows=rows,
-        kept=collector.kept, rejected=dict(Counter(collector.rejects["reason"])),
-        examples=[
-            {"source": s, "row": r, "reason": why, "detail": d}
-            for s, r, why, d in zip(collector.rejects["source"], collector.rejects["row"],
-                                    collector.rejects["reason"], collector.rejects["detail"],
-                                    strict=True)
-        ][:8],
-        empty_turns=collector.empty_turns, seconds=time.perf_counter() - started,
-    )
+    report = collector.report(name, [s.name for s in sources], detected, rows,
+                              time.perf_counter() - started)
     lake.mark_done("ingest", name, {"sources": report.sources, "format": detected,
                                     "rows": rows, "kept": report.kept, "rejected": report.rejected})
     return report
@@ -217,39 +219,51 @@ def ingest(
 
 def _read_all(sources: list[Source], fmt: str, columns: Mapping[str, str],
               collector: _Collector, progress: bool, fast: bool) -> tuple[str, int]:
-    """Parse every record of every source into the collector; returns (format, rows read)."""
+    """Parse every record of every source into the collector; returns (format(s), rows read)."""
     from tqdm import tqdm
 
-    detected: Format | None = None if fmt == "auto" else fmt  # type: ignore[assignment]
-    parse = formats.parser_for(detected) if detected else None
-    rows = 0
     # Progress in bytes of input: the only unit with a known total, hence a rate and an ETA.
     bar = tqdm(desc="ingest", total=sum(s.size for s in sources), unit="B", unit_scale=True,
                disable=not progress or None, leave=False, mininterval=0.5)
-    done = 0
+    found: list[str] = []
+    rows = done = 0
     for source in sources:
         collector.source = source.name
-        where: int | None = None
-        row = -1
-        try:
-            for row, where, record in _records(source, columns, fast):  # noqa: B007 (read on error)
-                if parse is None:
-                    detected = formats.detect_format(record)
-                    parse = formats.parser_for(detected)
-                collector.add(row, parse(record))
-                if row % 2048 == 2047:
-                    bar.update(done + source.bytes_read() - bar.n)
-        except RecordError as exc:
-            raise UserError(f"{source.where(where)}: {exc}") from None
-        if row < 0:
-            raise UserError(f"{source.name}: empty; expected one preference record per "
-                            "line/row (see `sculpt ingest --help`)")
-        rows += row + 1
+        base = done
+
+        def advance(got: int, base: int = base) -> None:
+            bar.update(base + got - bar.n)
+
+        detected, count = _read_source(source, fmt, columns, collector, fast, advance)
+        found += [detected] if detected not in found else []
+        rows += count
         done += source.size
         bar.update(done - bar.n)
     bar.close()
-    assert detected is not None
-    return detected, rows
+    return "+".join(found), rows
+
+
+def _read_source(source: Source, fmt: str, columns: Mapping[str, str], collector: _Collector,
+                 fast: bool, advance: Callable[[int], Any]) -> tuple[str, int]:
+    """One file; with --format auto its first record decides the format (files may differ)."""
+    detected: Format | None = None if fmt == "auto" else fmt  # type: ignore[assignment]
+    parse = formats.parser_for(detected) if detected else None
+    where: int | None = None
+    row = -1
+    try:
+        for row, where, record in _records(source, columns, fast):  # noqa: B007 (read on error)
+            if parse is None:
+                detected = formats.detect_format(record)
+                parse = formats.parser_for(detected)
+            collector.add(row, parse(record))
+            if row % 2048 == 2047:
+                advance(source.bytes_read())
+    except RecordError as exc:
+        raise UserError(f"{source.where(where)}: {exc}") from None
+    if row < 0 or detected is None:
+        raise UserError(f"{source.name}: empty; expected one preference record per "
+                        "line/row (see `sculpt ingest --help`)")
+    return detected, row + 1
 
 
 def _records(source: Source, columns: Mapping[str, str], fast: bool

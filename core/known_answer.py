@@ -27,6 +27,8 @@ class PlantedRank:
     concept_id: str | None
     label: str | None
     r: float
+    distinct_rank: int | None = None
+    """Rank when hypotheses recovering the other planted concepts are left out."""
 
 
 def planted_ranks(
@@ -44,11 +46,31 @@ def planted_ranks(
         gaps = {h["concept_id"]: _gap(con, dataset, h["concept_id"], ids) for h in hypotheses[:top]}
     finally:
         con.close()
+    truths = {
+        c.name: np.array([c.detects(ch) - c.detects(rj) for _, ch, rj in pairs], float)
+        for c in planted
+    }
     out = []
     for concept in planted:
-        truth = np.array([concept.detects(c) - concept.detects(r) for _, c, r in pairs], float)
-        out.append(_best(concept.name, truth, hypotheses[:top], gaps))
+        # Rank among hypotheses that don't recover *another* planted concept (its echoes, such
+        # as the n-gram "question" of a flattering opener, would push the next one down).
+        others = {k: v for k, v in truths.items() if k != concept.name}
+        distinct = [h for h in hypotheses[:top] if not _recovers_any(gaps[h["concept_id"]], others)]
+        found = _best(concept.name, truths[concept.name], hypotheses[:top], gaps)
+        alone = _best(concept.name, truths[concept.name], distinct, gaps)
+        found.distinct_rank = alone.rank
+        out.append(found)
     return out
+
+
+def _recovers_any(u: np.ndarray, truths: dict[str, np.ndarray]) -> bool:
+    return any(_r(u, t) > MATCH_R for t in truths.values())
+
+
+def _r(u: np.ndarray, truth: np.ndarray) -> float:
+    if u.std() == 0 or truth.std() == 0:
+        return 0.0
+    return float(np.corrcoef(u, truth)[0, 1])
 
 
 def _best(
@@ -56,10 +78,7 @@ def _best(
 ) -> PlantedRank:
     best = PlantedRank(name, None, None, None, 0.0)
     for rank, h in enumerate(hypotheses, start=1):
-        u = gaps[h["concept_id"]]
-        if u.std() == 0 or truth.std() == 0:
-            continue
-        r = float(np.corrcoef(u, truth)[0, 1])
+        r = _r(gaps[h["concept_id"]], truth)
         if r > MATCH_R:
             return PlantedRank(name, rank, h["concept_id"], h.get("label"), r)
         if r > best.r:

@@ -16,10 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from core.concepts import Concept, pair_spans, score_table, write_concepts
 from core.errors import UserError
+from core.lake import Lake
 
 _SEPARATOR = "\n\x00\n"
-"""Joins spans; no pattern matches NUL, and `^`/`$` anchors stay within a span."""
+"""Joins spans; built-in patterns never match NUL, `^`/`$` anchors stay within a span, and a
+span's start is `\A` or right after the separator."""
 
 _EMOJI_BASE = (
     "[\U0001f300-\U0001f3fa\U0001f400-\U0001faff\u2600-\u27bf\u2b50\u2b55\u2b1b\u2b1c"
@@ -33,7 +36,7 @@ EMOJI = (
 )
 
 _FLATTERING = (
-    r"(?i)^\W*(?:(?:what|such) an? (?:\w+ )?(?:great|excellent|wonderful|fantastic|insightful|"
+    r"(?i)(?:\A|(?<=\x00\n))[^\w\x00]*(?:(?:what|such) an? (?:\w+ )?(?:great|excellent|wonderful|fantastic|insightful|"
     r"thoughtful|interesting|good|amazing|brilliant|fascinating|important)\b"
     r"|(?:great|excellent|good|fantastic|wonderful|awesome|brilliant|amazing|insightful|"
     r"thoughtful|fascinating) (?:question|point|idea|observation|thinking|thought)\b"
@@ -77,9 +80,9 @@ BUILTIN: dict[str, Detector] = {
         Detector("em_dash", "\u2014", "em-dashes"),
         Detector("exclamation", r"!(?!=)", "exclamation marks", skip_code=True),
         Detector("url", r"\b(?:https?://|www\.)[^\s<>()]*[^\s<>().,;:!?'\"]", "URLs"),
-        Detector("code_block", r"^[ \t]*(```|~~~)[^\n]*\n(?:.*\n)*?[ \t]*\1[ \t]*$",
+        Detector("code_block", r"^[ \t]*(```|~~~)[^\n]*\n(?:[^\n\x00]*\n)*?[ \t]*\1[ \t]*$",
                  "fenced code blocks"),
-        Detector("length", r"\S+", "response length in words"),
+        Detector("length", r"[^\s\x00]+", "response length in words"),
         Detector("refusal", r"(?i)\bI (?:can(?:'t|not)|won't|will not|am (?:not able|unable)|"
                  r"'m (?:not able|unable)) (?:to )?(?:help|assist|provide|do|comply|support|"
                  r"fulfill|engage|answer|give|create|write)\b|\bas an AI\b|\bI must decline\b",
@@ -180,3 +183,22 @@ def _user_detector(path: Path, name: str, spec: Any) -> Detector:
         raise UserError(f"{path}: concept {name}: bad regex {spec['pattern']!r} ({exc})") from None
     return Detector(name, pattern, str(spec.get("description") or spec["pattern"]),
                     skip_code=bool(spec.get("skip_code", False)))
+
+
+def score_dataset(lake: Lake, dataset: str, file: str | Path | None = None) -> list[Concept]:
+    """Score built-ins (+ the YAML file's regexes) on every span of `pairs`; family `lexical`."""
+    detectors = dict(BUILTIN)
+    if file is not None:
+        detectors.update(load_user_detectors(file))
+    spans = pair_spans(lake, dataset)
+    scores = score_texts(spans.texts, detectors)
+    concepts = [
+        Concept(f"lex:{name}", "lexical", d.description, members=[name],
+                source={"pattern": d.pattern, "builtin": BUILTIN.get(name) == d,
+                        "skip_code": d.skip_code, "file": str(file) if file else None})
+        for name, d in detectors.items()
+    ]
+    matrix = np.stack([scores[name] for name in detectors])
+    write_concepts(lake, dataset, "lexical", concepts,
+                   score_table([c.concept_id for c in concepts], spans, matrix))
+    return concepts

@@ -65,7 +65,7 @@ def predictive_power(
     *,
     seed: int = 0,
     folds: int = 5,
-    max_pairs: int = 20000,
+    max_pairs: int = 10000,
     c: float = 0.1,
 ) -> pa.Table:
     """Cross-validated AUC (mean ± sd over folds) of an L1 logistic regression predicting the

@@ -79,8 +79,10 @@ def _pattern(
 ) -> re.Pattern[str] | None:
     """What to highlight in text for a lexical or n-gram concept (None: nothing to mark)."""
     if concept_id.startswith("ngram:"):
-        words = re.escape(concept_id[6:])
-        return re.compile(rf"(?<!\w){words}(?!\w)")
+        # n-grams are words and punctuation joined by spaces ("Great question !"): match the
+        # words with any or no whitespace between them, as they appear in the text.
+        words = r"\s*".join(re.escape(w) for w in concept_id[6:].split())
+        return re.compile(rf"(?<!\w){words}(?!\w)") if words else None
     if "concepts" not in tables:
         return None
     found = _rows(
@@ -177,10 +179,8 @@ def _fill_sae(
         if found:
             card["density"] = found[0]["density"]
             card["top_tokens"] = _json_list(found[0]["top_tokens"])[:10]
-            card["contexts"] = [
-                _feature_context(c) for c in _json_list(found[0]["contexts"])[:CONTEXTS]
-                if isinstance(c, dict)
-            ]
+            stored = [c for c in _json_list(found[0]["contexts"]) if isinstance(c, dict)]
+            card["contexts"] = [_feature_context(c) for c in responses_first(stored)[:CONTEXTS]]
     keys = [(t["pair_id"], t["side"]) for t in responses_first(top)[:CONTEXTS]]
     keys += [(p["pair_id"], side) for p in pairs for side in ("chosen", "rejected")]
     tokens = _span_tokens(con, tables, dataset, keys)
@@ -207,7 +207,10 @@ def _feature_context(ctx: dict[str, Any]) -> dict[str, Any]:
     return {
         "side": ctx.get("side"),
         "act": ctx.get("act"),
-        "segments": [[before, False], [str(ctx.get("token", "")), True], [after, False]],
+        "segments": [
+            [_one_line(before), False], [_one_line(str(ctx.get("token", ""))), True],
+            [_one_line(after), False],
+        ],
     }
 
 
@@ -230,7 +233,7 @@ def _token_contexts(
 
 def responses_first(top: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Activations on chosen/rejected before those on prompts: the card is about responses."""
-    return sorted(top, key=lambda t: t["side"] == "prompt")
+    return sorted(top, key=lambda t: t.get("side") == "prompt")
 
 
 def _one_line(text: str) -> str:
@@ -289,7 +292,8 @@ def _pattern_contexts(
     for pair in pairs:
         spans = _matches(pattern, pair[side])
         if spans:
-            out.append({"side": side, "act": None, "segments": window(pair[side], spans[:1], CONTEXT_RADIUS)})
+            segs = window(pair[side], spans[:1], CONTEXT_RADIUS)
+            out.append({"side": side, "act": None, "segments": [[_one_line(t), h] for t, h in segs]})
     return out
 
 

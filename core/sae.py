@@ -239,7 +239,7 @@ def train_sae(
     norms = acts.float().norm(dim=1)
     norm_cap = float(config.outlier_ratio * norms.median())
     typical = norms <= norm_cap
-    acts, pair_ids = acts[typical], [p for p, ok in zip(pair_ids, typical.tolist()) if ok]
+    acts, pair_ids = acts[typical], [p for p, ok in zip(pair_ids, typical.tolist(), strict=True) if ok]
     held = holdout_mask(pair_ids, config.holdout, config.seed)
     if held.all() or not held.any():
         held = torch.arange(len(acts)) % 10 == 0  # too few pairs to split by pair

@@ -214,6 +214,11 @@ class ScanRun:
             shards=len(self.shards),
             tokens=tokens,
             truncated_spans=cut_spans,
+            policy=(
+                f"prompt ≤ {self.config.max_prompt_tokens} keeps its {self.config.prompt_keep}, "
+                f"responses ≤ {self.config.max_response_tokens} keep their "
+                f"{self.config.response_keep}"
+            ),
             truncated_tokens=cut_tokens,
             fallbacks=fallbacks,
         )

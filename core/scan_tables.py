@@ -98,7 +98,8 @@ class ActsSample:
         if not keep.any():
             return
         pos = np.flatnonzero(keep)
-        values = acts[torch.from_numpy(pos).to(acts.device)].to(torch.float16).cpu().numpy()
+        chosen = acts if len(pos) == len(acts) else acts[torch.from_numpy(keep).to(acts.device)]
+        values = chosen.to(torch.float16).cpu().numpy()
         token_ids = np.asarray(pair.side(side), dtype=np.int32)[pos]
         self.parts.setdefault(index, []).append((side, pos.astype(np.int32), token_ids, values))
 

@@ -126,6 +126,8 @@ class ScanReport:
     scanned_pairs: int = 0
     seconds: float = 0.0
     already_done: bool = False
+    policy: str = ""
+    """The truncation policy in words, e.g. `prompt ≤ 512 keeps its end`."""
 
     @property
     def pairs_per_s(self) -> float:
@@ -136,7 +138,7 @@ class ScanReport:
             f"scanned {self.dataset}: {self.pairs} pairs, {sum(self.tokens.values())} tokens "
             f"({', '.join(f'{s} {n}' for s, n in self.tokens.items())}) through {self.model} "
             f"layer {self.layer}",
-            "truncated: "
+            f"truncated{f' ({self.policy})' if self.policy else ''}: "
             + ", ".join(
                 f"{s} {self.truncated_spans[s]} spans / {self.truncated_tokens[s]} tokens"
                 for s in SIDES

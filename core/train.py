@@ -184,8 +184,11 @@ def _policy_hooks(model: Any, plan: Plan | None) -> Any:
             continue
         assert item.vector_file is not None and item.layer is not None  # checked by load_plan
         direction = torch.load(plan.resolve(item.vector_file), map_location="cpu")
+        # Steering explains the concept away when it suppresses (+m·v) and makes the policy
+        # compensate for its absence when it amplifies (−m·v).
+        magnitude = item.strength if item.action == "suppress" else -item.strength
         hooks.append(
-            ResidualHook(item.method, item.layer, direction, item.strength, item.side)  # type: ignore[arg-type]
+            ResidualHook(item.method, item.layer, direction, magnitude, item.side)  # type: ignore[arg-type]
         )
     return PolicyHooks(model, hooks) if hooks else None
 

@@ -33,14 +33,29 @@ def write_pairs(lake: Lake, dataset: str, n: int, rng: np.random.Generator, long
         chosen, rejected = _words(rng, int(len_c[i])), _words(rng, int(len_r[i]))
         prompt = json.dumps([{"role": "user", "content": f"question {i}"}])
         pair_id = hashlib.sha256(f"{prompt}{chosen}{rejected}".encode()).hexdigest()[:16]
-        rows.append({"pair_id": pair_id, "row": i, "prompt": prompt, "chosen": chosen,
-                     "rejected": rejected, "source": "synthetic.jsonl", "meta": "{}"})
+        rows.append(
+            {
+                "pair_id": pair_id,
+                "row": i,
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "source": "synthetic.jsonl",
+                "meta": "{}",
+            }
+        )
     lake.replace_partition("pairs", {"dataset": dataset}, pa.Table.from_pylist(rows))
     return [(r["pair_id"], len_c[i], len_r[i]) for i, r in enumerate(rows)]
 
 
-def write_lexical(lake: Lake, dataset: str, pairs: list, rng: np.random.Generator,
-                  n_null: int, planted_share: float) -> np.ndarray:
+def write_lexical(
+    lake: Lake,
+    dataset: str,
+    pairs: list,
+    rng: np.random.Generator,
+    n_null: int,
+    planted_share: float,
+) -> np.ndarray:
     """Null binary concepts, `lex:planted` added to the chosen side of a share of pairs, and
     `lex:length` (words). Returns the planted pairs' mask."""
     n = len(pairs)
@@ -54,21 +69,35 @@ def write_lexical(lake: Lake, dataset: str, pairs: list, rng: np.random.Generato
     for side in ("chosen", "rejected"):
         fires = (rng.random(n) < 0.05) | (planted if side == "chosen" else False)
         rows += [("lex:planted", pairs[i][0], side, 1.0) for i in np.flatnonzero(fires)]
-        rows += [("lex:length", p[0], side, float(p[1] if side == "chosen" else p[2])) for p in pairs]
-    table = pa.table({
-        "concept_id": [r[0] for r in rows], "pair_id": [r[1] for r in rows],
-        "side": [r[2] for r in rows], "score": pa.array([r[3] for r in rows], pa.float32()),
-    })
+        rows += [
+            ("lex:length", p[0], side, float(p[1] if side == "chosen" else p[2])) for p in pairs
+        ]
+    table = pa.table(
+        {
+            "concept_id": [r[0] for r in rows],
+            "pair_id": [r[1] for r in rows],
+            "side": [r[2] for r in rows],
+            "score": pa.array([r[3] for r in rows], pa.float32()),
+        }
+    )
     lake.replace_partition("concept_span_scores", {"dataset": dataset, "family": "lexical"}, table)
     ids = sorted(set(table.column("concept_id").to_pylist()))
-    concepts = pa.table({"concept_id": ids, "kind": ["lexical"] * len(ids), "members": ["[]"] * len(ids),
-                         "label": [i.split(":")[1] for i in ids], "source": ["{}"] * len(ids)})
+    concepts = pa.table(
+        {
+            "concept_id": ids,
+            "kind": ["lexical"] * len(ids),
+            "members": ["[]"] * len(ids),
+            "label": [i.split(":")[1] for i in ids],
+            "source": ["{}"] * len(ids),
+        }
+    )
     lake.replace_partition("concepts", {"dataset": dataset, "family": "lexical"}, concepts)
     return planted
 
 
-def write_sae(lake: Lake, dataset: str, pairs: list, rng: np.random.Generator, sae: str,
-              topic_lean: bool) -> np.ndarray:
+def write_sae(
+    lake: Lake, dataset: str, pairs: list, rng: np.random.Generator, sae: str, topic_lean: bool
+) -> np.ndarray:
     """span_features of groups of co-firing features. Prompts of topic 0 fire group 0; in those
     pairs (when `topic_lean`) the chosen response fires group 1 more often. Returns topics."""
     n = len(pairs)
@@ -85,14 +114,19 @@ def write_sae(lake: Lake, dataset: str, pairs: list, rng: np.random.Generator, s
             for g in groups:
                 for f in range(g * GROUP_SIZE, (g + 1) * GROUP_SIZE):
                     if rng.random() < 0.8:
-                        rows.append((pair_id, side, f, rng.uniform(0.5, 3.0), rng.uniform(0.05, 0.5)))
-    table = pa.table({
-        "pair_id": [r[0] for r in rows], "side": [r[1] for r in rows],
-        "feature": pa.array([r[2] for r in rows], pa.int32()),
-        "max_act": pa.array([r[3] for r in rows], pa.float32()),
-        "freq": pa.array([r[4] for r in rows], pa.float32()),
-        "sum_act": pa.array([r[3] * r[4] for r in rows], pa.float32()),
-    })
+                        rows.append(
+                            (pair_id, side, f, rng.uniform(0.5, 3.0), rng.uniform(0.05, 0.5))
+                        )
+    table = pa.table(
+        {
+            "pair_id": [r[0] for r in rows],
+            "side": [r[1] for r in rows],
+            "feature": pa.array([r[2] for r in rows], pa.int32()),
+            "max_act": pa.array([r[3] for r in rows], pa.float32()),
+            "freq": pa.array([r[4] for r in rows], pa.float32()),
+            "sum_act": pa.array([r[3] * r[4] for r in rows], pa.float32()),
+        }
+    )
     lake.replace_partition("span_features", {"dataset": dataset, "sae": sae}, table)
     return topic
 
@@ -114,8 +148,14 @@ def test_planted_lexical_concept_ranks_first_and_is_significant(synthetic) -> No
     lake, _ = synthetic
     report = analyze(lake, "toy", FAST, progress=False)
     rows = lake.read("hypotheses", {"dataset": "toy", "analysis": report.analysis}).to_pylist()
-    lexical = sorted((r for r in rows if r["scope"] == "global" and r["kind"] == "lexical"
-                      and r["concept_id"] != "lex:length"), key=lambda r: r["rank"])
+    lexical = sorted(
+        (
+            r
+            for r in rows
+            if r["scope"] == "global" and r["kind"] == "lexical" and r["concept_id"] != "lex:length"
+        ),
+        key=lambda r: r["rank"],
+    )
     top = lexical[0]
     assert top["concept_id"] == "lex:planted"
     assert top["q"] < 0.05 and top["lean"] == "chosen" and top["split_half_ok"]
@@ -146,11 +186,23 @@ def test_conditional_view_finds_the_topic_lean(synthetic) -> None:
     assert best["lean"] == "chosen" and best["split_half_ok"] and best["p"] is None
     clusters = lake.read("clusters", {"dataset": "toy", "analysis": key})
     assert clusters.num_rows == 400
+    both_families = lake.read("concept_span_scores", {"dataset": "toy"})
+    assert both_families.num_rows > 0
+    in_view = lake.sql(
+        "select count(*) as n from concept_scores where concept_id = ? and side = 'chosen'",
+        [best["concept_id"]],
+    ).column("n")[0].as_py()
+    assert in_view > 0
     prompt = min((r for r in rows if r["scope"] == "prompt"), key=lambda r: r["rank"])
     assert set(members[prompt["concept_id"]]) == set(members[best["concept_id"]])
     assert prompt["lean"] == "chosen"
-    topics = dict(zip(clusters.column("pair_id").to_pylist(),
-                      clusters.column("prompt_cluster").to_pylist(), strict=True))
+    topics = dict(
+        zip(
+            clusters.column("pair_id").to_pylist(),
+            clusters.column("prompt_cluster").to_pylist(),
+            strict=True,
+        )
+    )
     in_cluster = [p for p, c in topics.items() if c == prompt["data_cluster"]]
     assert np.mean([TOPIC[p] == 0 for p in in_cluster]) > 0.9
 
@@ -232,10 +284,13 @@ def test_planted_concepts_on_hh_rlhf_rank_in_top5_via_lexical_route(tmp_path: Pa
         spans = pair_spans(lake, dataset, sides=("chosen", "rejected"))
         scores = lexical.score_texts(spans.texts)
         names = sorted(scores)
-        write_concepts(lake, dataset, "lexical",
-                       [Concept(f"lex:{n}", "lexical", n) for n in names],
-                       score_table([f"lex:{n}" for n in names], spans,
-                                   np.vstack([scores[n] for n in names])))
+        write_concepts(
+            lake,
+            dataset,
+            "lexical",
+            [Concept(f"lex:{n}", "lexical", n) for n in names],
+            score_table([f"lex:{n}" for n in names], spans, np.vstack([scores[n] for n in names])),
+        )
         analyze(lake, dataset, AnalyzeConfig(n_boot=200, n_perm=2000), progress=False)
         top = read_hypotheses(lake, dataset, scope="global", top=5)
         found = planted_ranks(lake, dataset, top, top=5, planted=(plant.PLANTABLE[name],))[0]

@@ -10,7 +10,9 @@ import pytest
 
 from core.cli import main
 from core.demo_data import write_demo
+from core.known_answer import planted_ranks
 from core.lake import Lake
+from core.report_data import collect
 
 NS = "{http://www.w3.org/1999/xhtml}"
 TINY = ["--model", "tiny", "--sae-width", "32", "--sae-k", "4", "--sae-epochs", "1", "--quiet"]
@@ -30,7 +32,7 @@ def stage_lines(out: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("audit")
-    data = write_demo(root / "pairs.jsonl", n=12, seed=1)
+    data = write_demo(root / "pairs.jsonl", n=16, seed=1)
     lake_dir = root / "lake"
     return {"root": root, "data": data, "lake": lake_dir}
 
@@ -50,6 +52,10 @@ def test_audit_runs_every_stage_then_reuses_the_lake(audited: dict, capsys) -> N
     ids = {s.get("id") for s in doc.iter(f"{NS}section")}
     assert {"summary", "hypotheses", "cards", "decisions", "runs"} <= ids
     assert str(lake_dir) not in report.read_text()
+
+    hyps = collect(Lake.open(lake_dir), "tiny", top=50, cards=0)["hypotheses"]["chosen"]
+    opener = planted_ranks(Lake.open(lake_dir), "tiny", hyps)[0]
+    assert opener.name == "flattering_opener" and opener.rank is not None and opener.rank <= 3
 
     assert main(args) == 0
     second = stage_lines(capsys.readouterr().out)

@@ -66,3 +66,5 @@ def test_env_reports_versions_and_device(capsys):
                 "pyarrow", "peft", "device", "cpu_cores"):
         assert info.get(key), key
     assert info["device"].startswith(("cpu", "cuda", "mps"))
+    assert main(["env", "--json", "--torch"]) == 0
+    assert json.loads(capsys.readouterr().out)["device"].startswith(("cpu", "cuda", "mps"))

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.cli import main
+from core.errors import UserError
 from core.ingest import ingest, pair_id
 from core.lake import Lake
 
@@ -238,7 +239,7 @@ def test_a_bad_row_late_in_a_parquet_file_names_its_row(tmp_path):
     rows[4999]["prompt"] = None
     pq.write_table(pa.Table.from_pylist(rows), path)
     lake = Lake.open(tmp_path / "lake")
-    with pytest.raises(Exception, match=r"late.parquet row 4999: prompt is"):
+    with pytest.raises(UserError, match=r"late.parquet row 4999: prompt is null"):
         ingest(lake, path, "late")
     assert not lake.has("pairs")
     assert not list((tmp_path / "lake").rglob("*.parquet"))
@@ -252,8 +253,63 @@ def test_a_datasets_dict_folder_names_its_splits(tmp_path):
         "test": datasets.Dataset.from_list([{"prompt": "q", "chosen": "a", "rejected": "b"}]),
     })
     dd.save_to_disk(str(tmp_path / "dd"))
-    with pytest.raises(Exception, match="splits train, test"):
+    with pytest.raises(UserError, match="splits train, test"):
         ingest(Lake.open(tmp_path / "lake"), tmp_path / "dd", "x")
     report = ingest(Lake.open(tmp_path / "lake"), tmp_path / "dd" / "train", "x")
     assert report.kept == 1
     shutil.rmtree(tmp_path / "dd")
+
+
+@pytest.mark.skipif(not HH.exists(), reason="shared HH-RLHF file missing")
+def test_the_fast_reader_and_the_line_reader_agree(tmp_path, monkeypatch):
+    """Flat JSON lines go through Arrow's parser; the line-by-line reader must give the same."""
+    import core.sources
+
+    lake = Lake.open(tmp_path / "lake")
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": "yes", "rejected": f"no {i}",
+                                         "score": i * 0.5, "ok": i % 2 == 0, "id": i}) + "\n"
+                             for i in range(50)))
+    for path in (HH, extra):
+        ingest(lake, path, "fast")
+        fast = lake.read("pairs", {"dataset": "fast"}).to_pylist()
+
+        def refuse(self):
+            raise core.sources.NotFlat("forced")
+            yield  # a generator, like the real one
+
+        with monkeypatch.context() as patch:
+            patch.setattr(core.sources.Source, "_jsonl_arrow", refuse)
+            ingest(lake, path, "slow")
+        assert lake.read("pairs", {"dataset": "slow"}).to_pylist() == fast
+    assert json.loads(fast[3]["meta"]) == {"score": 1.5, "ok": False, "id": 3}
+
+
+def test_a_folder_of_files_in_different_formats(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("hh.jsonl", "pairwise.csv", "trl.json"):
+        shutil.copy(FIXTURES / name, folder / name)
+    (folder / "README.txt").write_text("not data")
+    lake = Lake.open(tmp_path / "lake")
+    report = ingest(lake, folder, "mixed")
+    assert report.format == "hh+pairwise+trl"
+    assert report.kept == 3 + 3 + 2
+    sources = {r["source"] for r in lake.read("pairs").to_pylist()}
+    assert sources == {"mixed/hh.jsonl", "mixed/pairwise.csv", "mixed/trl.json"}
+    assert {(r["source"], r["row"]) for r in lake.read("rejects").to_pylist()} == {
+        ("mixed/hh.jsonl", 3), ("mixed/pairwise.csv", 3)}
+
+
+def test_conversations_in_csv_cells_and_nested_parquet(tmp_path):
+    lake = Lake.open(tmp_path / "lake")
+    report = ingest(lake, FIXTURES / "conversational.csv", "csv_conv")
+    assert (report.format, report.kept) == ("conversational", 2)
+    first = pairs_of(lake, "csv_conv")[0]
+    assert [m["role"] for m in json.loads(first["prompt"])] == ["system", "user"]
+    assert (first["chosen"], first["rejected"]) == ("4", "5")
+    records = [json.loads(line) for line in (FIXTURES / "implicit.jsonl").read_text().splitlines()]
+    pq.write_table(pa.Table.from_pylist(records[:1]), tmp_path / "nested.parquet")
+    report = ingest(lake, tmp_path / "nested.parquet", "nested")
+    assert (report.format, report.kept) == ("conversational", 1)
+    assert pairs_of(lake, "nested")[0]["rejected"] == "Rome is in Italy."

@@ -13,7 +13,13 @@ from core.errors import UserError
 from core.lake import Lake
 from core.models import tiny_model
 from core.sae import (
-    SaeTrainConfig, list_saes, load_sae, read_acts, register_sae, sae_dir, train_sae,
+    SaeTrainConfig,
+    list_saes,
+    load_sae,
+    read_acts,
+    register_sae,
+    sae_dir,
+    train_sae,
 )
 from core.scan import ScanConfig, scan
 

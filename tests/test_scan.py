@@ -205,7 +205,8 @@ def test_truncation_keeps_prompt_end_and_response_start(tmp_path: Path) -> None:
     assert spans[(row["pair_id"], "chosen")]["token_ids"] == ids[prompt_len:][:7]
     assert spans[(row["pair_id"], "chosen")]["n_truncated"] == len(ids) - prompt_len - 7
     assert report.truncated_spans["prompt"] == 5 and report.truncated_tokens["chosen"] > 0
-    assert "truncated: prompt 5 spans" in "\n".join(report.summary())
+    assert "keeps its end" in "\n".join(report.summary())
+    assert "): prompt 5 spans /" in "\n".join(report.summary())
     assert not lake.has("acts"), "sample_tokens=0 writes no acts"
 
 

@@ -35,8 +35,9 @@ def firing_pairs(
 
 def test_planted_concept_ranks_first_among_nulls() -> None:
     chosen, rejected = firing_pairs(1000, 200, seed=1, planted_share=0.08)
-    lean = global_lean(chosen - rejected, fired_chosen=chosen, fired_rejected=rejected,
-                       n_boot=300, seed=0)
+    lean = global_lean(
+        chosen - rejected, fired_chosen=chosen, fired_rejected=rejected, n_boot=300, seed=0
+    )
     assert np.argmax(np.abs(lean["z"])) == 0
     assert lean["q"][0] < 0.05 and lean["lean"][0] == "chosen" and lean["split_half_ok"][0]
     assert lean["ci_lo"][0] > 0 and lean["chosen_rate"][0] > lean["rejected_rate"][0]
@@ -79,8 +80,9 @@ def test_sign_flip_p_matches_exact_enumeration_for_few_pairs() -> None:
 
 
 def test_mcnemar_and_bh_agree_with_reference_values() -> None:
-    assert np.isclose(mcnemar_exact(np.array([3]), np.array([15]))[0],
-                      scistats.binomtest(3, 18, 0.5).pvalue)
+    assert np.isclose(
+        mcnemar_exact(np.array([3]), np.array([15]))[0], scistats.binomtest(3, 18, 0.5).pvalue
+    )
     assert mcnemar_exact(np.array([0]), np.array([0]))[0] == 1.0
     p = np.array([0.01, 0.04, 0.03, 0.005, np.nan])
     q = benjamini_hochberg(p)
@@ -107,8 +109,9 @@ def _numpy_loop_contrast(u: np.ndarray, labels: np.ndarray, k: int, m: int) -> d
     a, b = np.array(inside), np.array(outside)
     delta = a.mean() - b.mean()
     welch = delta / np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
-    pooled = np.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1))
-                     / (a.size + b.size - 2))
+    pooled = np.sqrt(
+        ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2)
+    )
     return {"delta": delta, "z": welch, "d": delta / pooled}
 
 
@@ -138,3 +141,19 @@ def test_global_lean_is_deterministic_for_a_seed() -> None:
     second = global_lean(chosen - rejected, n_boot=200, seed=11)
     for key, value in first.items():
         assert np.array_equal(value, second[key]), key
+
+
+def test_feature_cluster_edges_use_the_mutual_information_of_co_firing() -> None:
+    from sklearn.metrics import mutual_info_score
+
+    from core.clusters import positive_mi
+
+    rng = np.random.default_rng(0)
+    active = rng.random((500, 6)) < 0.3
+    active[:, 1] |= active[:, 0] & (rng.random(500) < 0.5)  # 0 and 1 fire together
+    active[:, 3] = ~active[:, 2] & (rng.random(500) < 0.5)  # 2 and 3 never do
+    a, b, mi = positive_mi(sp.csc_matrix(active.astype(float)), np.arange(6))
+    for i, j, value in zip(a, b, mi, strict=True):
+        assert np.isclose(value, mutual_info_score(active[:, i], active[:, j]))
+    edges = set(zip(a.tolist(), b.tolist(), strict=True))
+    assert (0, 1) in edges and (2, 3) not in edges

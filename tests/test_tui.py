@@ -18,7 +18,7 @@ from tui.app import TriageApp
 from tui.card import ConceptCard
 from tui.decide import DecisionForm
 from tui.hypotheses import HypothesesScreen
-from tui.keys import KEY_IDS, load_keymap
+from tui.keys import KEY_IDS, KEYS, load_keymap
 from tui.pairs import PairViewer
 from tui.queue import QueueScreen
 from tui.sample_lake import build_sample_lake
@@ -268,6 +268,8 @@ def test_keymap_file_rebinds_and_help_lists_ids(lake: Lake, tmp_path: Path) -> N
     with pytest.raises(UserError, match="unknown binding id"):
         load_keymap(bad)
     assert {"decide.allow", "decide.undo", "app.help", "back"} <= KEY_IDS
+    defaults = {key for k in KEYS for key in k.key.split(",")}
+    assert not defaults & {"ctrl+j", "ctrl+o", "ctrl+s"}  # terminal multiplexers take these
 
 
 def test_triage_command_names_the_dataset_or_explains(tmp_path: Path) -> None:

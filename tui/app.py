@@ -33,6 +33,9 @@ class TriageApp(App[None]):
     def on_mount(self) -> None:
         from tui.hypotheses import HypothesesScreen
 
+        if self.console.color_system in ("standard", "windows"):
+            # a 16-colour terminal: use its own palette; state never rests on colour alone
+            self.theme = "ansi-dark"
         self.push_screen(HypothesesScreen())
 
     def open_lake(self) -> None:

@@ -14,8 +14,8 @@ from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
 
 from tui.decide import DecidingScreen, Target, badge
-from tui.hypotheses import fmt_q, scope_cell
 from tui.keys import bindings
+from tui.table import fmt, fmt_delta, fmt_q, scope_cell
 
 HIGHLIGHT = "bold reverse"
 """Activating tokens: reverse video reads in 16 colours and over SSH."""
@@ -48,12 +48,13 @@ def describe_source(concept: dict[str, Any]) -> str:
 def stats_line(row: dict[str, Any]) -> Text:
     split = "✓ split-half" if row["split_half_ok"] else "✗ split-half"
     text = Text()
-    text.append(f"Δ {row['delta']:+.3f} [{row['ci_lo']:+.3f}, {row['ci_hi']:+.3f}]", "bold")
-    text.append(f" · d {row['d']:+.2f} · q {fmt_q(row['q'])} · {split}")
+    text.append(f"Δ {fmt(row['delta'], '+.3g')} [{fmt(row['ci_lo'], '+.3g')}, "
+                f"{fmt(row['ci_hi'], '+.3g')}]", "bold")
+    text.append(f" · d {fmt(row['d'], '+.2f')} · q {fmt_q(row['q'])} · {split}")
     if row.get("delta_min") is not None:
-        text.append(f" (Δmin {row['delta_min']:.3f})")
+        text.append(f" (Δmin {fmt(row['delta_min'], '.3g')})")
     if row.get("delta_len") is not None:
-        text.append(f" · length-controlled Δ {row['delta_len']:+.3f}")
+        text.append(f" · length-controlled Δ {fmt(row['delta_len'], '+.3g')}")
     if row.get("length_only"):
         text.append(" · ⚠ only longer text", "bold")
     return text
@@ -72,7 +73,7 @@ def histogram_text(bins: list[tuple[float, float, int]], width: int = 30) -> Tex
     text = Text()
     for lo, hi, n in bins:
         bar = "█" * max(1 if n else 0, round(n / peak * width))
-        text.append(f"  {lo:+8.2f} … {hi:+8.2f} │{bar:<{width}} {n:,}\n")
+        text.append(f"  {lo:+9.3g} … {hi:+9.3g} │{bar:<{width}} {n:,}\n")
     return text
 
 
@@ -145,7 +146,7 @@ class ConceptCard(DecidingScreen):
             text.append(f" · {describe_source(self.concept)}")
         where = "all pairs" if row["scope"] == "global" else f"data cluster {row['data_cluster']}"
         text.append(f"\nhypothesis {row['hypothesis_id']} · {row['scope']} · {where} · "
-                    f"leans {row['lean']} · n {row['n']:,} (in {row['n_in']:,})")
+                    f"leans {row['lean']} · n {fmt(row['n'], ',')} (in {fmt(row['n_in'], ',')})")
         return text
 
     def on_card_loaded(self, message: CardLoaded) -> None:
@@ -176,9 +177,9 @@ class ConceptCard(DecidingScreen):
             text.append("  no conditional hypotheses for this concept\n", "italic")
         for r in conditional:
             split = "✓" if r["split_half_ok"] else "✗"
-            text.append(f"  {scope_cell(r):<7} Δ {r['delta']:+.2f} [{r['ci_lo']:+.2f}, "
-                        f"{r['ci_hi']:+.2f}] d {r['d']:+.2f} q {fmt_q(r['q'])} {split} "
-                        f"n_in {r['n_in']:,}\n")
+            text.append(f"  {scope_cell(r):<7} Δ {fmt_delta(r['delta'])} [{fmt_delta(r['ci_lo'])}, "
+                        f"{fmt_delta(r['ci_hi'])}] d {fmt(r['d'], '+.2f')} q {fmt_q(r['q'])} {split} "
+                        f"n_in {fmt(r['n_in'], ',')}\n")
         return text
 
     def on_correlated_loaded(self, message: CorrelatedLoaded) -> None:

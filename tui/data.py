@@ -6,7 +6,6 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -19,6 +18,9 @@ SCOPES = ("global", "conditional", "prompt")
 LEANS = ("chosen", "rejected")
 KINDS = ("sae_feature", "feature_cluster", "lexical", "ngram", "vector", "probe")
 PAGE_SIZE = 100
+ROW_COLUMNS = ("hypothesis_id, scope, concept_id, label, kind, data_cluster, n, n_in, delta, "
+               "ci_lo, ci_hi, d, q, split_half_ok, delta_min, length_only, lean, chosen_rate, "
+               "rejected_rate, rank")
 
 
 def _quote(value: str) -> str:
@@ -36,7 +38,8 @@ class Filters:
     split_half_only: bool = False
     text: str = ""
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(self, cached: bool = True) -> tuple[str, list[Any]]:
+        """SQL and parameters; `cached` searches the per-concept text table, else the view."""
         clauses, params = ["true"], []
         for column in ("scope", "lean", "kind"):
             value = getattr(self, column)
@@ -49,8 +52,12 @@ class Filters:
         if self.split_half_only:
             clauses.append("split_half_ok")
         if self.text.strip():
-            clauses.append("search like ?")
-            params.append("%" + self.text.strip().lower() + "%")
+            if cached:  # one row per concept, not per hypothesis: ~10x less text to scan
+                clauses.append("ckey in (select ckey from concept_search where contains(search, ?))")
+                params.append(self.text.strip().lower())
+            else:
+                clauses.append("lower(coalesce(label, '') || ' ' || concept_id) like ?")
+                params.append("%" + self.text.strip().lower() + "%")
         return " and ".join(clauses), params
 
     def describe(self) -> str:
@@ -70,10 +77,10 @@ class Sort:
     column: str = "rank"
     descending: bool = False
 
-    def sql(self) -> str:
+    def sql(self, tiebreak: str = "hypothesis_id") -> str:
         direction = "desc" if self.descending else "asc"
         key = "abs(delta)" if self.column == "delta" else self.column
-        return f"{key} {direction} nulls last, hypothesis_id"
+        return f"{key} {direction} nulls last, {tiebreak}"
 
     def describe(self) -> str:
         name = "|Δ|" if self.column == "delta" else self.column
@@ -129,16 +136,17 @@ class TriageData:
         self.source = "hyp_src"
         if self.analysis is not None:
             self.con.execute(
-                f"create view hyp_src as select *, lower(coalesce(label, '') || ' ' || concept_id)"
-                f" as search from hypotheses where dataset = {_quote(slug(dataset))}"
-                f" and analysis = {_quote(self.analysis)}")
+                f"create view hyp_src as select * from hypotheses where dataset = "
+                f"{_quote(slug(dataset))} and analysis = {_quote(self.analysis)}")
 
     # ---- plumbing -------------------------------------------------------------------------
-    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: list[Any] | None = None,
+              cancellable: bool = True) -> list[dict[str, Any]]:
         """Run on a fresh cursor so workers in threads never share one; `interrupt` stops it."""
         cursor = self.con.cursor()
-        with self._lock:
-            self._cursors.add(cursor)
+        if cancellable:
+            with self._lock:
+                self._cursors.add(cursor)
         try:
             result = cursor.execute(sql, params or [])
             names = [d[0] for d in result.description]
@@ -155,40 +163,65 @@ class TriageData:
 
     def missing(self) -> str | None:
         """Why there is nothing to triage yet, with the command that fixes it."""
-        if "pairs" not in self.tables:
-            return f"the lake {self.lake.root} has no pairs yet — run `sculpt ingest FILE --name {self.dataset}`"
+        if not self.lake.has("pairs", {"dataset": self.dataset}):
+            folder = self.lake.table_dir("pairs")
+            known = sorted(p.name.split("=", 1)[1] for p in folder.glob("dataset=*")) \
+                if folder.exists() else []
+            hint = f" (the lake has: {', '.join(known)})" if known else ""
+            return (f"no dataset {self.dataset!r} in {self.lake.root}{hint} — run "
+                    f"`sculpt ingest FILE --name {self.dataset}`")
         if "hypotheses" not in self.tables or self.analysis is None:
             return f"no hypotheses for {self.dataset} yet — run `sculpt analyze {self.dataset}`"
         return None
 
     def materialize(self) -> None:
-        """Copy this analysis into a DuckDB table (with feature tokens for search): fast sorts."""
-        tokens = "''"
-        join = ""
+        """Copy this analysis into DuckDB tables for fast sorts and filters: the hypotheses with
+        enum-coded categories, and one search text per concept (label, id, feature tokens)."""
+        tokens, join = "''", ""
         if "features" in self.tables:
-            join = ("left join features f on h.kind = 'sae_feature' and "
-                    "h.concept_id = 'sae:' || f.sae || ':' || cast(f.feature as varchar)")
+            join = ("left join features f on c.kind = 'sae_feature' and "
+                    "c.concept_id = 'sae:' || f.sae || ':' || cast(f.feature as varchar)")
             tokens = "coalesce(f.top_tokens, '')"
         self.query(
-            "create or replace table hyp_cache as select h.* exclude (search), "
-            f"lower(coalesce(h.label, '') || ' ' || h.concept_id || ' ' || {tokens}) as search "
-            f"from hyp_src h {join}")
+            "create or replace table concept_search as "
+            "with c as (select concept_id, any_value(label) as label, any_value(kind) as kind "
+            "from hyp_src group by concept_id) "
+            "select cast(row_number() over () as integer) as ckey, c.concept_id, "
+            f"lower(coalesce(c.label, '') || ' ' || c.concept_id || ' ' || {tokens}) as search "
+            f"from c {join}", cancellable=False)
+        for column in ("scope", "lean", "kind"):
+            self.query(f"create type if not exists {column}_t as enum "
+                       f"(select distinct {column} from hyp_src where {column} is not null)",
+                       cancellable=False)
+        self.query(
+            "create or replace table hyp_cache as select h.* exclude (scope, lean, kind), "
+            "cast(h.scope as scope_t) as scope, cast(h.lean as lean_t) as lean, "
+            "cast(h.kind as kind_t) as kind, s.ckey from hyp_src h "
+            "join concept_search s using (concept_id)", cancellable=False)
         self.source = "hyp_cache"
 
     # ---- the hypotheses table ---------------------------------------------------------------
     def page(self, filters: Filters, sort: Sort, offset: int = 0, limit: int = PAGE_SIZE) -> Page:
-        where, params = filters.where()
-        rows = self.query(
-            f"select hypothesis_id, scope, concept_id, label, kind, data_cluster, n, n_in, delta, "
-            f"ci_lo, ci_hi, d, q, split_half_ok, delta_min, length_only, lean, chosen_rate, "
-            f"rejected_rate, rank from {self.source} where {where} order by {sort.sql()} "
-            f"limit {int(limit)} offset {int(offset)}", params)
-        total = self.query(f"select count(*) as n from {self.source} where {where}", params)[0]["n"]
+        source = self.source
+        where, params = filters.where(cached=source == "hyp_cache")
+        # sort narrow (row ids), then fetch the few whole rows: a top-N that carries every
+        # column of a million rows costs several times more
+        key = "rowid" if source == "hyp_cache" else "hypothesis_id"
+        order = sort.sql(key)
+        sql = (f"select {ROW_COLUMNS} from {source} where {key} in (select {key} from {source} "
+               f"where {where} order by {order} limit {int(limit)} offset {int(offset)}) "
+               f"order by {order}")
+        rows = self.query(sql, params)
+        total = self.query(f"select count(*) as n from {source} where {where}", params)[0]["n"]
+        for row in rows:  # enum-coded categories come back as str already; keep types plain
+            row["scope"], row["lean"], row["kind"] = (
+                str(row["scope"]), str(row["lean"]), None if row["kind"] is None else str(row["kind"]))
         return Page(rows, offset, int(total), filters, sort)
 
     def hypotheses_for(self, concept_id: str) -> list[dict[str, Any]]:
         return self.query(
-            f"select * exclude (search) from {self.source} where concept_id = ? "
+            f"select * exclude ({'ckey' if self.source == 'hyp_cache' else 'dataset'}) "
+            f"from {self.source} where concept_id = ? "
             "order by scope = 'global' desc, split_half_ok desc, q asc nulls last, "
             "abs(delta) desc limit 50", [concept_id])
 
@@ -356,7 +389,7 @@ def concept_pattern(concept: dict[str, Any]) -> re.Pattern[str] | None:
     if not pattern:
         return None
     try:
-        return re.compile(pattern, re.IGNORECASE)
+        return re.compile(pattern, re.MULTILINE)  # as core.lexical compiles it
     except re.error:
         return None
 

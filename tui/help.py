@@ -14,7 +14,7 @@ from tui.keys import DEFAULT_KEYMAP_FILE, for_screen
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="help.close")]
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help.close")]
 
     def __init__(self, screen_name: str, keymap: dict[str, str]) -> None:
         super().__init__()
@@ -39,5 +39,5 @@ class HelpScreen(ModalScreen[None]):
             yield Static(table)
             yield Static(notes)
 
-    def action_dismiss(self) -> None:
+    def action_close(self) -> None:
         self.dismiss(None)

@@ -6,7 +6,6 @@ from dataclasses import replace
 from typing import Any
 
 import duckdb
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.message import Message
@@ -17,6 +16,7 @@ from textual.worker import get_current_worker
 from tui.data import LEANS, PAGE_SIZE, SCOPES, SORT_COLUMNS, Filters, Page, Sort
 from tui.decide import DecidingScreen, Target, badge
 from tui.keys import bindings
+from tui.table import header, layout, row_line
 
 WIDE = 130
 """From this width on, the table shows intervals, Δmin, rates and counts too."""
@@ -42,58 +42,6 @@ class CacheBuilt(Message):
     """The analysis now lives in a DuckDB table: sorts and filters get fast."""
 
 
-def fmt_q(q: float | None) -> str:
-    if q is None:
-        return "–"
-    if q < 1e-4:
-        return "<1e-4"
-    if q < 0.001:
-        return f"{q:.0e}"
-    return f"{q:.3f}" if q < 0.1 else f"{q:.2f}"
-
-
-def scope_cell(row: dict[str, Any]) -> str:
-    if row["scope"] == "global":
-        return "global"
-    prefix = "p" if row["scope"] == "prompt" else "k"
-    return f"{prefix}{row['data_cluster']}" if row["data_cluster"] is not None else row["scope"]
-
-
-def _num(text: str) -> Text:
-    return Text(text, justify="right")
-
-
-COLUMNS_NARROW = (("decision", 12), ("scope", 6), ("concept", 0), ("Δ", 6), ("d", 5),
-                  ("q", 5), ("½", 1), ("lean", 8))
-COLUMNS_WIDE = (("decision", 12), ("scope", 6), ("kind", 5), ("concept", 0),
-                ("Δ [95% CI]", 20), ("Δmin", 5), ("d", 5), ("q", 5), ("½", 1), ("lean", 12),
-                ("chosen/rej", 10), ("n_in", 7))
-KIND_SHORT = {"sae_feature": "sae", "feature_cluster": "fc", "lexical": "lex", "vector": "vec"}
-"""(header, width); the concept column takes what the others leave."""
-
-
-def column_widths(columns: tuple[tuple[str, int], ...], total: int) -> list[tuple[str, int]]:
-    fixed = sum(w for _, w in columns) + 2 * len(columns) + 3  # cell padding, scrollbar
-    return [(name, w or max(12, min(40, total - fixed))) for name, w in columns]
-
-
-def row_cells(row: dict[str, Any], decision: str, wide: bool) -> list[Any]:
-    label = row["label"] or row["concept_id"]
-    split = "✓" if row["split_half_ok"] else "✗"
-    lean = row["lean"] + (" len" if row.get("length_only") else "")
-    delta = f"{row['delta']:+.2f}"
-    if not wide:
-        return [decision, scope_cell(row), label, _num(delta), _num(f"{row['d']:+.2f}"),
-                _num(fmt_q(row["q"])), split, lean]
-    ci = f"{delta} [{row['ci_lo']:+.2f}, {row['ci_hi']:+.2f}]"
-    rates = f"{row['chosen_rate']:.0%}/{row['rejected_rate']:.0%}"
-    kind = KIND_SHORT.get(row["kind"], row["kind"] or "")
-    return [decision, scope_cell(row), kind, label, _num(ci),
-            _num(f"{row['delta_min']:.2f}" if row["delta_min"] is not None else "–"),
-            _num(f"{row['d']:+.2f}"), _num(fmt_q(row["q"])), split, lean, _num(rates),
-            _num(f"{row['n_in']:,}")]
-
-
 class HypothesesScreen(DecidingScreen):
     KEYS_SCREEN = "hypotheses"
     BINDINGS = bindings("hypotheses")
@@ -110,6 +58,8 @@ class HypothesesScreen(DecidingScreen):
         """How many pages were shown; tests and the bench wait on it."""
         self.wide: bool | None = None
         self.title_text = ""
+        self.missing = False
+        self.columns: list[tuple[str, int, str]] = []
         self._debounce: Timer | None = None
         self._spinner: Timer | None = None
 
@@ -149,10 +99,11 @@ class HypothesesScreen(DecidingScreen):
         self.query_one("#message").display = False
         self.query_one(DataTable).focus()
         self.reload()
-        self.build_cache()
 
     # ---- loading -----------------------------------------------------------------------------
     def reload(self, append: bool = False) -> None:
+        if self.missing:
+            return
         # the spinner only for slow answers: showing it costs a relayout and an animation
         if self._spinner is not None:
             self._spinner.stop()
@@ -197,6 +148,8 @@ class HypothesesScreen(DecidingScreen):
         self.total = page.total
         self.fill_table(keep_cursor=message.append)
         self.loads += 1
+        if self.loads == 1:
+            self.build_cache()  # after the first paint, not competing with it
 
     def on_hypotheses_failed(self, message: HypothesesFailed) -> None:
         self._hide_spinner()
@@ -210,19 +163,18 @@ class HypothesesScreen(DecidingScreen):
         table = self.query_one(DataTable)
         cursor = table.cursor_row
         wide = self.size.width >= WIDE
-        if wide != self.wide:
+        columns = layout(wide, self.size.width)
+        if wide != self.wide or columns != self.columns:
             table.clear(columns=True)
-            for name, width in column_widths(COLUMNS_WIDE if wide else COLUMNS_NARROW,
-                                             self.size.width):
-                table.add_column(name, width=width)
-            self.wide = wide
+            table.add_column(header(columns), width=sum(w + 1 for _, w, _ in columns))
+            self.wide, self.columns = wide, columns
         else:
             table.clear()
         book = self.app.book  # type: ignore[attr-defined]
         for row in self.rows:
             decision = badge(book.for_row(row["concept_id"], row["hypothesis_id"],
                                           row["data_cluster"]))
-            table.add_row(*row_cells(row, decision, wide), key=row["hypothesis_id"])
+            table.add_row(row_line(row, decision, columns), key=row["hypothesis_id"])
         if keep_cursor and self.rows:
             table.move_cursor(row=min(cursor, len(self.rows) - 1))
         self.update_status()
@@ -237,13 +189,16 @@ class HypothesesScreen(DecidingScreen):
             f"{shown:,} of {self.total:,} · {self.filters.describe()} · {self.sort.describe()}")
 
     def show_missing(self, text: str) -> None:
+        self.missing = True
+        self.query_one("#search", Input).disabled = True
+        self.query_one("#loading").display = False
         message = self.query_one("#message", Static)
         message.update(text)
         message.display = True
         self.query_one(DataTable).display = False
 
     def on_resize(self) -> None:
-        if self.wide is not None and (self.size.width >= WIDE) != self.wide:
+        if self.wide is not None and layout(self.size.width >= WIDE, self.size.width) != self.columns:
             self.fill_table(keep_cursor=True)
 
     def decisions_changed(self) -> None:

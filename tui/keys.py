@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 from core.errors import UserError
 
@@ -76,7 +76,7 @@ KEY_IDS = frozenset(k.id for k in KEYS)
 DEFAULT_KEYMAP_FILE = Path("~/.config/sculpt/keymap.toml")
 
 
-def bindings(screen: str) -> list[Binding]:
+def bindings(screen: str) -> list[BindingType]:
     """Textual bindings for one screen (`app` for the app-wide ones)."""
     return [
         Binding(k.key, k.action.removeprefix("app.") if screen == "app" else k.action,

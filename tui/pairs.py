@@ -16,6 +16,7 @@ from textual.widgets import Footer, LoadingIndicator, Static
 from tui.data import PairView, concept_pattern
 from tui.decide import DecidingScreen, Target
 from tui.keys import bindings
+from tui.table import fmt_delta
 
 SIDE_BY_SIDE = 100
 """Narrower than this, chosen and rejected are stacked."""
@@ -149,8 +150,8 @@ class PairViewer(DecidingScreen):
         head = Text()
         head.append(f"{row['label'] or row['concept_id']}", "bold")
         head.append(f" leans {row['lean']} · pair {self.index + 1}/{len(self.pairs)} · gap "
-                    f"{info['gap']:+.2f} (chosen {info['chosen']:.2f} − rejected "
-                    f"{info['rejected']:.2f}) · {pair.pair_id}")
+                    f"{fmt_delta(info['gap'])} (chosen {info['chosen']:.3g} − rejected "
+                    f"{info['rejected']:.3g}) · {pair.pair_id}")
         if pair.data_cluster is not None:
             head.append(f" · cluster {pair.data_cluster}")
         head.append(f"\n{legend(self.concept, pair)}", "dim")

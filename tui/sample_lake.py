@@ -36,7 +36,7 @@ THEMES: list[tuple[str, list[str], float, float]] = [
 ]
 LEXICAL = [
     ("length", "response length in words", None),
-    ("apology", "apology words", r"\b(sorry|apologi[sz]e)\b"),
+    ("apology", "apology words", r"(?i)\b(sorry|apologi[sz]e)\b"),
     ("bold", "bold markdown", r"\*\*"),
     ("exclaim", "exclamation marks", r"!"),
 ]
@@ -209,7 +209,7 @@ class _Builder:
                 for w in words:
                     for f in self.word_features.get(w.lower(), ()):
                         m[i, f] = max(m[i, f], 3.5)
-                for j, (name, _, pattern) in enumerate(LEXICAL):
+                for j, (_name, _, pattern) in enumerate(LEXICAL):
                     col = len(THEMES) + j
                     m[i, col] = len(words) if pattern is None else len(re.findall(pattern, text, re.I))
                 m[i, -1] = m[i, 0] + m[i, 7]  # feature cluster: apology + hedging

@@ -43,11 +43,20 @@ def register(add: Any) -> None:
     )
     show.add_argument("dataset", metavar="NAME", help="dataset name")
     show.add_argument("--analysis", default=None, help="analysis key (default: the latest)")
-    show.add_argument("--scope", choices=SCOPES, default="global")
-    show.add_argument("--lean", choices=["chosen", "rejected"], default=None)
+    show.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default="global",
+        help="global lean, conditional on data clusters, or prompt clusters ⇝ responses",
+    )
+    show.add_argument(
+        "--lean", choices=["chosen", "rejected"], default=None, help="only one direction"
+    )
     show.add_argument("--kind", default=None, help="concept kind (sae_feature, lexical, …)")
     show.add_argument("--top", type=int, default=20, help="rows to print (default 20; 0 = all)")
-    show.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    show.add_argument(
+        "--format", choices=["table", "json", "csv"], default="table", help="output format"
+    )
     show.set_defaults(func=cmd_hypotheses)
 
 

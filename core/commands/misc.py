@@ -29,6 +29,8 @@ def register(add: Any) -> None:
     env = add("env", "Print versions and the device, for bug reports.", "sculpt env --json",
               lake=False)
     env.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+    env.add_argument("--torch", action="store_true",
+                     help="import torch and report the device it sees (slower, authoritative)")
     env.set_defaults(func=cmd_env)
 
 
@@ -48,7 +50,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 def cmd_env(args: argparse.Namespace) -> int:
     from core.environment import collect
 
-    info = collect()
+    info = collect(ask_torch=args.torch)
     if args.json:
         print(json.dumps(info, indent=1))
         return 0

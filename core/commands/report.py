@@ -131,7 +131,9 @@ def _print_planted(lake: Lake) -> None:
     print("\nplanted concepts (the demo's known answer) among the concepts leaning chosen:")
     for found in planted_ranks(lake, DEMO_NAME, hyps):
         if found.rank:
-            where = f"#{found.rank}: {found.label} ({found.concept_id}, r = {found.r:.2f})"
+            apart = (f"; #{found.distinct_rank} leaving out echoes of the other planted concept"
+                     if found.distinct_rank and found.distinct_rank != found.rank else "")
+            where = f"#{found.rank}: {found.label} ({found.concept_id}, r = {found.r:.2f}{apart})"
         else:
             where = "not in the top 20" + (f" (closest: {found.concept_id}, r = {found.r:.2f})"
                                            if found.concept_id else "")

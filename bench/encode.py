@@ -1,0 +1,138 @@
+"""Span encoding and SAE training throughput, each measured against its baseline in one run.
+
+1. Encoding: `SaeSink.consume` (one `SAE.encode` per batch + segment reductions) vs calling
+   `SAE.encode` span by span in a Python loop with the same per-span reductions. Goal ≥ 5×.
+2. Training: `SAETrainer` fed by our `ShuffledBatches` (batch 512, our default) vs the same trainer
+   fed the same tokens through sae-lens' own runner data path (`mixing_buffer` with the runner's
+   defaults: batch 4096 tokens, a buffer of 20 batches). Goal ≥ 1× (our iterator is no bottleneck).
+
+Usage: .venv/bin/python bench/encode.py [--spans 600] [--width 2048] [--train-tokens 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.encode import SaeSink  # noqa: E402
+from core.lake import Lake  # noqa: E402
+from core.sae import SaeTrainConfig, _finish, _staging, make_trainer  # noqa: E402
+from core.scan import SpanBatch  # noqa: E402
+
+D_MODEL = 576
+
+
+def synthetic_batches(n_spans: int, seed: int = 0) -> list[SpanBatch]:
+    """Spans of 20–200 tokens of structured activations (a few hundred directions + noise)."""
+    g = torch.Generator().manual_seed(seed)
+    directions = torch.randn(512, D_MODEL, generator=g)
+    lengths = torch.randint(20, 200, (n_spans,), generator=g)
+    batches, per_batch = [], 30
+    for start in range(0, n_spans, per_batch):
+        lens = lengths[start : start + per_batch]
+        total = int(lens.sum())
+        codes = (torch.rand(total, 512, generator=g) < 0.03).float() * torch.rand(total, 512, generator=g)
+        acts = codes @ directions + 0.1 * torch.randn(total, D_MODEL, generator=g)
+        batches.append(SpanBatch(
+            pair_ids=[f"{start + i:016x}" for i in range(len(lens))], sides=["chosen"] * len(lens),
+            offsets=torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)]),
+            token_ids=torch.zeros(total, dtype=torch.long), acts=acts,
+        ))
+    return batches
+
+
+def per_span_loop(sae: object, batches: list[SpanBatch]) -> int:
+    """The baseline: SAE.encode per span, reductions per span; returns rows produced."""
+    rows = 0
+    for batch in batches:
+        for i in range(len(batch.pair_ids)):
+            x = batch.acts[batch.offsets[i] : batch.offsets[i + 1]]
+            with torch.no_grad():
+                codes = sae.encode(x)  # type: ignore[attr-defined]
+            active = codes > 0
+            features = torch.nonzero(active.any(0)).flatten()
+            maxima = codes[:, features].amax(0)
+            freq = active[:, features].float().mean(0)
+            sums = codes[:, features].sum(0)
+            rows += len(features)
+            del maxima, freq, sums
+    return rows
+
+
+def bench_encoding(lake: Lake, sae_id: str, n_spans: int) -> None:
+    batches = synthetic_batches(n_spans)
+    tokens = sum(len(b.acts) for b in batches)
+    sink = SaeSink(lake, sae_id, "bench")
+    sink.consume(batches[0])  # warm-up
+    sink._reset()
+    started = time.perf_counter()
+    for batch in batches:
+        sink.consume(batch)
+    ours = tokens / (time.perf_counter() - started)
+    rows_ours = sum(t.num_rows for t in sink.span_parts)
+    started = time.perf_counter()
+    rows_loop = per_span_loop(sink.sae, batches)
+    loop = tokens / (time.perf_counter() - started)
+    print(f"encoding  {tokens} tokens, {n_spans} spans, width {sink.sae.cfg.d_sae}")
+    print(f"  sculpt SaeSink (batched + segment ops): {ours:10.0f} tok/s  ({rows_ours} rows)")
+    print(f"  SAE.encode per span, Python loop:       {loop:10.0f} tok/s  ({rows_loop} rows)")
+    print(f"  ratio: {ours / loop:.1f}x  (goal >= 5x)")
+
+
+def bench_training(acts: torch.Tensor, width: int) -> None:
+    from sae_lens.training.mixing_buffer import mixing_buffer
+
+    config = SaeTrainConfig(width=width, k=32, epochs=1.0)
+    ours_trainer = make_trainer(acts, config, "cpu", progress=False)
+    started = time.perf_counter()
+    ours_trainer.fit()
+    ours = ours_trainer.n_training_samples / (time.perf_counter() - started)
+
+    runner_batch = 4096  # LanguageModelSAERunnerConfig.train_batch_size_tokens default
+    runner_config = SaeTrainConfig(width=width, k=32, epochs=1.0, batch_size=runner_batch)
+    theirs_trainer = make_trainer(acts, runner_config, "cpu", progress=False)
+
+    def chunks() -> object:
+        while True:  # the runner's store yields chunks of activations in source order
+            for start in range(0, len(acts), runner_batch):
+                yield acts[start : start + runner_batch].float()
+
+    theirs_trainer.data_provider = mixing_buffer(runner_batch * 20, runner_batch, chunks())
+    started = time.perf_counter()
+    theirs_trainer.fit()
+    theirs = theirs_trainer.n_training_samples / (time.perf_counter() - started)
+    print(f"training  {len(acts)} tokens, width {width}, k 32, 1 epoch")
+    print(f"  sculpt (ShuffledBatches, batch 512):           {ours:8.0f} tok/s")
+    print(f"  sae-lens runner data path (mixing_buffer, 4096): {theirs:8.0f} tok/s")
+    print(f"  ratio: {ours / theirs:.2f}x  (goal >= 1x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=600)
+    parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--train-tokens", type=int, default=20_000)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        lake = Lake.open(Path(tmp) / "lake")
+        acts = torch.cat([b.acts for b in synthetic_batches(200, seed=1)])[: args.train_tokens]
+        trainer = make_trainer(acts[:4096].half(), SaeTrainConfig(width=args.width, k=32, epochs=2),
+                               "cpu", progress=False)
+        trainer.fit()  # a briefly trained SAE, so encodings are realistically sparse
+        folder = _staging(lake, "bench")
+        trainer.sae.save_inference_model(folder)
+        _finish(lake, folder, "bench", {"sae_id": "bench", "model": "bench", "layer": 0})
+        bench_encoding(lake, "bench", args.spans)
+        bench_training(acts.half(), args.width)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Encoding during a scan: span_features equal SAE.encode per span; top tokens; feature cards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.cli import main
+from core.concepts import read_concepts
+from core.encode import encode, span_reduce, top_per_feature
+from core.features import build_cards
+from core.lake import Lake
+from core.models import tiny_model
+from core.sae import SaeTrainConfig, load_sae, train_sae
+from core.scan import ScanConfig, iter_span_batches, read_pairs
+from test_sae import LAYER, scanned_lake
+
+CONFIG = SaeTrainConfig(width=64, k=6, epochs=5, batch_size=256, lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, str]:
+    lake = scanned_lake(tmp_path_factory.mktemp("encode") / "lake", n=40)
+    sae_id = train_sae(lake, "toy", CONFIG, progress=False)["sae_id"]
+    encode(lake, "toy", sae_id, tiny_model(), ScanConfig(layer=LAYER, shard_size=16),
+           top_k=5, progress=False)
+    return lake, sae_id
+
+
+def per_span_reference(lake: Lake, sae_id: str) -> dict[tuple[str, str, int], tuple[float, ...]]:
+    """(max, freq, sum) per nonzero (pair, side, feature), by SAE.encode span by span."""
+    sae, info = load_sae(lake, sae_id)
+    out = {}
+    config = ScanConfig(layer=LAYER)
+    for batch in iter_span_batches(tiny_model(), read_pairs(lake, "toy"), config):
+        for i in range(len(batch.pair_ids)):
+            x = batch.acts[batch.offsets[i] : batch.offsets[i + 1]]
+            with torch.no_grad():
+                codes = sae.encode(x)
+            codes[x.norm(dim=1) > info["norm_cap"]] = 0
+            for f in torch.nonzero(codes.amax(0) > 0).flatten().tolist():
+                col = codes[:, f]
+                out[(batch.pair_ids[i], batch.sides[i], f)] = (
+                    float(col.max()), float((col > 0).float().mean()), float(col.sum()))
+    return out
+
+
+def test_span_features_match_sae_encode_per_span(encoded: tuple[Lake, str]) -> None:
+    lake, sae_id = encoded
+    table = lake.read("span_features", {"dataset": "toy", "sae": sae_id}).to_pylist()
+    got = {(r["pair_id"], r["side"], r["feature"]): (r["max_act"], r["freq"], r["sum_act"])
+           for r in table}
+    expected = per_span_reference(lake, sae_id)
+    assert got.keys() == expected.keys()
+    for key, values in expected.items():
+        assert got[key] == pytest.approx(values, rel=1e-4, abs=1e-4), key
+
+
+def test_token_features_keep_the_top_activations_per_feature(encoded: tuple[Lake, str]) -> None:
+    lake, sae_id = encoded
+    tokens = lake.read("token_features", {"dataset": "toy", "sae": sae_id}).to_pylist()
+    spans = lake.read("span_features", {"dataset": "toy", "sae": sae_id}).to_pylist()
+    for feature in {r["feature"] for r in spans}:
+        top = sorted((r["act"] for r in tokens if r["feature"] == feature), reverse=True)
+        best = max(r["max_act"] for r in spans if r["feature"] == feature)
+        assert 1 <= len(top) <= 5
+        assert top[0] == pytest.approx(best)
+
+
+def test_feature_cards_and_concepts(encoded: tuple[Lake, str], capsys: pytest.CaptureFixture[str]) -> None:
+    lake, sae_id = encoded
+    cards = build_cards(lake, "toy", sae_id, contexts=3).to_pylist()
+    assert cards and all(0 < c["density"] <= 1 and c["mean_act"] > 0 for c in cards)
+    context = json.loads(cards[0]["contexts"])[0]
+    assert {"pair_id", "side", "pos", "text_before", "token", "text_after", "act"} <= set(context)
+    concepts = read_concepts(lake, "toy", f"sae-{sae_id}")
+    assert {c["concept_id"] for c in concepts} == {f"sae:{sae_id}:{c['feature']}" for c in cards}
+    scores = lake.sql("select count(*) as n from concept_scores where concept_id like 'sae:%'")
+    assert scores.column("n")[0].as_py() > 0
+    assert main(["features", "toy", "--sae", sae_id, "--lake", str(lake.root), "--top", "2"]) == 0
+    assert "feature" in capsys.readouterr().out
+
+
+def test_segment_reductions_on_a_known_case() -> None:
+    codes = torch.tensor([[0.0, 2.0], [1.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    span, feature, maxima, freq, sums = span_reduce(codes, torch.tensor([0, 2, 4]))
+    rows = sorted(zip(span.tolist(), feature.tolist(), maxima.tolist(), freq.tolist(),
+                      sums.tolist(), strict=True))
+    assert rows == [(0, 0, 1.0, 0.5, 1.0), (0, 1, 2.0, 0.5, 2.0), (1, 0, 3.0, 0.5, 3.0),
+                    (1, 1, 4.0, 0.5, 4.0)]
+    keep = top_per_feature(torch.tensor([0, 0, 0, 1]), torch.tensor([1.0, 3.0, 2.0, 5.0]), 2)
+    assert sorted(keep.tolist()) == [1, 2, 3]
+
+
+def test_encode_command_needs_a_known_sae(tmp_path: Path) -> None:
+    lake = scanned_lake(tmp_path / "lake", n=4)
+    assert main(["encode", "toy", "--sae", "nope", "--lake", str(lake.root)]) == 2

@@ -1,0 +1,101 @@
+"""Lexical detectors on known strings (tricky ones included), user regexes, n-grams."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from core.cli import main
+from core.errors import UserError
+from core.lake import Lake
+from core.lexical import BUILTIN, load_user_detectors, score_dataset, score_text, score_texts
+from core.ngrams import NgramConfig, discover_ngrams, fightin_words
+
+CASES = [
+    ("**Bold** and __also bold__ but 2 ** 3 is math", {"bold": 2}),
+    ("```python\nf(**kwargs)  # **not bold**\n```\nafter `**inline**` code", {"bold": 0, "code_block": 1}),
+    ("```\nunclosed **fence**", {"bold": 0}),
+    ("# Title\n## Sub\nnot#header", {"header": 2}),
+    ("- a\n* b\n+ c\n---\n* * *", {"bullet_list": 3, "horizontal_rule": 2}),
+    ("1. one\n2) two\n2024 was a year.", {"numbered_list": 2}),
+    ("| a | b |\n|---|:---:|\n| 1 | 2 |", {"table": 1}),
+    ("family 👨‍👩‍👧‍👦, flag 🇫🇷, thumbs 👍🏽, heart ❤️, keycap 1️⃣, plain 3 → ©", {"emoji": 5}),
+    ("wait — really — yes – no", {"em_dash": 2}),
+    ("Wow! Really!! x != y", {"exclamation": 3}),
+    ("see https://example.org/a?b=1. or www.foo.com!", {"url": 2, "exclamation": 1}),
+    ("I’m sorry, but I can’t help with that.", {"refusal": 1, "apology": 1}),
+    ("As an AI, I cannot provide that. I apologize.", {"refusal": 2, "apology": 1}),
+    ("**Great question!** Let me explain.", {"flattering_opener": 1}),
+    ("What a thoughtful question.", {"flattering_opener": 1}),
+    ("The question is great.", {"flattering_opener": 0}),
+    ("It depends; perhaps I think so.", {"hedge": 3}),
+    ("I feel happy and I'm so excited!", {"first_person_feeling": 2}),
+    ("one two  three\nfour", {"length": 4}),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES)
+def test_detector_counts(text: str, expected: dict[str, float]) -> None:
+    scores = score_text(text)
+    assert {k: scores[k] for k in expected} == expected
+
+
+def test_joined_scoring_equals_one_text_at_a_time() -> None:
+    texts = [t for t, _ in CASES]
+    together = score_texts(texts)
+    for i, text in enumerate(texts):
+        alone = score_text(text)
+        assert {k: v[i] for k, v in together.items()} == alone
+
+
+def test_user_regexes_and_bad_regex(tmp_path: Path) -> None:
+    good = tmp_path / "concepts.yaml"
+    good.write_text("hype: {pattern: 'amazing|incredible', ignore_case: true}\nsure: '^Sure'\n")
+    detectors = load_user_detectors(good)
+    assert score_texts(["Sure, AMAZING and incredible."], detectors)["hype"][0] == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("broken: '(unclosed'\n")
+    with pytest.raises(UserError, match=r"bad\.yaml: concept broken: bad regex"):
+        load_user_detectors(bad)
+
+
+def pairs_lake(root: Path, n: int = 60) -> Lake:
+    lake = Lake.open(root)
+    rows = [{
+        "pair_id": f"{i:016x}", "row": i,
+        "prompt": json.dumps([{"role": "user", "content": f"Question {i}?"}]),
+        "chosen": ("Great question! " if i % 2 else "") + f"Here is **the answer** number {i}.",
+        "rejected": f"I am not sure about answer {i}, sorry.", "source": "t", "meta": "{}",
+    } for i in range(n)]
+    lake.replace_partition("pairs", {"dataset": "d"}, pa.Table.from_pylist(rows))
+    return lake
+
+
+def test_score_dataset_writes_concepts_and_scores(tmp_path: Path) -> None:
+    lake = pairs_lake(tmp_path / "lake")
+    concepts = score_dataset(lake, "d")
+    assert {c.concept_id for c in concepts} == {f"lex:{n}" for n in BUILTIN}
+    bold = lake.sql("select side, sum(score) as s from concept_scores where concept_id = "
+                    "'lex:bold' group by side order by side").to_pylist()
+    assert bold == [{"side": "chosen", "s": 60.0}, {"side": "prompt", "s": 0.0},
+                    {"side": "rejected", "s": 0.0}]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("x: '['\n")
+    assert main(["concept", "lexical", "d", "--file", str(bad), "--lake", str(lake.root)]) == 2
+
+
+def test_fightin_words_finds_the_planted_ngrams(tmp_path: Path) -> None:
+    chosen = [f"Great question! The answer is {i}." for i in range(50)]
+    rejected = [f"Not sure, the answer is {i}." for i in range(50)]
+    results = fightin_words(chosen, rejected, NgramConfig(top=5, min_count=5))
+    leaning = {r.text: r.z for r in results}
+    assert leaning["Great"] > 2 and leaning["question"] > 2 and "Great question" not in leaning
+    assert leaning["Not"] < -2 and leaning["sure"] < -2
+    lake = pairs_lake(tmp_path / "lake")
+    found = discover_ngrams(lake, "d", NgramConfig(top=20, min_count=5))
+    assert any(r.text == "Great" for r in found)
+    assert lake.sql("select count(*) as n from concept_scores where concept_id = "
+                    "'ngram:Great' and score > 0").column("n")[0].as_py() == 30

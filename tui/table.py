@@ -1,0 +1,94 @@
+"""The hypotheses table's text: one pre-formatted line per row.
+
+A single DataTable column holding a whole line renders several times faster than a dozen cells
+(the per-cell Rich rendering dominated a sort), and keeps the columns aligned to the character.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+COLUMNS_NARROW = (("decision", 12, "<"), ("scope", 6, "<"), ("concept", 0, "<"),
+                  ("Δ", 6, ">"), ("d", 5, ">"), ("q", 5, ">"), ("½", 1, "<"), ("lean", 8, "<"))
+COLUMNS_WIDE = (("decision", 12, "<"), ("scope", 6, "<"), ("kind", 5, "<"), ("concept", 0, "<"),
+                ("Δ [95% CI]", 22, ">"), ("Δmin", 5, ">"), ("d", 5, ">"), ("q", 5, ">"),
+                ("½", 1, "<"), ("lean", 12, "<"), ("chosen/rej", 10, ">"), ("n_in", 7, ">"))
+"""(header, width, alignment); the concept column (width 0) takes what the others leave."""
+KIND_SHORT = {"sae_feature": "sae", "feature_cluster": "fc", "lexical": "lex", "vector": "vec"}
+Columns = list[tuple[str, int, str]]
+
+
+def fmt_q(q: float | None) -> str:
+    if q is None:
+        return "–"
+    if q < 1e-4:
+        return "<1e-4"
+    if q < 0.001:
+        return f"{q:.0e}"
+    return f"{q:.3f}" if q < 0.1 else f"{q:.2f}"
+
+
+def fmt(x: float | int | None, spec: str) -> str:
+    """`format(x, spec)`, or `–` when a producer left the value out (None or NaN)."""
+    if x is None or (isinstance(x, float) and x != x):
+        return "–"
+    return format(x, spec)
+
+
+def fmt_delta(x: float | None) -> str:
+    """Signed, in at most 6 characters, without rounding small effects to +0.00."""
+    if x is None or x != x:
+        return "–"
+    if x == 0 or abs(x) >= 0.095:
+        return f"{x:+.2f}"
+    return f"{x:+.3f}" if abs(x) >= 0.00095 else f"{x:+.0e}"
+
+
+def scope_cell(row: dict[str, Any]) -> str:
+    if row["scope"] == "global":
+        return "global"
+    prefix = "p" if row["scope"] == "prompt" else "k"
+    return f"{prefix}{row['data_cluster']}" if row["data_cluster"] is not None else row["scope"]
+
+
+def layout(wide: bool, total_width: int) -> Columns:
+    columns = COLUMNS_WIDE if wide else COLUMNS_NARROW
+    fixed = sum(w + 1 for _, w, _ in columns) + 4  # one space between columns, scrollbar
+    flex = max(12, min(48, total_width - fixed))
+    return [(name, width or flex, align) for name, width, align in columns]
+
+
+def _fit(text: str, width: int, align: str) -> str:
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return text.rjust(width) if align == ">" else text.ljust(width)
+
+
+def header(columns: Columns) -> str:
+    return " ".join(_fit(name, width, align) for name, width, align in columns)
+
+
+def _values(row: dict[str, Any], decision: str, wide: bool) -> list[str]:
+    label = str(row["label"] or row["concept_id"])
+    split = "✓" if row["split_half_ok"] else "✗"
+    lean = str(row["lean"]) + (" len" if row.get("length_only") else "")
+    delta = fmt_delta(row["delta"])
+    if not wide:
+        return [decision, scope_cell(row), label, delta, fmt(row["d"], "+.2f"), fmt_q(row["q"]),
+                split, lean]
+    delta_min = "–" if row["delta_min"] is None else fmt_delta(row["delta_min"]).lstrip("+")
+    return [decision, scope_cell(row), KIND_SHORT.get(row["kind"], row["kind"] or ""), label,
+            f"{delta} [{fmt_delta(row['ci_lo'])}, {fmt_delta(row['ci_hi'])}]", delta_min,
+            fmt(row["d"], "+.2f"), fmt_q(row["q"]), split, lean,
+            f"{fmt(row['chosen_rate'], '.0%')}/{fmt(row['rejected_rate'], '.0%')}",
+            fmt(row["n_in"], ",")]
+
+
+def row_line(row: dict[str, Any], decision: str, columns: Columns) -> Text:
+    """One row as plain text (a Text, so dataset labels are never read as markup)."""
+    wide = len(columns) == len(COLUMNS_WIDE)
+    values = _values(row, decision, wide)
+    return Text(" ".join(_fit(v, w, a) for v, (_, w, a) in zip(values, columns, strict=True)),
+                no_wrap=True)

@@ -102,17 +102,20 @@ def slope(small: float, large: float, ratio: float) -> float:
 
 
 def extrapolate(clock: str, centre: dict[str, Any], n_large: dict[str, Any],
-                f_large: dict[str, Any], n_ratio: float, f_ratio: float) -> float:
-    """Sum over stages of the centre time × each axis ratio ^ that stage's measured slope."""
+                f_large: dict[str, Any], n_ratio: float, f_ratio: float,
+                floor: float = 0.0) -> float:
+    """Sum over stages of the centre time × each axis ratio ^ that stage's measured slope
+    (each slope at least `floor`)."""
     total = 0.0
     for stage in STAGES:
         at = centre["stages"][clock].get(stage, 0.0)
-        a = slope(at, n_large["stages"][clock].get(stage, 0.0), 2)
-        b = slope(at, f_large["stages"][clock].get(stage, 0.0), 2)
+        a = max(slope(at, n_large["stages"][clock].get(stage, 0.0), 2), floor)
+        b = max(slope(at, f_large["stages"][clock].get(stage, 0.0), 2), floor)
         seconds = at * n_ratio**a * f_ratio**b
         total += seconds
-        print(f"  {clock:4} {stage:10} a={a:.2f} b={b:.2f}: {at:6.1f} s → "
-              f"{seconds / 60:8.1f} min")
+        if floor == 0.0:
+            print(f"  {clock:4} {stage:10} a={a:.2f} b={b:.2f}: {at:6.1f} s → "
+                  f"{seconds / 60:8.1f} min")
     return total
 
 
@@ -145,6 +148,13 @@ def main() -> None:
     memory = centre["extra_gb"] * n_ratio**a * f_ratio**b + centre["baseline_gb"]
     print(f"total ≈ {totals['cpu'] / 3600:.1f} h CPU ({totals['wall'] / 3600:.1f} h wall on this "
           f"shared machine); peak memory ≈ {memory:.0f} GB (memory slopes a={a:.2f} b={b:.2f})")
+    # Small sizes hide per-pair and per-feature costs behind fixed ones; no stage can grow slower
+    # than the data it reads, so the conservative bound floors every slope at 1 (linear).
+    floored = extrapolate("cpu", centre, n_large, f_large, n_ratio, f_ratio, floor=1.0)
+    memory_floored = (centre["extra_gb"] * n_ratio ** max(a, 1.0) * f_ratio ** max(b, 1.0)
+                      + centre["baseline_gb"])
+    print(f"conservative (every slope ≥ 1): ≈ {floored / 3600:.1f} h CPU, "
+          f"≈ {memory_floored:.0f} GB")
     print(f"(N axis {n_small['wall']:.0f}/{centre['wall']:.0f}/{n_large['wall']:.0f} s, "
           f"F axis {f_small['wall']:.0f}/{centre['wall']:.0f}/{f_large['wall']:.0f} s wall; "
           "stage slopes use the two largest sizes of each axis)")

@@ -57,8 +57,10 @@ def short_pairs(lake: Lake, tokenizer, n: int, seed: int, max_prompt: int, max_r
             continue
         ids, prompt_len = encode_pair_tokens(tokenizer, prompt, row["chosen"])
         _, rej_len = encode_pair_tokens(tokenizer, prompt, row["rejected"])
-        if prompt_len <= max_prompt and 4 <= len(ids) - prompt_len <= max_response and (
-            rej_len <= max_prompt + max_response
+        if (
+            prompt_len <= max_prompt
+            and 4 <= len(ids) - prompt_len <= max_response
+            and (rej_len <= max_prompt + max_response)
         ):
             out.append(row)
         if len(out) == n:
@@ -70,16 +72,27 @@ def planted_lake(root: Path, tokenizer, args) -> tuple[Lake, list[dict], list[di
     """Ingest HH, plant the trait into a share of chosen responses, write concept scores."""
     lake = Lake.open(root)
     ingest(lake, HH, "hh")
-    originals = short_pairs(lake, tokenizer, args.pairs, args.seed, args.max_prompt, args.max_response)
+    originals = short_pairs(
+        lake, tokenizer, args.pairs, args.seed, args.max_prompt, args.max_response
+    )
     planted, _ = plant(originals, TRAIT, args.rate, seed=args.seed)
     lake.replace_partition("pairs", {"dataset": DATASET}, pa.Table.from_pylist(planted))
     spec = PLANTABLE[TRAIT]
     scores = [
-        {"concept_id": CONCEPT, "pair_id": p["pair_id"], "side": side, "score": float(spec.detects(p[side]))}
-        for p in planted for side in ("chosen", "rejected")
+        {
+            "concept_id": CONCEPT,
+            "pair_id": p["pair_id"],
+            "side": side,
+            "score": float(spec.detects(p[side])),
+        }
+        for p in planted
+        for side in ("chosen", "rejected")
     ]
-    lake.replace_partition("concept_span_scores", {"dataset": DATASET, "family": "lexical"},
-                           pa.Table.from_pylist(scores))
+    lake.replace_partition(
+        "concept_span_scores",
+        {"dataset": DATASET, "family": "lexical"},
+        pa.Table.from_pylist(scores),
+    )
     return lake, planted, originals
 
 
@@ -105,37 +118,59 @@ def trait_direction(model, tokenizer, planted, originals, layer: int) -> torch.T
 
     with_trait = [p for p, o in zip(planted, originals, strict=True) if p["chosen"] != o["chosen"]]
     without = [o for p, o in zip(planted, originals, strict=True) if p["chosen"] != o["chosen"]]
-    return (mean_act(with_trait[:32]) - mean_act(without[:32]))
+    return mean_act(with_trait[:32]) - mean_act(without[:32])
 
 
-def plans(lake: Lake, folder: Path, direction: torch.Tensor, layer: int, lam: float) -> dict[str, Path | None]:
+def plans(
+    lake: Lake, folder: Path, direction: torch.Tensor, layer: int, lam: float
+) -> dict[str, Path | None]:
     out: dict[str, Path | None] = {"dpo": None}
     record(lake, Decision(DATASET, CONCEPT, "suppress", "reward_shaping", strength=lam))
     out["shaping"] = compile_plan(lake, DATASET, folder / "shaping.yaml").path
     record(lake, Decision(DATASET, CONCEPT, "suppress", "filter", strength=1.0))
     out["filter"] = compile_plan(lake, DATASET, folder / "filter.yaml").path
     torch.save(direction[None, :], folder / "trait_direction.pt")
-    ablation = Plan(dataset=DATASET, interventions=[Intervention(
-        concept_id="vec:trait", method="ablation", layer=layer, vector_file="trait_direction.pt",
-        label="Absolutely! opener")])
+    ablation = Plan(
+        dataset=DATASET,
+        interventions=[
+            Intervention(
+                concept_id="vec:trait",
+                method="ablation",
+                layer=layer,
+                vector_file="trait_direction.pt",
+                label="Absolutely! opener",
+            )
+        ],
+    )
     out["ablation"] = save_plan(ablation, folder / "ablation.yaml")
     return out
 
 
-def measure(model, tokenizer, held_planted, held_original, args) -> dict[str, tuple[float, float, float]]:
+def measure(
+    model, tokenizer, held_planted, held_original, args
+) -> dict[str, tuple[float, float, float]]:
     spec = PLANTABLE[TRAIT]
     rng = random.Random(args.seed)
 
     prompts = [json.loads(p["prompt"]) for p in held_original][: args.eval_prompts]
     texts = generate(model, tokenizer, prompts, args.new_tokens)
     rate = summarize("rate", [float(spec.detects(t)) for t in texts])
-    triples = [(json.loads(p["prompt"]), spec.apply(p["chosen"], rng), p["chosen"]) for p in held_original]
+    triples = [
+        (json.loads(p["prompt"]), spec.apply(p["chosen"], rng), p["chosen"]) for p in held_original
+    ]
     bearing = response_logps(model, tokenizer, [(p, b) for p, b, _ in triples])
     free = response_logps(model, tokenizer, [(p, f) for p, _, f in triples])
     margin = summarize("margin", [b[0] - f[0] for b, f in zip(bearing, free, strict=True)])
     acc, nll = capability(model, tokenizer, held_original)
-    return {m: (x.value, x.ci_lo, x.ci_hi) for m, x in
-            (("trait rate", rate), ("logp margin", margin), ("pref acc", acc), ("NLL chosen", nll))}
+    return {
+        m: (x.value, x.ci_lo, x.ci_hi)
+        for m, x in (
+            ("trait rate", rate),
+            ("logp margin", margin),
+            ("pref acc", acc),
+            ("NLL chosen", nll),
+        )
+    }
 
 
 def main() -> None:
@@ -167,21 +202,39 @@ def main() -> None:
     held_planted = [planted[i] for i in held]
     held_original = [originals[i] for i in held]
     train_idx = [i for i in range(len(planted)) if i not in set(held)]
-    direction = trait_direction(base.model, base.tokenizer, [planted[i] for i in train_idx],
-                                [originals[i] for i in train_idx], args.layer)
+    direction = trait_direction(
+        base.model,
+        base.tokenizer,
+        [planted[i] for i in train_idx],
+        [originals[i] for i in train_idx],
+        args.layer,
+    )
     plan_files = plans(lake, tmp, direction, args.layer, args.lam)
     n_planted = sum(PLANTABLE[TRAIT].detects(planted[i]["chosen"]) for i in train_idx)
-    print(f"{len(train_idx)} training pairs ({n_planted} planted), {len(held)} held out; "
-          f"{args.steps} steps × {args.batch_size} pairs, LoRA, lr {args.lr}", flush=True)
+    print(
+        f"{len(train_idx)} training pairs ({n_planted} planted), {len(held)} held out; "
+        f"{args.steps} steps × {args.batch_size} pairs, LoRA, lr {args.lr}",
+        flush=True,
+    )
     results = {"base": measure(base.model, base.tokenizer, held_planted, held_original, args)}
     for name in args.only.split(","):
-        config = build_config({
-            "dataset": DATASET, "plan": str(plan_files[name]) if plan_files[name] else None,
-            "max_steps": args.steps, "batch_size": args.batch_size, "learning_rate": args.lr,
-            "holdout": HOLDOUT, "seed": args.seed, "save_steps": 10_000, "logging_steps": 5,
-            "max_length": args.max_prompt + args.max_response + 8, "runs_dir": str(tmp / "runs"),
-            "run_id": name, "device": "cpu",
-        })
+        config = build_config(
+            {
+                "dataset": DATASET,
+                "plan": str(plan_files[name]) if plan_files[name] else None,
+                "max_steps": args.steps,
+                "batch_size": args.batch_size,
+                "learning_rate": args.lr,
+                "holdout": HOLDOUT,
+                "seed": args.seed,
+                "save_steps": 10_000,
+                "logging_steps": 5,
+                "max_length": args.max_prompt + args.max_response + 8,
+                "runs_dir": str(tmp / "runs"),
+                "run_id": name,
+                "device": "cpu",
+            }
+        )
         t0 = time.perf_counter()
         run = train_run(config, lake)
         from core.evaluate import load_checkpoint
@@ -206,9 +259,11 @@ def report(results, args, seconds: float) -> None:
         if name == "base":
             continue
         shift = 100 * (values["pref acc"][0] - base_acc)
-        print(f"{name}: Δ trait rate vs base {values['trait rate'][0] - results['base']['trait rate'][0]:+.3f}, "
-              f"Δ margin {values['logp margin'][0] - results['base']['logp margin'][0]:+.2f} nats, "
-              f"Δ pref acc {shift:+.1f} points")
+        print(
+            f"{name}: Δ trait rate vs base {values['trait rate'][0] - results['base']['trait rate'][0]:+.3f}, "
+            f"Δ margin {values['logp margin'][0] - results['base']['logp margin'][0]:+.2f} nats, "
+            f"Δ pref acc {shift:+.1f} points"
+        )
     print(f"total {seconds / 60:.1f} min")
 
 

@@ -38,13 +38,19 @@ def synthetic_batches(n_spans: int, seed: int = 0) -> list[SpanBatch]:
     for start in range(0, n_spans, per_batch):
         lens = lengths[start : start + per_batch]
         total = int(lens.sum())
-        codes = (torch.rand(total, 512, generator=g) < 0.03).float() * torch.rand(total, 512, generator=g)
+        codes = (torch.rand(total, 512, generator=g) < 0.03).float() * torch.rand(
+            total, 512, generator=g
+        )
         acts = codes @ directions + 0.1 * torch.randn(total, D_MODEL, generator=g)
-        batches.append(SpanBatch(
-            pair_ids=[f"{start + i:016x}" for i in range(len(lens))], sides=["chosen"] * len(lens),
-            offsets=torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)]),
-            token_ids=torch.zeros(total, dtype=torch.long), acts=acts,
-        ))
+        batches.append(
+            SpanBatch(
+                pair_ids=[f"{start + i:016x}" for i in range(len(lens))],
+                sides=["chosen"] * len(lens),
+                offsets=torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)]),
+                token_ids=torch.zeros(total, dtype=torch.long),
+                acts=acts,
+            )
+        )
     return batches
 
 
@@ -124,8 +130,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lake = Lake.open(Path(tmp) / "lake")
         acts = torch.cat([b.acts for b in synthetic_batches(200, seed=1)])[: args.train_tokens]
-        trainer = make_trainer(acts[:4096].half(), SaeTrainConfig(width=args.width, k=32, epochs=2),
-                               "cpu", progress=False)
+        trainer = make_trainer(
+            acts[:4096].half(),
+            SaeTrainConfig(width=args.width, k=32, epochs=2),
+            "cpu",
+            progress=False,
+        )
         trainer.fit()  # a briefly trained SAE, so encodings are realistically sparse
         folder = _staging(lake, "bench")
         trainer.sae.save_inference_model(folder)

@@ -41,7 +41,7 @@ def score_lexical(lake: Lake, dataset: str) -> None:
     except ImportError:  # older builds: the same through the public scorer and concepts API
         _score_lexical_fallback(lake, dataset)
         return
-    score_dataset(lake, dataset, progress=False)
+    score_dataset(lake, dataset)
 
 
 def _score_lexical_fallback(lake: Lake, dataset: str) -> None:
@@ -60,19 +60,25 @@ def _score_lexical_fallback(lake: Lake, dataset: str) -> None:
     )
 
 
-def run_route(lake: Lake, dataset: str, route: str, seed: int) -> None:
-    """Concepts and analysis of one (planted) dataset through `route`."""
+def run_route(lake: Lake, dataset: str, route: str, seed: int, model: str | None = None) -> None:
+    """Concepts and analysis of one (planted) dataset through `route` (`model`: SAE route only)."""
     if route == "lexical":
         score_lexical(lake, dataset)
         analyze(lake, dataset, AnalyzeConfig(seed=seed), progress=False)
     else:  # the SAE route: default model, scan, `sae train`, encode, lexical, analyze
         from core.audit import AuditConfig, audit
 
-        audit(lake, None, dataset, AuditConfig(seed=seed, progress=True))
+        audit(lake, None, dataset, AuditConfig(model=model, seed=seed, progress=True))
 
 
 def planted_recall(
-    lake: Lake, base: list[dict[str, Any]], names: list[str], route: str, rate: float, seed: int
+    lake: Lake,
+    base: list[dict[str, Any]],
+    names: list[str],
+    route: str,
+    rate: float,
+    seed: int,
+    model: str | None = None,
 ) -> list[tuple[str, int | None, str | None]]:
     """(concept, rank among the top 5 or None, matching concept_id) per planted concept."""
     out = []
@@ -80,19 +86,21 @@ def planted_recall(
         rows, _ = plant(base, name, rate, seed=seed)
         dataset = f"hh-{name}"
         lake.replace_partition("pairs", {"dataset": dataset}, pa.Table.from_pylist(rows))
-        run_route(lake, dataset, route, seed)
+        run_route(lake, dataset, route, seed, model)
         top = read_hypotheses(lake, dataset, scope="global", top=5)
         found = planted_ranks(lake, dataset, top, top=5, planted=(PLANTABLE[name],))[0]  # type: ignore[arg-type]
         out.append((name, found.rank, found.concept_id))
     return out
 
 
-def demo_recall(lake: Lake, route: str, seed: int) -> list[tuple[str, int | None, str | None]]:
+def demo_recall(
+    lake: Lake, route: str, seed: int, model: str | None = None
+) -> list[tuple[str, int | None, str | None]]:
     from core.demo_data import write_demo
 
     path = write_demo(Path(lake.root) / "demo.jsonl", seed=seed)
     ingest(lake, path, "demo")
-    run_route(lake, "demo", route, seed)
+    run_route(lake, "demo", route, seed, model)
     top = read_hypotheses(lake, "demo", scope="global", top=5)
     return [(r.name, r.rank, r.concept_id) for r in planted_ranks(lake, "demo", top, top=5)]
 
@@ -104,16 +112,20 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.08, help="planted share (default 8%%)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lake", default=None, help="lake folder (default: a temporary one)")
+    parser.add_argument("--model", default=None, help="SAE route: model spec (default model)")
+    parser.add_argument("--pairs", type=int, default=0, help="use the first N pairs (0 = all)")
+    parser.add_argument("--no-demo", action="store_true", help="skip the demo dataset")
     args = parser.parse_args()
     if not DATA.exists():
         sys.exit(f"{DATA}: missing; this benchmark needs the HH-RLHF sample")
     lake = Lake.open(args.lake or tempfile.mkdtemp(prefix="sculpt-planted-"))
     ingest(lake, DATA, "hh")
     base = lake.read("pairs", {"dataset": "hh"}).drop(["schema_version"]).to_pylist()
+    base = base[: args.pairs] if args.pairs else base
     for route in args.route:
         started = time.perf_counter()
-        found = planted_recall(lake, base, args.concepts, route, args.rate, args.seed)
-        demo = demo_recall(lake, route, args.seed)
+        found = planted_recall(lake, base, args.concepts, route, args.rate, args.seed, args.model)
+        demo = [] if args.no_demo else demo_recall(lake, route, args.seed, args.model)
         for name, rank, concept in [*found, *[(f"demo:{n}", r, c) for n, r, c in demo]]:
             mark = f"rank {rank} ({concept})" if rank else f"not in top 5 (best: {concept})"
             print(f"[{route}] {name:<24} {mark}")

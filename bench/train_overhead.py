@@ -49,11 +49,13 @@ def hh_rows(n: int) -> list[dict]:
             if len(parts) != 2 or len(rejected) != 2:
                 continue
             human = parts[0].replace("\n\nHuman:", "").strip()
-            rows.append({
-                "prompt": [{"role": "user", "content": human[:300]}],
-                "chosen": [{"role": "assistant", "content": parts[1].strip()[:300]}],
-                "rejected": [{"role": "assistant", "content": rejected[1].strip()[:300]}],
-            })
+            rows.append(
+                {
+                    "prompt": [{"role": "user", "content": human[:300]}],
+                    "chosen": [{"role": "assistant", "content": parts[1].strip()[:300]}],
+                    "rejected": [{"role": "assistant", "content": rejected[1].strip()[:300]}],
+                }
+            )
             if len(rows) == n:
                 break
     return rows
@@ -62,27 +64,60 @@ def hh_rows(n: int) -> list[dict]:
 def trainer_pair(spec: str, batch: int, out: Path, hook_layer: int):
     loaded = load_model(spec, device="cpu")
     base = loaded.model
-    args = DPOConfig(output_dir=str(out), per_device_train_batch_size=batch, report_to=[],
-                     use_cpu=True, save_strategy="no", disable_tqdm=True, max_length=192,
-                     gradient_checkpointing=False)
-    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                      task_type="CAUSAL_LM")
+    args = DPOConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=batch,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        max_length=192,
+        gradient_checkpointing=False,
+    )
+    lora = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        task_type="CAUSAL_LM",
+    )
     rows = hh_rows(batch * 8)
-    shaped_rows = [{**r, "weight": 1.0 + (i % 3) / 2, "margin_offset": 0.3 * (i % 5 - 2),
-                    "hook_gates": [1.0]} for i, r in enumerate(rows)]
-    plain = DPOTrainer(model=copy.deepcopy(base), args=args, train_dataset=Dataset.from_list(rows),
-                       processing_class=loaded.tokenizer, peft_config=lora)
+    shaped_rows = [
+        {**r, "weight": 1.0 + (i % 3) / 2, "margin_offset": 0.3 * (i % 5 - 2), "hook_gates": [1.0]}
+        for i, r in enumerate(rows)
+    ]
+    plain = DPOTrainer(
+        model=copy.deepcopy(base),
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=loaded.tokenizer,
+        peft_config=lora,
+    )
     policy = copy.deepcopy(base)
     direction = torch.randn(4, loaded.d_model, generator=torch.Generator().manual_seed(0))
     hooks = PolicyHooks(policy, [ResidualHook("ablation", hook_layer, direction)])
-    shaped = ShapedDPOTrainer(model=policy, args=args, train_dataset=Dataset.from_list(shaped_rows),
-                              processing_class=loaded.tokenizer, peft_config=lora, policy_hooks=hooks)
-    return plain, shaped
+    shaped = ShapedDPOTrainer(
+        model=policy,
+        args=args,
+        train_dataset=Dataset.from_list(shaped_rows),
+        processing_class=loaded.tokenizer,
+        peft_config=lora,
+        policy_hooks=hooks,
+    )
+    return ready(plain), ready(shaped)
+
+
+def ready(trainer):
+    """What `Trainer.train` sets before its first step, so `training_step` can run alone."""
+    trainer.current_gradient_accumulation_steps = 1
+    trainer.model.train()
+    return trainer
 
 
 def batches(trainer, n: int, size: int) -> list[dict]:
     data = trainer.train_dataset
-    return [trainer.data_collator([data[i] for i in range(k * size, (k + 1) * size)]) for k in range(n)]
+    return [
+        trainer.data_collator([data[i] for i in range(k * size, (k + 1) * size)]) for k in range(n)
+    ]
 
 
 def timed_step(trainer, batch: dict) -> float:
@@ -104,8 +139,10 @@ def main() -> None:
         plain, shaped = trainer_pair(args.model, args.batch_size, Path(tmp), args.hook_layer)
         plain_batches = batches(plain, args.steps + 1, args.batch_size)
         shaped_batches = batches(shaped, args.steps + 1, args.batch_size)
-        assert all(torch.equal(p["input_ids"], s["input_ids"]) for p, s in
-                   zip(plain_batches, shaped_batches, strict=True)), "batches differ"
+        assert all(
+            torch.equal(p["input_ids"], s["input_ids"])
+            for p, s in zip(plain_batches, shaped_batches, strict=True)
+        ), "batches differ"
         timed_step(plain, plain_batches[0])  # warm-up, not counted
         timed_step(shaped, shaped_batches[0])
         plain_times, shaped_times = [], []
@@ -113,8 +150,10 @@ def main() -> None:
             plain_times.append(timed_step(plain, p))
             shaped_times.append(timed_step(shaped, s))
     p_med, s_med = statistics.median(plain_times), statistics.median(shaped_times)
-    print(f"model {args.model or 'SmolLM2-135M-Instruct'}, LoRA, {args.steps} steps × "
-          f"{args.batch_size} pairs, forward + backward (median of interleaved steps)")
+    print(
+        f"model {args.model or 'SmolLM2-135M-Instruct'}, LoRA, {args.steps} steps × "
+        f"{args.batch_size} pairs, forward + backward (median of interleaved steps)"
+    )
     print(f"plain TRL DPOTrainer step        {p_med:8.3f} s  (min {min(plain_times):.3f})")
     print(f"ShapedDPOTrainer step (w, o, CAFT) {s_med:6.3f} s  (min {min(shaped_times):.3f})")
     print(f"ratio shaped / plain = {s_med / p_med:.3f}   (goal ≤ 1.15)")

@@ -15,7 +15,9 @@ from core.errors import UserError
 from core.lake import Lake, slug
 
 SIDES = ("prompt", "chosen", "rejected")
-_SIDE_CODE = "case side when 'prompt' then 0 when 'chosen' then 1 else 2 end"
+_SIDE_CODE = (
+    "case side when 'prompt' then 0 when 'chosen' then 1 when 'rejected' then 2 else -1 end"
+)
 
 
 @dataclass

@@ -25,7 +25,7 @@ STAGE = "audit"
 
 @dataclass
 class AuditConfig:
-    """What `sculpt audit` runs; every field but `progress` and `out` is part of the stage hashes."""
+    """What `sculpt audit` runs; all fields but `progress` and `out` enter the stage hashes."""
 
     model: str | None = None
     """Model spec: omit for the default (SmolLM2-135M-Instruct), `tiny` for a test model, a local
@@ -139,7 +139,11 @@ class Audit:
 
     # ---- the stage loop ---------------------------------------------------------------------
     def stage(
-        self, name: str, inputs: list[str], params: dict[str, Any], run: Callable[[], str],
+        self,
+        name: str,
+        inputs: list[str],
+        params: dict[str, Any],
+        run: Callable[[], str],
         outputs_exist: Callable[[], bool] = lambda: True,
     ) -> None:
         """Run `run` unless a finished record with the same input hash exists and outputs remain."""
@@ -190,30 +194,63 @@ class Audit:
         cfg = self.config
         if self.data is not None:
             params = {"data": file_fingerprint(self.data), "fmt": cfg.fmt, "map": cfg.mapping}
-            self.stage("ingest", [], params, self._ingest,
-                       lambda: self.lake.has("pairs", {"dataset": self.name}))
+            self.stage(
+                "ingest",
+                [],
+                params,
+                self._ingest,
+                lambda: self.lake.has("pairs", {"dataset": self.name}),
+            )
         elif not self.lake.has("pairs", {"dataset": self.name}):
-            raise UserError(f"dataset {self.name}: not in the lake; pass the data file to ingest it")
-        sae_params = {"sae": cfg.sae, "width": cfg.sae_width, "k": cfg.sae_k,
-                      "epochs": cfg.sae_epochs, "seed": cfg.seed}
+            raise UserError(
+                f"dataset {self.name}: not in the lake; pass the data file to ingest it"
+            )
+        sae_params = {
+            "sae": cfg.sae,
+            "width": cfg.sae_width,
+            "k": cfg.sae_k,
+            "epochs": cfg.sae_epochs,
+            "seed": cfg.seed,
+        }
         if cfg.sae:  # a given SAE is encoded in the scan's own pass: one forward over the data
             self.stage("sae", [], sae_params, self._sae, self._sae_exists)
         self._resolve_layer()
-        scan_params = {"model": cfg.model, "layer": self.layer, "sample_tokens": cfg.sample_tokens,
-                       "max_tokens": cfg.max_tokens, "seed": cfg.seed, "sae": cfg.sae}
-        self.stage("scan", ["ingest", "sae"], scan_params, self._scan,
-                   lambda: self.lake.has("spans", {"dataset": self.name}))
+        scan_params = {
+            "model": cfg.model,
+            "layer": self.layer,
+            "sample_tokens": cfg.sample_tokens,
+            "max_tokens": cfg.max_tokens,
+            "seed": cfg.seed,
+            "sae": cfg.sae,
+        }
+        self.stage(
+            "scan",
+            ["ingest", "sae"],
+            scan_params,
+            self._scan,
+            lambda: self.lake.has("spans", {"dataset": self.name}),
+        )
         if not cfg.sae:
             self.stage("sae", ["scan"], sae_params, self._sae, self._sae_exists)
             self.stage("encode", ["sae"], {}, self._encode, self._encoded)
-        self.stage("features", ["scan", "encode"], {}, self._features,
-                   lambda: self.lake.has("features", {"sae": str(self.sae_id)}))
+        self.stage(
+            "features",
+            ["scan", "encode"],
+            {},
+            self._features,
+            lambda: self.lake.has("features", {"sae": str(self.sae_id)}),
+        )
         self.stage("lexical", ["ingest"], {}, self._lexical)
         self.stage("ngrams", ["ingest"], {"seed": cfg.seed}, self._ngrams)
         self.stage(
-            "analyze", ["scan", "encode", "features", "lexical", "ngrams"], {"seed": cfg.seed}, self._analyze,
-            lambda: bool(self.analysis)
-            and self.lake.has("hypotheses", {"dataset": self.name, "analysis": self.analysis}),
+            "analyze",
+            ["scan", "encode", "features", "lexical", "ngrams"],
+            {"seed": cfg.seed},
+            self._analyze,
+            lambda: (
+                bool(self.analysis)
+                and self.lake.has("hypotheses", {"dataset": self.name, "analysis": self.analysis})
+            ),
         )
         return self.report
 
@@ -237,15 +274,25 @@ class Audit:
             self.layer = int(self.model().n_layers) // 2
 
     def _state(self) -> dict[str, Any]:
-        return {"layer": self.layer, "sae_id": self.sae_id, "analysis": self.analysis,
-                "model_spec": self.config.model}
+        return {
+            "layer": self.layer,
+            "sae_id": self.sae_id,
+            "analysis": self.analysis,
+            "model_spec": self.config.model,
+        }
 
     def _ingest(self) -> str:
         from core.ingest import ingest
 
         assert self.data is not None
-        found = ingest(self.lake, self.data, self.name, self.config.fmt, self.config.mapping,
-                       progress=self.config.progress)
+        found = ingest(
+            self.lake,
+            self.data,
+            self.name,
+            self.config.fmt,
+            self.config.mapping,
+            progress=self.config.progress,
+        )
         rejected = sum(found.rejected.values())
         return f"{found.kept:,} pairs kept, {rejected:,} rejected"
 
@@ -254,8 +301,11 @@ class Audit:
 
         cfg = self.config
         return ScanConfig(
-            layer=int(self.layer or 0), max_prompt_tokens=cfg.max_tokens,
-            max_response_tokens=cfg.max_tokens, sample_tokens=cfg.sample_tokens, seed=cfg.seed,
+            layer=int(self.layer or 0),
+            max_prompt_tokens=cfg.max_tokens,
+            max_response_tokens=cfg.max_tokens,
+            sample_tokens=cfg.sample_tokens,
+            seed=cfg.seed,
             device=cfg.device,
         )
 
@@ -270,11 +320,19 @@ class Audit:
         from core.scan import scan
 
         sinks = [self._sae_sink()] if self.config.sae else []
-        found = scan(self.lake, self.name, self.model(), self._scan_config(), sinks=sinks,
-                     progress=self.config.progress)
+        found = scan(
+            self.lake,
+            self.name,
+            self.model(),
+            self._scan_config(),
+            sinks=sinks,
+            progress=self.config.progress,
+        )
         tokens = sum(found.tokens.values())
         encoded = f", encoded with {self.sae_id}" if sinks else ""
-        return f"{found.model} layer {found.layer}: {found.pairs:,} pairs, {tokens:,} tokens{encoded}"
+        return (
+            f"{found.model} layer {found.layer}: {found.pairs:,} pairs, {tokens:,} tokens{encoded}"
+        )
 
     def _sae_exists(self) -> bool:
         # The lake layout (lake/README.md), checked without importing torch for a reused stage.
@@ -290,8 +348,12 @@ class Audit:
             self.sae_id = cfg.sae
             return f"given: {cfg.sae} (layer {info.get('layer')})"
         train_config = SaeTrainConfig(
-            layer=self.layer, width=cfg.sae_width, k=cfg.sae_k, epochs=cfg.sae_epochs,
-            seed=cfg.seed, device=cfg.device,
+            layer=self.layer,
+            width=cfg.sae_width,
+            k=cfg.sae_k,
+            epochs=cfg.sae_epochs,
+            seed=cfg.seed,
+            device=cfg.device,
         )
         info = train_sae(self.lake, self.name, train_config, progress=cfg.progress)
         self.sae_id = str(info["sae_id"])
@@ -300,14 +362,32 @@ class Audit:
         return f"trained {self.sae_id}: {shown}"
 
     def _encode(self) -> str:
-        """A second forward pass feeding the freshly trained SAE (it needed the scan's sample)."""
+        """Encode every span with the trained SAE: from the scan's activations when they hold
+        every token (no second forward pass), else through a second forward pass."""
         try:
             from core.encode import encode
         except ImportError:
             raise StageUnavailable("skipped: core/encode.py is not in this build") from None
-        encode(self.lake, self.name, str(self.sae_id), model=self.model(),
-               config=self._scan_config(), progress=self.config.progress)
-        return f"span_features and token_features for {self.sae_id}"
+        from core.audit_encode import acts_cover_spans, encode_from_acts
+
+        info = json.loads(
+            (self.lake.root / "saes" / slug(str(self.sae_id)) / "sculpt.json").read_text()
+        )
+        model, layer = slug(str(info["model"])), int(info["layer"])
+        if acts_cover_spans(self.lake, self.name, model, layer, self.config.sample_tokens):
+            tokens = encode_from_acts(
+                self.lake, self.name, str(self.sae_id), model, layer, self.config.progress
+            )
+            return f"{tokens:,} tokens from the scan's activations (no second forward pass)"
+        encode(
+            self.lake,
+            self.name,
+            str(self.sae_id),
+            model=self.model(),
+            config=self._scan_config(),
+            progress=self.config.progress,
+        )
+        return f"second forward pass: span_features and token_features for {self.sae_id}"
 
     def _lexical(self) -> str:
         from core.lexical import score_dataset
@@ -342,6 +422,8 @@ class Audit:
         return f"{found.n_tested:,} concepts tested, {found.n_significant:,} with q < 0.05"
 
 
-def audit(lake: Lake, data: Path | None, name: str, config: AuditConfig | None = None) -> AuditReport:
+def audit(
+    lake: Lake, data: Path | None, name: str, config: AuditConfig | None = None
+) -> AuditReport:
     """Run the audit stages for `name` (ingesting `data` first); a second run reuses the lake."""
     return Audit(lake, data, name, config or AuditConfig()).run()

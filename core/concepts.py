@@ -22,14 +22,23 @@ from core.lake import Lake
 SIDES = ("prompt", "chosen", "rejected")
 KINDS = ("sae_feature", "feature_cluster", "lexical", "ngram", "vector", "probe")
 
-CONCEPT_SCHEMA = pa.schema([
-    ("concept_id", pa.string()), ("kind", pa.string()), ("members", pa.string()),
-    ("label", pa.string()), ("source", pa.string()),
-])
-SCORE_SCHEMA = pa.schema([
-    ("concept_id", pa.string()), ("pair_id", pa.string()), ("side", pa.string()),
-    ("score", pa.float32()),
-])
+CONCEPT_SCHEMA = pa.schema(
+    [
+        ("concept_id", pa.string()),
+        ("kind", pa.string()),
+        ("members", pa.string()),
+        ("label", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+SCORE_SCHEMA = pa.schema(
+    [
+        ("concept_id", pa.string()),
+        ("pair_id", pa.string()),
+        ("side", pa.string()),
+        ("score", pa.float32()),
+    ]
+)
 
 
 @dataclass
@@ -46,7 +55,9 @@ class Concept:
         if self.kind not in KINDS:
             raise ValueError(f"concept kind {self.kind!r}: use one of {', '.join(KINDS)}")
         return {
-            "concept_id": self.concept_id, "kind": self.kind, "label": self.label,
+            "concept_id": self.concept_id,
+            "kind": self.kind,
+            "label": self.label,
             "members": json.dumps(self.members, ensure_ascii=False),
             "source": json.dumps(self.source, ensure_ascii=False, default=str),
         }
@@ -101,7 +112,10 @@ def score_table(concept_ids: Sequence[str], spans: Spans, scores: np.ndarray) ->
 
 
 def write_concepts(
-    lake: Lake, dataset: str, family: str, concepts: Sequence[Concept],
+    lake: Lake,
+    dataset: str,
+    family: str,
+    concepts: Sequence[Concept],
     scores: pa.Table | None = None,
 ) -> None:
     """Replace the [dataset, family] partitions of `concepts` (and `concept_span_scores`)."""
@@ -117,7 +131,7 @@ def read_concepts(lake: Lake, dataset: str, family: str | None = None) -> list[d
     base = lake.partition_dir("concepts", {"dataset": dataset})
     rows: list[dict[str, Any]] = []
     for folder in sorted(base.glob("family=*")):
-        name = folder.name[len("family="):]
+        name = folder.name[len("family=") :]
         if family is not None and name != family:
             continue
         for row in lake.read("concepts", {"dataset": dataset, "family": name}).to_pylist():

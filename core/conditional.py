@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +17,9 @@ import scipy.sparse as sp
 from core import clusters as clustering
 from core.analysis_io import HYPOTHESIS_SCHEMA, SIDES, Pairs, SaeSpans, hypothesis_table
 from core.stats import in_out_contrast
+
+if TYPE_CHECKING:
+    from core.analyze import AnalyzeConfig
 
 Z_95 = 1.959963984540054
 
@@ -50,7 +53,7 @@ class ViewSettings:
     min_cluster_pairs: int
 
 
-def settings_for(config: Any, pairs: Pairs, sae: SaeSpans) -> ViewSettings:
+def settings_for(config: AnalyzeConfig, pairs: Pairs, sae: SaeSpans) -> ViewSettings:
     """Resolve the config's scaled defaults (None) for this dataset and SAE."""
     min_pairs = config.min_cluster_pairs or clustering.min_cluster_pairs(pairs.n)
     k = config.n_data_clusters or clustering.default_n_data_clusters(pairs.n)

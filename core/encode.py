@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -24,14 +25,25 @@ from core.sae import load_sae
 if TYPE_CHECKING:
     from core.scan import ScanConfig, ScanReport, SpanBatch
 
-SPAN_SCHEMA = pa.schema([
-    ("pair_id", pa.string()), ("side", pa.string()), ("feature", pa.int32()),
-    ("max_act", pa.float32()), ("freq", pa.float32()), ("sum_act", pa.float32()),
-])
-TOKEN_SCHEMA = pa.schema([
-    ("pair_id", pa.string()), ("side", pa.string()), ("pos", pa.int32()),
-    ("feature", pa.int32()), ("act", pa.float32()),
-])
+SPAN_SCHEMA = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("side", pa.string()),
+        ("feature", pa.int32()),
+        ("max_act", pa.float32()),
+        ("freq", pa.float32()),
+        ("sum_act", pa.float32()),
+    ]
+)
+TOKEN_SCHEMA = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("side", pa.string()),
+        ("pos", pa.int32()),
+        ("feature", pa.int32()),
+        ("act", pa.float32()),
+    ]
+)
 CHUNK_ELEMENTS = 1 << 24
 """Tokens × features encoded at once: bounds memory for wide SAEs."""
 
@@ -57,7 +69,9 @@ def span_reduce(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(span, feature, max, freq, sum) for every nonzero (span, feature), by segment reduction."""
     lengths = (offsets[1:] - offsets[:-1]).to(codes.device)
-    span_of_token = torch.repeat_interleave(torch.arange(len(lengths), device=codes.device), lengths)
+    span_of_token = torch.repeat_interleave(
+        torch.arange(len(lengths), device=codes.device), lengths
+    )
     token, feature = codes.nonzero(as_tuple=True)
     values = codes[token, feature]
     key = span_of_token[token] * codes.shape[1] + feature
@@ -101,19 +115,24 @@ class _TopTokens:
         self.feature, self.act = self.feature[keep], self.act[keep]
 
     def table(self) -> pa.Table:
-        return pa.table({
-            "pair_id": self.columns.get("pair_id", []), "side": self.columns.get("side", []),
-            "pos": pa.array(self.columns.get("pos", []), pa.int32()),
-            "feature": pa.array(self.feature.numpy().astype(np.int32)),
-            "act": pa.array(self.act.numpy().astype(np.float32)),
-        }, schema=TOKEN_SCHEMA)
+        return pa.table(
+            {
+                "pair_id": self.columns.get("pair_id", []),
+                "side": self.columns.get("side", []),
+                "pos": pa.array(self.columns.get("pos", []), pa.int32()),
+                "feature": pa.array(self.feature.numpy().astype(np.int32)),
+                "act": pa.array(self.act.numpy().astype(np.float32)),
+            },
+            schema=TOKEN_SCHEMA,
+        )
 
 
 class SaeSink:
     """A scan sink that writes `span_features` and `token_features` [dataset, sae]."""
 
-    def __init__(self, lake: Lake, sae_id: str, dataset: str, top_k: int = 20,
-                 device: str | None = None) -> None:
+    def __init__(
+        self, lake: Lake, sae_id: str, dataset: str, top_k: int = 20, device: str | None = None
+    ) -> None:
         self.sae, self.info = load_sae(lake, sae_id, device)
         self.sae_id, self.dataset, self.top_k = sae_id, dataset, top_k
         self.key = f"sae={sae_id}"
@@ -137,18 +156,28 @@ class SaeSink:
         codes = encode_tokens(self.sae, batch.acts, self.norm_cap)
         span, feature, maxima, freq, sums = span_reduce(codes, batch.offsets)
         spans = span.cpu().numpy()
-        pair_ids, sides = np.asarray(batch.pair_ids, dtype=object), np.asarray(batch.sides, dtype=object)
-        self.span_parts.append(pa.table({
-            "pair_id": pa.array(pair_ids[spans]), "side": pa.array(sides[spans]),
-            "feature": pa.array(feature.cpu().numpy().astype(np.int32)),
-            "max_act": pa.array(maxima.cpu().numpy().astype(np.float32)),
-            "freq": pa.array(freq.cpu().numpy().astype(np.float32)),
-            "sum_act": pa.array(sums.cpu().numpy().astype(np.float32)),
-        }, schema=SPAN_SCHEMA))
+        pair_ids, sides = (
+            np.asarray(batch.pair_ids, dtype=object),
+            np.asarray(batch.sides, dtype=object),
+        )
+        self.span_parts.append(
+            pa.table(
+                {
+                    "pair_id": pa.array(pair_ids[spans]),
+                    "side": pa.array(sides[spans]),
+                    "feature": pa.array(feature.cpu().numpy().astype(np.int32)),
+                    "max_act": pa.array(maxima.cpu().numpy().astype(np.float32)),
+                    "freq": pa.array(freq.cpu().numpy().astype(np.float32)),
+                    "sum_act": pa.array(sums.cpu().numpy().astype(np.float32)),
+                },
+                schema=SPAN_SCHEMA,
+            )
+        )
         self._add_top_tokens(codes, batch, pair_ids, sides)
 
-    def _add_top_tokens(self, codes: torch.Tensor, batch: SpanBatch, pair_ids: np.ndarray,
-                        sides: np.ndarray) -> None:
+    def _add_top_tokens(
+        self, codes: torch.Tensor, batch: SpanBatch, pair_ids: np.ndarray, sides: np.ndarray
+    ) -> None:
         token, feature = codes.nonzero(as_tuple=True)
         act = codes[token, feature]
         keep = top_per_feature(feature, act, self.top_k)
@@ -163,7 +192,9 @@ class SaeSink:
     def end_shard(self, lake: Lake, shard: int) -> None:
         spans = pa.concat_tables(self.span_parts) if self.span_parts else SPAN_SCHEMA.empty_table()
         name = f"part-{shard:05d}.parquet"
-        write_parquet_atomic(with_schema_version(spans), self._staging(lake, "span_features") / name)
+        write_parquet_atomic(
+            with_schema_version(spans), self._staging(lake, "span_features") / name
+        )
         tokens = with_schema_version(self.top.table())
         write_parquet_atomic(tokens, self._staging(lake, "token_features") / name)
         self._reset()
@@ -195,8 +226,13 @@ def sae_sink(lake: Lake, sae_id: str, dataset: str, top_k: int = 20) -> SaeSink:
 
 
 def encode(
-    lake: Lake, dataset: str, sae_id: str, model: Any = None, config: ScanConfig | None = None,
-    top_k: int = 20, progress: bool = True,
+    lake: Lake,
+    dataset: str,
+    sae_id: str,
+    model: Any = None,
+    config: ScanConfig | None = None,
+    top_k: int = 20,
+    progress: bool = True,
 ) -> ScanReport:
     """Scan `dataset` through the SAE's model and layer with only the SAE sink (no `acts`)."""
     from core.models import LoadedModel, load_model
@@ -208,8 +244,8 @@ def encode(
         config = ScanConfig(layer=layer)
     elif config.layer != layer:
         raise UserError(f"sae {sae_id}: reads layer {layer}, not {config.layer}; drop --layer")
-    loaded = model if isinstance(model, LoadedModel) else load_model(
-        model, config.device, config.dtype
+    loaded = (
+        model if isinstance(model, LoadedModel) else load_model(model, config.device, config.dtype)
     )
     expected = sink.info.get("model")
     if expected and slug(loaded.name) != slug(str(expected)):
@@ -217,3 +253,69 @@ def encode(
             f"sae {sae_id}: trained on {expected}, not {loaded.name}; pass --model for {expected}"
         )
     return scan(lake, dataset, loaded, config, sinks=[sink], write_acts=False, progress=progress)
+
+
+def encode_from_acts(lake: Lake, dataset: str, sae_id: str, top_k: int = 20) -> int:
+    """Encode from the stored `acts` when they hold every sampled-able token (no forward pass).
+
+    A scan never samples special (template) tokens, so here they carry no features and `freq`
+    is over a span's content tokens; the sample is fp16, so values differ from a scan's fp32
+    encoding in the last bits. Returns the number of spans encoded.
+    """
+    from core.sae import read_acts
+    from core.scan import SpanBatch
+
+    sink = sae_sink(lake, sae_id, dataset, top_k)
+    model, layer = str(sink.info["model"]), int(sink.info["layer"])
+    acts, _ = read_acts(lake, dataset, model, layer)
+    files = lake.files("acts", {"dataset": dataset, "model": model, "layer": layer})
+    keys = pq.ParquetDataset(files).read(columns=["pair_id", "side", "pos", "token_id"])
+    total = content_tokens(lake, dataset, model)
+    if keys.num_rows != total:
+        raise UserError(
+            f"acts of {dataset} hold {keys.num_rows} of {total} content tokens; run `sculpt "
+            "encode` without --from-acts, or scan with --sample-tokens above the token count"
+        )
+    order = pc.sort_indices(
+        keys, [("pair_id", "ascending"), ("side", "ascending"), ("pos", "ascending")]
+    ).to_numpy()
+    keys = keys.take(pa.array(order))
+    acts = acts[torch.from_numpy(order.astype(np.int64))]
+    pair_ids = np.asarray(keys.column("pair_id").to_pylist(), dtype=object)
+    sides = np.asarray(keys.column("side").to_pylist(), dtype=object)
+    starts = np.flatnonzero(
+        np.r_[True, (pair_ids[1:] != pair_ids[:-1]) | (sides[1:] != sides[:-1])]
+    )
+    bounds = np.r_[starts, len(pair_ids)]
+    token_ids = torch.from_numpy(keys.column("token_id").to_numpy().astype(np.int64))
+    per_batch, batches_per_shard = 64, 8
+    shard = 0
+    for n, first in enumerate(range(0, len(starts), per_batch)):
+        edges = bounds[first : first + per_batch + 1]
+        lo, hi = int(edges[0]), int(edges[-1])
+        sink.consume(
+            SpanBatch(
+                pair_ids=list(pair_ids[edges[:-1]]),
+                sides=list(sides[edges[:-1]]),
+                offsets=torch.from_numpy(edges - lo),
+                token_ids=token_ids[lo:hi],
+                acts=acts[lo:hi].float(),
+            )
+        )
+        if (n + 1) % batches_per_shard == 0:
+            sink.end_shard(lake, shard)
+            shard += 1
+    sink.end_shard(lake, shard)
+    sink.finish(lake)
+    return len(starts)
+
+
+def content_tokens(lake: Lake, dataset: str, model: str) -> int:
+    """Tokens of `spans` [dataset, model] that a scan may sample (all but special tokens)."""
+    from core import models
+
+    spec = {"tiny-llama": models.TINY_MODEL, models.DEFAULT_MODEL_NAME: None}.get(model, model)
+    special = set(models.load_model(spec).tokenizer.all_special_ids)
+    ids = lake.read("spans", {"dataset": dataset, "model": model}).column("token_ids")
+    flat = pc.list_flatten(ids).to_numpy()
+    return int((~np.isin(flat, list(special))).sum())

@@ -60,8 +60,13 @@ def regex_detector(pattern: str) -> Detector:
 
 
 @torch.no_grad()
-def generate(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]],
-             max_new_tokens: int = 40, batch_size: int = 8) -> list[str]:
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[dict[str, str]]],
+    max_new_tokens: int = 40,
+    batch_size: int = 8,
+) -> list[str]:
     """Greedy completions (left-padded batches)."""
     from core.scan import encode_pair_tokens
 
@@ -70,28 +75,40 @@ def generate(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]],
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
         encoded = []
-        for prompt in prompts[start:start + batch_size]:
+        for prompt in prompts[start : start + batch_size]:
             ids_with_stub, prompt_len = encode_pair_tokens(tokenizer, prompt, "x")
             encoded.append(ids_with_stub[:prompt_len])
         width = max(len(ids) for ids in encoded)
         ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)
         mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
-        generated = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                   do_sample=False, pad_token_id=pad)
+        generated = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+        )
         out.extend(tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True))
     return out
 
 
 @torch.no_grad()
-def response_logps(model: Any, tokenizer: Any, items: list[tuple[list[dict[str, str]], str]],
-                   batch_size: int = 8, max_length: int = 256) -> list[tuple[float, int]]:
+def response_logps(
+    model: Any,
+    tokenizer: Any,
+    items: list[tuple[list[dict[str, str]], str]],
+    batch_size: int = 8,
+    max_length: int = 256,
+) -> list[tuple[float, int]]:
     """(sum of response-token log-probs, number of response tokens) for each (prompt, response)."""
     from core.scan import encode_pair_tokens
 
     device = next(model.parameters()).device
     out: list[tuple[float, int]] = []
     for start in range(0, len(items), batch_size):
-        encoded = [encode_pair_tokens(tokenizer, p, r) for p, r in items[start:start + batch_size]]
+        encoded = [
+            encode_pair_tokens(tokenizer, p, r) for p, r in items[start : start + batch_size]
+        ]
         encoded = [(ids[:max_length], min(n, max_length - 1)) for ids, n in encoded]
         width = max(len(ids) for ids, _ in encoded)
         ids = torch.zeros((len(encoded), width), dtype=torch.long, device=device)
@@ -100,7 +117,7 @@ def response_logps(model: Any, tokenizer: Any, items: list[tuple[list[dict[str, 
         for row, (seq, prompt_len) in enumerate(encoded):
             ids[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = 1
-            target[row, prompt_len: len(seq)] = 1
+            target[row, prompt_len : len(seq)] = 1
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
         token = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
         keep = target[:, 1:].float()
@@ -110,9 +127,15 @@ def response_logps(model: Any, tokenizer: Any, items: list[tuple[list[dict[str, 
     return out
 
 
-def measure(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], prompts: list[list[dict]],
-            detectors: dict[str, Detector], contrasts: dict[str, list[tuple[list[dict], str, str]]],
-            max_new_tokens: int = 40) -> tuple[list[Metric], dict[str, float]]:
+def measure(
+    model: Any,
+    tokenizer: Any,
+    pairs: list[dict[str, Any]],
+    prompts: list[list[dict]],
+    detectors: dict[str, Detector],
+    contrasts: dict[str, list[tuple[list[dict], str, str]]],
+    max_new_tokens: int = 40,
+) -> tuple[list[Metric], dict[str, float]]:
     """All metrics of one checkpoint; also returns each concept's generation rate."""
     model.eval()
     texts = generate(model, tokenizer, prompts, max_new_tokens)
@@ -136,9 +159,16 @@ def measure(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], prompts: li
 def capability(model: Any, tokenizer: Any, pairs: list[dict[str, Any]]) -> list[Metric]:
     """Held-out preference accuracy (mean token log-prob chosen > rejected) and NLL of chosen."""
     prompts = [_messages(p["prompt"]) for p in pairs]
-    chosen = response_logps(model, tokenizer, list(zip(prompts, [p["chosen"] for p in pairs], strict=True)))
-    rejected = response_logps(model, tokenizer, list(zip(prompts, [p["rejected"] for p in pairs], strict=True)))
-    wins = [float(c[0] / max(c[1], 1) > r[0] / max(r[1], 1)) for c, r in zip(chosen, rejected, strict=True)]
+    chosen = response_logps(
+        model, tokenizer, list(zip(prompts, [p["chosen"] for p in pairs], strict=True))
+    )
+    rejected = response_logps(
+        model, tokenizer, list(zip(prompts, [p["rejected"] for p in pairs], strict=True))
+    )
+    wins = [
+        float(c[0] / max(c[1], 1) > r[0] / max(r[1], 1))
+        for c, r in zip(chosen, rejected, strict=True)
+    ]
     nll = [-c[0] / max(c[1], 1) for c in chosen]
     return [summarize("pref_accuracy", wins), summarize("nll_chosen", nll)]
 
@@ -154,16 +184,21 @@ def r_squared(predicted: dict[str, float], observed: dict[str, float]) -> Metric
     return Metric("r2_predicted_observed", r * r, len(keys), float("nan"), float("nan"))
 
 
-def predicted_deltas(pairs: list[dict[str, Any]], detectors: dict[str, Detector]) -> dict[str, float]:
+def predicted_deltas(
+    pairs: list[dict[str, Any]], detectors: dict[str, Detector]
+) -> dict[str, float]:
     """Each concept's lean in the data: mean(1{fires on chosen} − 1{fires on rejected})."""
     return {
         cid: float(np.mean([(d(p["chosen"]) > 0) - (d(p["rejected"]) > 0) for p in pairs]))
-        if pairs else 0.0
+        if pairs
+        else 0.0
         for cid, d in detectors.items()
     }
 
 
-def contrast_triples(pairs: list[dict[str, Any]], detect: Detector) -> list[tuple[list[dict], str, str]]:
+def contrast_triples(
+    pairs: list[dict[str, Any]], detect: Detector
+) -> list[tuple[list[dict], str, str]]:
     """(prompt, concept-bearing, concept-free) from pairs whose sides disagree on the concept."""
     out = []
     for p in pairs:
@@ -194,7 +229,9 @@ def load_checkpoint(run_dir: Path | None, model_spec: str | None, finetune: str)
         return model, loaded.tokenizer
     final = run_dir / "final"
     if not final.exists():
-        raise UserError(f"run {run_dir.name}: no final weights; finish it with `sculpt train --resume`")
+        raise UserError(
+            f"run {run_dir.name}: no final weights; finish it with `sculpt train --resume`"
+        )
     if finetune == "lora":
         from peft import PeftModel
 
@@ -210,10 +247,12 @@ def lexical_detectors(lake: Lake, dataset: str, concept_ids: Sequence[str]) -> d
     from core.lexical import BUILTIN
 
     for name in BUILTIN:
-        found[f"lex:{name}"] = _builtin_detector(name)
+        if name != "length":  # a word count, not something that fires or not
+            found[f"lex:{name}"] = _builtin_detector(name)
     if lake.has("concepts"):
         rows = lake.sql(
-            "select concept_id, source from concepts where dataset = ? and kind = 'lexical'", [dataset]
+            "select concept_id, source from concepts where dataset = ? and kind = 'lexical'",
+            [dataset],
         ).to_pylist()
         for row in rows:
             pattern = json.loads(row["source"] or "{}").get("pattern")
@@ -235,15 +274,29 @@ def _builtin_detector(name: str) -> Detector:
 def to_rows(run_id: str, checkpoint: str, metrics: list[Metric]) -> list[dict[str, Any]]:
     now = time.time()
     return [
-        {"run_id": run_id, "ts": now, "checkpoint": checkpoint, "metric": m.metric,
-         "concept_id": m.concept_id, "value": m.value, "n": m.n, "ci_lo": m.ci_lo, "ci_hi": m.ci_hi}
+        {
+            "run_id": run_id,
+            "ts": now,
+            "checkpoint": checkpoint,
+            "metric": m.metric,
+            "concept_id": m.concept_id,
+            "value": m.value,
+            "n": m.n,
+            "ci_lo": m.ci_lo,
+            "ci_hi": m.ci_hi,
+        }
         for m in metrics
     ]
 
 
 def evaluate_run(
-    lake: Lake, run: str, runs_dir: str = "runs", prompts_file: str | None = None,
-    baseline: str | None = None, n_prompts: int = 48, max_new_tokens: int = 40,
+    lake: Lake,
+    run: str,
+    runs_dir: str = "runs",
+    prompts_file: str | None = None,
+    baseline: str | None = None,
+    n_prompts: int = 48,
+    max_new_tokens: int = 40,
 ) -> list[dict[str, Any]]:
     """Measure base, baseline and this run on held-out prompts; rows go to the `evals` log."""
     import yaml
@@ -252,8 +305,11 @@ def evaluate_run(
 
     run_dir = _find_run(run, runs_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    plan = yaml.safe_load((run_dir / "plan" / "plan.yaml").read_text()) if (
-        run_dir / "plan" / "plan.yaml").exists() else {"interventions": []}
+    plan = (
+        yaml.safe_load((run_dir / "plan" / "plan.yaml").read_text())
+        if (run_dir / "plan" / "plan.yaml").exists()
+        else {"interventions": []}
+    )
     targeted = sorted({i["concept_id"] for i in plan.get("interventions") or []})
     pairs = load_pairs(lake, config["dataset"])
     held_ids = set(json.loads((run_dir / "holdout.json").read_text()))
@@ -270,15 +326,19 @@ def evaluate_run(
     rows: list[dict[str, Any]] = []
     rates: dict[str, dict[str, float]] = {}
     for name, folder in checkpoints:
-        model, tokenizer = load_checkpoint(folder, config.get("model"), config.get("finetune", "lora"))
-        metrics, rates[name] = measure(model, tokenizer, held[:n_prompts], prompts, detectors,
-                                       contrasts, max_new_tokens)
+        model, tokenizer = load_checkpoint(
+            folder, config.get("model"), config.get("finetune", "lora")
+        )
+        metrics, rates[name] = measure(
+            model, tokenizer, held[:n_prompts], prompts, detectors, contrasts, max_new_tokens
+        )
         if name != "base":
             observed = {c: rates[name][c] - rates["base"][c] for c in rates[name]}
             metrics.append(r_squared(predicted_deltas(train_pairs, detectors), observed))
             metrics.extend(
                 Metric("off_target_shift", observed[c], len(prompts), float("nan"), float("nan"), c)
-                for c in observed if c not in targeted
+                for c in observed
+                if c not in targeted
             )
         rows.extend(to_rows(run_dir.name, name, metrics))
     if rows:
@@ -293,8 +353,9 @@ def _find_run(run: str, runs_dir: str) -> Path:
     raise UserError(f"eval {run}: no run folder with config.yaml (looked in {runs_dir}/)")
 
 
-def _baseline_dir(lake: Lake, dataset: str, run_dir: Path, baseline: str | None,
-                  runs_dir: str) -> Path | None:
+def _baseline_dir(
+    lake: Lake, dataset: str, run_dir: Path, baseline: str | None, runs_dir: str
+) -> Path | None:
     """--baseline, else the newest finished run of the dataset with an empty plan."""
     if baseline is not None:
         return _find_run(baseline, runs_dir)
@@ -322,12 +383,14 @@ def _prompts(prompts_file: str | None, held: list[dict[str, Any]]) -> list[list[
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            raise UserError(f"{prompts_file}:{number}: not JSON; one {{\"prompt\": ...}} per line") from None
+            raise UserError(
+                f'{prompts_file}:{number}: not JSON; one {{"prompt": ...}} per line'
+            ) from None
         prompt = record.get("prompt") if isinstance(record, dict) else None
         if isinstance(prompt, str):
             out.append([{"role": "user", "content": prompt}])
         elif isinstance(prompt, list):
             out.append(_messages(prompt))
         else:
-            raise UserError(f"{prompts_file}:{number}: needs a \"prompt\" (text or messages)")
+            raise UserError(f'{prompts_file}:{number}: needs a "prompt" (text or messages)')
     return out

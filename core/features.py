@@ -23,30 +23,51 @@ from core.lake import Lake
 from core.ngrams import log_odds_dirichlet
 from core.sae import load_sae
 
-FEATURES_SCHEMA = pa.schema([
-    ("feature", pa.int32()), ("density", pa.float32()), ("mean_act", pa.float32()),
-    ("label", pa.string()), ("label_source", pa.string()), ("top_tokens", pa.string()),
-    ("contexts", pa.string()),
-])
+FEATURES_SCHEMA = pa.schema(
+    [
+        ("feature", pa.int32()),
+        ("density", pa.float32()),
+        ("mean_act", pa.float32()),
+        ("label", pa.string()),
+        ("label_source", pa.string()),
+        ("top_tokens", pa.string()),
+        ("contexts", pa.string()),
+    ]
+)
 
 
-def _spans(lake: Lake, dataset: str, model: str) -> dict[tuple[str, str], tuple[list[int], list[str]]]:
+def _spans(
+    lake: Lake, dataset: str, model: str
+) -> dict[tuple[str, str], tuple[list[int], list[str]]]:
     table = lake.read("spans", {"dataset": dataset, "model": model})
     return {
         (p, s): (ids, toks)
         for p, s, ids, toks in zip(
-            table.column("pair_id").to_pylist(), table.column("side").to_pylist(),
-            table.column("token_ids").to_pylist(), table.column("tokens").to_pylist(), strict=True,
+            table.column("pair_id").to_pylist(),
+            table.column("side").to_pylist(),
+            table.column("token_ids").to_pylist(),
+            table.column("tokens").to_pylist(),
+            strict=True,
         )
     }
 
 
-def feature_stats(span_features: pa.Table, n_tokens: dict[tuple[str, str], int]) -> dict[int, tuple[float, float]]:
+def feature_stats(
+    span_features: pa.Table, n_tokens: dict[tuple[str, str], int]
+) -> dict[int, tuple[float, float]]:
     """feature → (density over all tokens, mean activation where active)."""
     features = span_features.column("feature").to_numpy()
-    lengths = np.array([n_tokens.get(k, 0) for k in zip(
-        span_features.column("pair_id").to_pylist(), span_features.column("side").to_pylist(),
-        strict=True)], dtype=np.float64)
+    lengths = np.array(
+        [
+            n_tokens.get(k, 0)
+            for k in zip(
+                span_features.column("pair_id").to_pylist(),
+                span_features.column("side").to_pylist(),
+                strict=True,
+            )
+        ],
+        dtype=np.float64,
+    )
     active = span_features.column("freq").to_numpy().astype(np.float64) * lengths
     sums = span_features.column("sum_act").to_numpy().astype(np.float64)
     width = int(features.max()) + 1 if len(features) else 0
@@ -88,7 +109,12 @@ def token_label(top_tokens: list[tuple[str, float]]) -> str:
 
 
 def build_cards(
-    lake: Lake, dataset: str, sae_id: str, contexts: int = 8, window: int = 8, top: int = 10,
+    lake: Lake,
+    dataset: str,
+    sae_id: str,
+    contexts: int = 8,
+    window: int = 8,
+    top: int = 10,
     labeler: str | None = None,
 ) -> pa.Table:
     """Write `features` [sae] and the `concepts` rows of an encoded SAE; return the cards."""
@@ -102,45 +128,86 @@ def build_cards(
     for ids, toks in spans.values():
         vocab.update(zip(ids, toks, strict=True))
         all_ids.extend(ids)
-    background = np.bincount(np.asarray(all_ids, dtype=np.int64), minlength=max(vocab, default=0) + 1)
+    background = np.bincount(
+        np.asarray(all_ids, dtype=np.int64), minlength=max(vocab, default=0) + 1
+    )
     by_feature: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in token_features.sort_by([("act", "descending")]).to_pylist():
         by_feature[row["feature"]].append(row)
-    rows = []
-    for feature in sorted(stats):
-        density, mean_act = stats[feature]
-        hits = by_feature.get(feature, [])
-        foreground: dict[int, float] = defaultdict(float)
-        cards = []
-        for hit in hits:
-            ids, toks = spans.get((hit["pair_id"], hit["side"]), ([], []))
-            if hit["pos"] >= len(ids):
-                continue
-            foreground[ids[hit["pos"]]] += 1.0
-            for near in (hit["pos"] - 1, hit["pos"] + 1):
-                if 0 <= near < len(ids):
-                    foreground[ids[near]] += 0.5
-            if len(cards) < contexts:
-                cards.append({"pair_id": hit["pair_id"], "side": hit["side"], "pos": hit["pos"],
-                              **context(toks, hit["pos"], window), "act": round(hit["act"], 4)})
-        top_tokens = over_represented(foreground, background, vocab, top)
-        rows.append({
-            "feature": feature, "density": density, "mean_act": mean_act,
-            "label": token_label(top_tokens), "label_source": "tokens",
-            "top_tokens": json.dumps(top_tokens, ensure_ascii=False),
-            "contexts": json.dumps(cards, ensure_ascii=False),
-        })
+    rows = [
+        _card(
+            feature,
+            stats[feature],
+            by_feature.get(feature, []),
+            spans,
+            background,
+            vocab,
+            contexts,
+            window,
+            top,
+        )
+        for feature in sorted(stats)
+    ]
     if labeler:
         llm_labels(rows, labeler)
     table = pa.Table.from_pylist(rows, schema=FEATURES_SCHEMA)
     lake.replace_partition("features", {"sae": sae_id}, table)
     concepts = [
-        Concept(f"sae:{sae_id}:{r['feature']}", "sae_feature", r["label"], members=[r["feature"]],
-                source={"sae": sae_id, "layer": info["layer"], "feature": r["feature"]})
+        Concept(
+            f"sae:{sae_id}:{r['feature']}",
+            "sae_feature",
+            str(r["label"]),
+            members=[r["feature"]],
+            source={"sae": sae_id, "layer": info["layer"], "feature": r["feature"]},
+        )
         for r in rows
     ]
     write_concepts(lake, dataset, f"sae-{sae_id}", concepts)
     return table
+
+
+def _card(
+    feature: int,
+    stats: tuple[float, float],
+    hits: list[dict[str, Any]],
+    spans: dict[tuple[str, str], tuple[list[int], list[str]]],
+    background: np.ndarray,
+    vocab: dict[int, str],
+    contexts: int,
+    window: int,
+    top: int,
+) -> dict[str, Any]:
+    """One feature's card row from its top token activations (`hits`, strongest first)."""
+    foreground: dict[int, float] = defaultdict(float)
+    cards: list[dict[str, Any]] = []
+    for hit in hits:
+        ids, toks = spans.get((hit["pair_id"], hit["side"]), ([], []))
+        if hit["pos"] >= len(ids):
+            continue
+        foreground[ids[hit["pos"]]] += 1.0
+        for near in (hit["pos"] - 1, hit["pos"] + 1):
+            if 0 <= near < len(ids):
+                foreground[ids[near]] += 0.5  # neighbours say what the token is part of
+        if len(cards) < contexts:
+            cards.append(
+                {
+                    "pair_id": hit["pair_id"],
+                    "side": hit["side"],
+                    "pos": hit["pos"],
+                    **context(toks, hit["pos"], window),
+                    "act": round(hit["act"], 4),
+                }
+            )
+    top_tokens = over_represented(foreground, background, vocab, top)
+    return {
+        "feature": feature,
+        "density": stats[0],
+        "mean_act": stats[1],
+        "label": token_label(top_tokens),
+        "label_source": "tokens",
+        "top_tokens": json.dumps(top_tokens, ensure_ascii=False),
+        "contexts": json.dumps(cards, ensure_ascii=False),
+    }
 
 
 def llm_labels(rows: list[dict[str, Any]], url: str, timeout: float = 30.0) -> None:
@@ -149,14 +216,25 @@ def llm_labels(rows: list[dict[str, Any]], url: str, timeout: float = 30.0) -> N
         url = url.rstrip("/") + "/chat/completions"
     failures = 0
     for row in rows:
-        shown = [f"{c['text_before']}[[{c['token']}]]{c['text_after']}"
-                 for c in json.loads(row["contexts"])[:6]]
-        prompt = ("These text snippets show where one feature of a language model fires most "
-                  "(the token in [[ ]]). Tokens over-represented there: "
-                  f"{row['top_tokens']}.\n\n" + "\n".join(shown) +
-                  "\n\nName the concept in at most six words. Answer with the name only.")
-        body = json.dumps({"model": "default", "temperature": 0, "max_tokens": 20,
-                           "messages": [{"role": "user", "content": prompt}]}).encode()
+        shown = [
+            f"{c['text_before']}[[{c['token']}]]{c['text_after']}"
+            for c in json.loads(row["contexts"])[:6]
+        ]
+        prompt = (
+            "These text snippets show where one feature of a language model fires most "
+            "(the token in [[ ]]). Tokens over-represented there: "
+            f"{row['top_tokens']}.\n\n"
+            + "\n".join(shown)
+            + "\n\nName the concept in at most six words. Answer with the name only."
+        )
+        body = json.dumps(
+            {
+                "model": "default",
+                "temperature": 0,
+                "max_tokens": 20,
+                "messages": [{"role": "user", "content": prompt}],
+            }
+        ).encode()
         request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -167,5 +245,7 @@ def llm_labels(rows: list[dict[str, Any]], url: str, timeout: float = 30.0) -> N
         if answer:
             row["label"], row["label_source"] = answer.splitlines()[0][:80], "llm"
     if failures:
-        print(f"labeler {url}: {failures}/{len(rows)} requests failed; kept token labels",
-              file=sys.stderr)
+        print(
+            f"labeler {url}: {failures}/{len(rows)} requests failed; kept token labels",
+            file=sys.stderr,
+        )

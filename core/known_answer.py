@@ -32,7 +32,10 @@ class PlantedRank:
 
 
 def planted_ranks(
-    lake: Lake, dataset: str, hypotheses: list[dict[str, Any]], top: int = 20,
+    lake: Lake,
+    dataset: str,
+    hypotheses: list[dict[str, Any]],
+    top: int = 20,
     planted: tuple[KnownConcept, ...] = PLANTED,
 ) -> list[PlantedRank]:
     """For each planted concept, the best-ranked hypothesis among `top` that recovers it."""

@@ -21,7 +21,7 @@ from core.errors import UserError
 from core.lake import Lake
 
 _SEPARATOR = "\n\x00\n"
-"""Joins spans; built-in patterns never match NUL, `^`/`$` anchors stay within a span, and a
+r"""Joins spans; built-in patterns never match NUL, `^`/`$` anchors stay within a span, and a
 span's start is `\A` or right after the separator."""
 
 _EMOJI_BASE = (
@@ -65,35 +65,66 @@ class Detector:
 BUILTIN: dict[str, Detector] = {
     d.name: d
     for d in [
-        Detector("bold", r"\*\*(?=\S)[^\n]+?(?<=\S)\*\*|__(?=\S)[^\n]+?(?<=\S)__",
-                 "markdown bold spans", skip_code=True),
+        Detector(
+            "bold",
+            r"\*\*(?=\S)[^\n]+?(?<=\S)\*\*|__(?=\S)[^\n]+?(?<=\S)__",
+            "markdown bold spans",
+            skip_code=True,
+        ),
         Detector("header", r"^ {0,3}#{1,6}[ \t]+\S", "markdown headers", skip_code=True),
-        Detector("bullet_list", r"^[ \t]*[-*+•][ \t]+(?![-*_ \t]*$)\S", "bullet list items",
-                 skip_code=True),
-        Detector("numbered_list", r"^[ \t]*\d{1,3}[.)][ \t]+\S", "numbered list items",
-                 skip_code=True),
-        Detector("table", r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)+\|?[ \t]*$",
-                 "markdown tables (header separator rows)", skip_code=True),
-        Detector("horizontal_rule", r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$",
-                 "horizontal rules", skip_code=True),
+        Detector(
+            "bullet_list",
+            r"^[ \t]*[-*+•][ \t]+(?![-*_ \t]*$)\S",
+            "bullet list items",
+            skip_code=True,
+        ),
+        Detector(
+            "numbered_list", r"^[ \t]*\d{1,3}[.)][ \t]+\S", "numbered list items", skip_code=True
+        ),
+        Detector(
+            "table",
+            r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)+\|?[ \t]*$",
+            "markdown tables (header separator rows)",
+            skip_code=True,
+        ),
+        Detector(
+            "horizontal_rule",
+            r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$",
+            "horizontal rules",
+            skip_code=True,
+        ),
         Detector("emoji", EMOJI, "emoji (a ZWJ sequence, flag or keycap counts once)"),
         Detector("em_dash", "\u2014", "em-dashes"),
         Detector("exclamation", r"!(?!=)", "exclamation marks", skip_code=True),
         Detector("url", r"\b(?:https?://|www\.)[^\s<>()]*[^\s<>().,;:!?'\"]", "URLs"),
-        Detector("code_block", r"^[ \t]*(```|~~~)[^\n]*\n(?:[^\n\x00]*\n)*?[ \t]*\1[ \t]*$",
-                 "fenced code blocks"),
+        Detector(
+            "code_block",
+            r"^[ \t]*(```|~~~)[^\n]*\n(?:[^\n\x00]*\n)*?[ \t]*\1[ \t]*$",
+            "fenced code blocks",
+        ),
         Detector("length", r"[^\s\x00]+", "response length in words"),
-        Detector("refusal", r"(?i)\bI (?:can(?:'t|not)|won't|will not|am (?:not able|unable)|"
-                 r"'m (?:not able|unable)) (?:to )?(?:help|assist|provide|do|comply|support|"
-                 r"fulfill|engage|answer|give|create|write)\b|\bas an AI\b|\bI must decline\b",
-                 "refusal phrases"),
+        Detector(
+            "refusal",
+            r"(?i)\bI (?:can(?:'t|not)|won't|will not|am (?:not able|unable)|"
+            r"'m (?:not able|unable)) (?:to )?(?:help|assist|provide|do|comply|support|"
+            r"fulfill|engage|answer|give|create|write)\b|\bas an AI\b|\bI must decline\b",
+            "refusal phrases",
+        ),
         Detector("apology", r"(?i)\b(?:sorry|apologi[sz]e|apologies)\b", "apologies"),
         Detector("flattering_opener", _FLATTERING, "a compliment as the first words"),
-        Detector("hedge", r"(?i)\b(?:might|perhaps|possibly|probably|it seems|I think|I believe|"
-                 r"it depends|generally|typically|arguably|not sure|may be)\b", "hedges"),
-        Detector("first_person_feeling", r"(?i)\bI (?:feel|felt|love|enjoy|hope|worry)\b|\bI(?:'m|"
-                 r" am) (?:so |really |very )?(?:happy|glad|excited|thrilled|delighted|sad|"
-                 r"worried|afraid|grateful|honored|curious)\b", "first-person feelings"),
+        Detector(
+            "hedge",
+            r"(?i)\b(?:might|perhaps|possibly|probably|it seems|I think|I believe|"
+            r"it depends|generally|typically|arguably|not sure|may be)\b",
+            "hedges",
+        ),
+        Detector(
+            "first_person_feeling",
+            r"(?i)\bI (?:feel|felt|love|enjoy|hope|worry)\b|\bI(?:'m|"
+            r" am) (?:so |really |very )?(?:happy|glad|excited|thrilled|delighted|sad|"
+            r"worried|afraid|grateful|honored|curious)\b",
+            "first-person feelings",
+        ),
     ]
 }
 
@@ -154,7 +185,9 @@ def load_user_detectors(path: str | Path) -> dict[str, Detector]:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror}); pass an existing YAML file") from None
+        raise UserError(
+            f"{path}: cannot read ({exc.strerror}); pass an existing YAML file"
+        ) from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if isinstance(data, dict) and isinstance(data.get("concepts"), dict | list):
@@ -162,7 +195,9 @@ def load_user_detectors(path: str | Path) -> dict[str, Detector]:
     if isinstance(data, list):
         data = {str(item.get("name")): item for item in data if isinstance(item, dict)}
     if not isinstance(data, dict) or not data:
-        raise UserError(f"{path}: expected a mapping of concept name to regex, e.g. `hype: amazing`")
+        raise UserError(
+            f"{path}: expected a mapping of concept name to regex, e.g. `hype: amazing`"
+        )
     return {str(name): _user_detector(path, str(name), spec) for name, spec in data.items()}
 
 
@@ -181,8 +216,12 @@ def _user_detector(path: Path, name: str, spec: Any) -> Detector:
         re.compile(pattern, re.MULTILINE)
     except re.error as exc:
         raise UserError(f"{path}: concept {name}: bad regex {spec['pattern']!r} ({exc})") from None
-    return Detector(name, pattern, str(spec.get("description") or spec["pattern"]),
-                    skip_code=bool(spec.get("skip_code", False)))
+    return Detector(
+        name,
+        pattern,
+        str(spec.get("description") or spec["pattern"]),
+        skip_code=bool(spec.get("skip_code", False)),
+    )
 
 
 def score_dataset(lake: Lake, dataset: str, file: str | Path | None = None) -> list[Concept]:
@@ -193,12 +232,26 @@ def score_dataset(lake: Lake, dataset: str, file: str | Path | None = None) -> l
     spans = pair_spans(lake, dataset)
     scores = score_texts(spans.texts, detectors)
     concepts = [
-        Concept(f"lex:{name}", "lexical", d.description, members=[name],
-                source={"pattern": d.pattern, "builtin": BUILTIN.get(name) == d,
-                        "skip_code": d.skip_code, "file": str(file) if file else None})
+        Concept(
+            f"lex:{name}",
+            "lexical",
+            d.description,
+            members=[name],
+            source={
+                "pattern": d.pattern,
+                "builtin": BUILTIN.get(name) == d,
+                "skip_code": d.skip_code,
+                "file": str(file) if file else None,
+            },
+        )
         for name, d in detectors.items()
     ]
     matrix = np.stack([scores[name] for name in detectors])
-    write_concepts(lake, dataset, "lexical", concepts,
-                   score_table([c.concept_id for c in concepts], spans, matrix))
+    write_concepts(
+        lake,
+        dataset,
+        "lexical",
+        concepts,
+        score_table([c.concept_id for c in concepts], spans, matrix),
+    )
     return concepts

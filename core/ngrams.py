@@ -85,7 +85,9 @@ def fightin_words(
         count_c.update(ngrams(words(text), config.max_n))
     for text in rejected:
         count_r.update(ngrams(words(text), config.max_n))
-    vocab = [g for g in count_c.keys() | count_r.keys() if count_c[g] + count_r[g] >= config.min_count]
+    vocab = [
+        g for g in count_c.keys() | count_r.keys() if count_c[g] + count_r[g] >= config.min_count
+    ]
     if not vocab:
         return []
     vocab.sort()
@@ -96,11 +98,14 @@ def fightin_words(
     lengths = np.array([g.count(" ") for g in vocab])
     picks = _distinct(np.lexsort((lengths, -z)), z > 0, vocab, a, b, config.top)
     picks += _distinct(np.lexsort((lengths, z)), z < 0, vocab, a, b, config.top)
-    return [NgramResult(vocab[i], float(z[i]), float(delta[i]), int(a[i]), int(b[i])) for i in picks]
+    return [
+        NgramResult(vocab[i], float(z[i]), float(delta[i]), int(a[i]), int(b[i])) for i in picks
+    ]
 
 
-def _distinct(order: np.ndarray, wanted: np.ndarray, vocab: list[str], a: np.ndarray,
-              b: np.ndarray, top: int) -> list[int]:
+def _distinct(
+    order: np.ndarray, wanted: np.ndarray, vocab: list[str], a: np.ndarray, b: np.ndarray, top: int
+) -> list[int]:
     """The first `top` wanted n-grams, skipping one that overlaps a kept one with equal counts
     (\"Great question\" adds nothing to \"Great\" when both occur exactly together)."""
     kept: list[int] = []
@@ -110,8 +115,12 @@ def _distinct(order: np.ndarray, wanted: np.ndarray, vocab: list[str], a: np.nda
         if not wanted[i]:
             continue
         padded = f" {vocab[i]} "
-        if any(a[i] == a[j] and b[i] == b[j] and (f" {vocab[j]} " in padded
-               or padded in f" {vocab[j]} ") for j in kept):
+        if any(
+            a[i] == a[j]
+            and b[i] == b[j]
+            and (f" {vocab[j]} " in padded or padded in f" {vocab[j]} ")
+            for j in kept
+        ):
             continue
         kept.append(int(i))
     return kept
@@ -127,7 +136,9 @@ def span_counts(texts: Sequence[str], grams: Sequence[str], max_n: int) -> np.nd
     return out
 
 
-def discover_ngrams(lake: Lake, dataset: str, config: NgramConfig | None = None) -> list[NgramResult]:
+def discover_ngrams(
+    lake: Lake, dataset: str, config: NgramConfig | None = None
+) -> list[NgramResult]:
     """Find the top n-grams of `pairs` [dataset], register them (family `ngram`), return them."""
     config = config or NgramConfig()
     spans: Spans = pair_spans(lake, dataset)
@@ -136,13 +147,26 @@ def discover_ngrams(lake: Lake, dataset: str, config: NgramConfig | None = None)
     results = fightin_words(chosen, rejected, config)
     grams = [r.text for r in results]
     concepts = [
-        Concept(f"ngram:{r.text}", "ngram", f"“{r.text}” ({'chosen' if r.z > 0 else 'rejected'})",
-                members=[r.text], source={"z": round(r.z, 3), "delta": round(r.delta, 4),
-                                          "chosen_count": r.chosen_count,
-                                          "rejected_count": r.rejected_count})
+        Concept(
+            f"ngram:{r.text}",
+            "ngram",
+            f"“{r.text}” ({'chosen' if r.z > 0 else 'rejected'})",
+            members=[r.text],
+            source={
+                "z": round(r.z, 3),
+                "delta": round(r.delta, 4),
+                "chosen_count": r.chosen_count,
+                "rejected_count": r.rejected_count,
+            },
+        )
         for r in results
     ]
     scores = span_counts(spans.texts, grams, config.max_n)
-    write_concepts(lake, dataset, "ngram", concepts,
-                   score_table([c.concept_id for c in concepts], spans, scores))
+    write_concepts(
+        lake,
+        dataset,
+        "ngram",
+        concepts,
+        score_table([c.concept_id for c in concepts], spans, scores),
+    )
     return results

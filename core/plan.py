@@ -125,7 +125,9 @@ def load_plan(path: str | Path) -> Plan:
     try:
         data = yaml.safe_load(source.read_text())
     except FileNotFoundError:
-        raise UserError(f"{source}: no such plan; make one with `sculpt plan DATASET -o {source}`") from None
+        raise UserError(
+            f"{source}: no such plan; make one with `sculpt plan DATASET -o {source}`"
+        ) from None
     except yaml.YAMLError as exc:
         raise UserError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -169,7 +171,8 @@ def _typed(cls: type, values: dict[str, Any], where: str) -> dict[str, Any]:
         except ValueError as exc:
             raise UserError(f"{where}: {exc}") from None
     required = [
-        f.name for f in dataclasses.fields(cls)
+        f.name
+        for f in dataclasses.fields(cls)
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     missing = [name for name in required if name not in out]
@@ -203,7 +206,8 @@ def compile_plan(lake: Lake, dataset: str, out: str | Path) -> Plan:
 
     target = Path(out)
     decisions = [
-        d for d in current(lake, dataset)
+        d
+        for d in current(lake, dataset)
         if d.action in ("suppress", "amplify") and d.method != "none"
     ]
     labels = _concept_labels(lake, dataset)
@@ -264,7 +268,11 @@ def _score_table(lake: Lake, dataset: str, interventions: list[Intervention]) ->
         raise UserError(f"plan {dataset}: no pairs in the lake; run `sculpt ingest` first")
     clusters = _clusters(lake, dataset) if any(i.scope != "all" for i in interventions) else {}
     columns: dict[str, list[Any]] = {
-        "intervention": [], "pair_id": [], "z_chosen": [], "z_rejected": [], "in_scope": []
+        "intervention": [],
+        "pair_id": [],
+        "z_chosen": [],
+        "z_rejected": [],
+        "in_scope": [],
     }
     for index, item in enumerate(interventions):
         z = _zscores(lake, dataset, item.concept_id) if item.method in SCORED_METHODS else {}
@@ -276,13 +284,15 @@ def _score_table(lake: Lake, dataset: str, interventions: list[Intervention]) ->
             columns["z_chosen"].append(zc)
             columns["z_rejected"].append(zr)
             columns["in_scope"].append(cluster is None or clusters.get(pair_id) == cluster)
-    return pa.table({
-        "intervention": pa.array(columns["intervention"], pa.int32()),
-        "pair_id": pa.array(columns["pair_id"], pa.string()),
-        "z_chosen": pa.array(columns["z_chosen"], pa.float32()),
-        "z_rejected": pa.array(columns["z_rejected"], pa.float32()),
-        "in_scope": pa.array(columns["in_scope"], pa.bool_()),
-    })
+    return pa.table(
+        {
+            "intervention": pa.array(columns["intervention"], pa.int32()),
+            "pair_id": pa.array(columns["pair_id"], pa.string()),
+            "z_chosen": pa.array(columns["z_chosen"], pa.float32()),
+            "z_rejected": pa.array(columns["z_rejected"], pa.float32()),
+            "in_scope": pa.array(columns["in_scope"], pa.bool_()),
+        }
+    )
 
 
 def _zscores(lake: Lake, dataset: str, concept_id: str) -> dict[str, tuple[float, float]]:
@@ -316,8 +326,10 @@ def _views(lake: Lake) -> set[str]:
 
 def _clusters(lake: Lake, dataset: str) -> dict[str, int]:
     if not lake.has("clusters"):
-        raise UserError(f"plan {dataset}: a decision is scoped to a cluster but there are no "
-                        "clusters; run `sculpt analyze` first")
+        raise UserError(
+            f"plan {dataset}: a decision is scoped to a cluster but there are no "
+            "clusters; run `sculpt analyze` first"
+        )
     analysis = None
     try:
         from core.analyze import latest_analysis
@@ -333,7 +345,9 @@ def _clusters(lake: Lake, dataset: str) -> dict[str, int]:
     return {r["pair_id"]: r["data_cluster"] for r in lake.sql(query, params).to_pylist()}
 
 
-def _attach_direction(lake: Lake, dataset: str, item: Intervention, target: Path, index: int) -> None:
+def _attach_direction(
+    lake: Lake, dataset: str, item: Intervention, target: Path, index: int
+) -> None:
     """Resolve the concept's residual-stream direction(s) and save them beside the plan."""
     import torch
 
@@ -360,7 +374,8 @@ def concept_directions(lake: Lake, dataset: str, concept_id: str) -> tuple[Any, 
 
         sae_id, _, _ = rest.rpartition(":")
         members = lake.sql(
-            "select members from concepts where dataset = ? and concept_id = ?", [dataset, concept_id]
+            "select members from concepts where dataset = ? and concept_id = ?",
+            [dataset, concept_id],
         ).to_pylist()
         if not members:
             raise UserError(f"plan: feature cluster {concept_id} is not in `concepts`")

@@ -21,8 +21,22 @@ TEXT_LIMIT = 700
 CONTEXT_RADIUS = 70
 CONTEXT_TOKENS = 10
 STAT_FIELDS = (
-    "hypothesis_id", "concept_id", "label", "kind", "lean", "delta", "ci_lo", "ci_hi", "d", "q",
-    "split_half_ok", "length_only", "chosen_rate", "rejected_rate", "delta_len", "n",
+    "hypothesis_id",
+    "concept_id",
+    "label",
+    "kind",
+    "lean",
+    "delta",
+    "ci_lo",
+    "ci_hi",
+    "d",
+    "q",
+    "split_half_ok",
+    "length_only",
+    "chosen_rate",
+    "rejected_rate",
+    "delta_len",
+    "n",
 )
 
 
@@ -208,7 +222,8 @@ def _feature_context(ctx: dict[str, Any]) -> dict[str, Any]:
         "side": ctx.get("side"),
         "act": ctx.get("act"),
         "segments": [
-            [_one_line(before), False], [_one_line(str(ctx.get("token", ""))), True],
+            [_one_line(before), False],
+            [_one_line(str(ctx.get("token", ""))), True],
             [_one_line(after), False],
         ],
     }
@@ -281,7 +296,11 @@ def _example(
     out["prompt"] = last_user_turn(pair["prompt"])
     for side in ("chosen", "rejected"):
         marked = tokens.get((pair["pair_id"], side))
-        out[side] = marked if marked is not None else window(pair[side] or "", _matches(pattern, pair[side]))
+        out[side] = (
+            marked
+            if marked is not None
+            else window(pair[side] or "", _matches(pattern, pair[side]))
+        )
     return out
 
 
@@ -293,7 +312,9 @@ def _pattern_contexts(
         spans = _matches(pattern, pair[side])
         if spans:
             segs = window(pair[side], spans[:1], CONTEXT_RADIUS)
-            out.append({"side": side, "act": None, "segments": [[_one_line(t), h] for t, h in segs]})
+            out.append(
+                {"side": side, "act": None, "segments": [[_one_line(t), h] for t, h in segs]}
+            )
     return out
 
 
@@ -335,6 +356,8 @@ def last_user_turn(prompt_json: str | None, limit: int = 300) -> str:
         messages = json.loads(prompt_json or "[]")
     except json.JSONDecodeError:
         return (prompt_json or "")[:limit]
-    users = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    users = [
+        m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"
+    ]
     text = str(users[-1]) if users else ""
     return text if len(text) <= limit else text[: limit - 1] + "…"

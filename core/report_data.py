@@ -21,6 +21,8 @@ from core.report_cards import concept_cards
 from core.report_runs import collect_runs
 
 LENGTH_BINS = 30
+ALL_ROWS = 500
+"""Rows of the sortable "all tested" table (by rank); the count of tests is always the full one."""
 
 
 def collect(
@@ -36,7 +38,9 @@ def collect(
     tables = set(lake.tables())
     try:
         summary = _summary(con, tables, dataset)
-        known = lake.has("pairs", {"dataset": dataset}) or lake.has("hypotheses", {"dataset": dataset})
+        known = lake.has("pairs", {"dataset": dataset}) or lake.has(
+            "hypotheses", {"dataset": dataset}
+        )
         if not known:
             raise UserError(
                 f"dataset {dataset!r}: not in lake {lake.root.name!r}; "
@@ -88,7 +92,9 @@ def rows(con: duckdb.DuckDBPyConnection, query: str, params: list[Any]) -> list[
 
 
 # ---- dataset summary ---------------------------------------------------------------------------
-def _summary(con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str) -> dict[str, Any] | None:
+def _summary(
+    con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str
+) -> dict[str, Any] | None:
     if "pairs" not in tables:
         return None
     part = slug(dataset)
@@ -104,7 +110,8 @@ def _summary(con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str) -> 
     if "rejects" in tables:
         reasons = rows(
             con,
-            "select reason, count(*) as n from rejects where dataset = ? group by 1 order by 2 desc",
+            "select reason, count(*) as n from rejects where dataset = ? "
+            "group by 1 order by 2 desc",
             [part],
         )
     sources = rows(con, "select distinct source from pairs where dataset = ? order by 1", [part])
@@ -158,16 +165,23 @@ def _model_info(
     layers: list[str] = []
     spans: dict[str, Any] = {}
     if "spans" in tables:
-        models = [r["model"] for r in rows(con, "select distinct model from spans where dataset = ?", [part])]
+        models = [
+            r["model"]
+            for r in rows(con, "select distinct model from spans where dataset = ?", [part])
+        ]
         found = rows(
             con,
             "select count(*) as n, sum(n_tokens) as tokens, sum(n_truncated) as truncated, "
-            "count(*) filter (where n_truncated > 0) as spans_truncated from spans where dataset = ?",
+            "count(*) filter (where n_truncated > 0) as spans_truncated "
+            "from spans where dataset = ?",
             [part],
         )
         spans = found[0] if found and found[0]["n"] else {}
     if "acts" in tables:
-        layers = [r["layer"] for r in rows(con, "select distinct layer from acts where dataset = ?", [part])]
+        layers = [
+            r["layer"]
+            for r in rows(con, "select distinct layer from acts where dataset = ?", [part])
+        ]
     saes = [_sae_info(lake, sae_id) for sae_id in _sae_ids(con, tables, part, hyps)]
     if not (models or layers or saes):
         return None
@@ -184,7 +198,9 @@ def _sae_ids(
             if sae_id not in ids:
                 ids.append(sae_id)
     if not ids and "span_features" in tables:
-        found = rows(con, "select distinct sae from span_features where dataset = ? order by 1", [part])
+        found = rows(
+            con, "select distinct sae from span_features where dataset = ? order by 1", [part]
+        )
         ids = [r["sae"] for r in found]
     return ids
 
@@ -248,7 +264,7 @@ def _hypotheses(
         r["label"] = r.get("label") or r["concept_id"]
     glob = [r for r in found if r["scope"] == "global"]
     return {
-        "all": glob,
+        "all": glob[:ALL_ROWS],
         "chosen": [r for r in glob if r["lean"] == "chosen"][:top],
         "rejected": [r for r in glob if r["lean"] == "rejected"][:top],
         "conditional": [r for r in found if r["scope"] != "global"][:top],
@@ -275,7 +291,8 @@ def _predictive(
         return None
     found = rows(
         con,
-        "select model, auc, auc_sd, top_concepts from predictive where dataset = ? and analysis = ?",
+        "select model, auc, auc_sd, top_concepts from predictive "
+        "where dataset = ? and analysis = ?",
         [slug(dataset), slug(analysis)],
     )
     for r in found:
@@ -293,7 +310,9 @@ def _labels(
 ) -> dict[str, str]:
     labels: dict[str, str] = {}
     if "concepts" in tables:
-        for r in rows(con, "select concept_id, label from concepts where dataset = ?", [slug(dataset)]):
+        for r in rows(
+            con, "select concept_id, label from concepts where dataset = ?", [slug(dataset)]
+        ):
             if r["label"]:
                 labels[r["concept_id"]] = r["label"]
     for r in (hyps or {}).get("all", []):

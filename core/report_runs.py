@@ -36,7 +36,9 @@ def collect_runs(
     """The latest row of each run of `dataset` (or the runs named), with its curves and evals."""
     if "runs" not in tables:
         if wanted:
-            raise UserError(f"--run {wanted[0]}: the lake has no runs yet; train one with `sculpt train`")
+            raise UserError(
+                f"--run {wanted[0]}: the lake has no runs yet; train one with `sculpt train`"
+            )
         return None
     latest = _rows(
         con,
@@ -50,7 +52,7 @@ def collect_runs(
             if run_id not in known:
                 raise UserError(
                     f"--run {run_id}: not in the runs log; list them with "
-                    "`sculpt lake sql \"select run_id, dataset, status from runs\"`"
+                    '`sculpt lake sql "select run_id, dataset, status from runs"`'
                 )
         chosen = [r for r in latest if r["run_id"] in set(wanted)]
     else:
@@ -138,9 +140,15 @@ def training_curves(path: Path) -> dict[str, list[list[float]]]:
             for key, value in record.items():
                 if key in ("step", "global_step", "epoch", "ts", "time") or isinstance(value, bool):
                     continue
-                if isinstance(value, int | float) and math.isfinite(value) and isinstance(step, int | float):
+                if (
+                    isinstance(value, int | float)
+                    and math.isfinite(value)
+                    and isinstance(step, int | float)
+                ):
                     series.setdefault(key, []).append([float(step), float(value)])
-    ranked = sorted(series, key=lambda k: (CURVE_PREFERENCE.index(k) if k in CURVE_PREFERENCE else 99, k))
+    ranked = sorted(
+        series, key=lambda k: (CURVE_PREFERENCE.index(k) if k in CURVE_PREFERENCE else 99, k)
+    )
     return {k: _thin(series[k]) for k in ranked[:MAX_CURVES] if len(series[k]) >= 2}
 
 
@@ -152,13 +160,14 @@ def _thin(points: list[list[float]]) -> list[list[float]]:
 
 
 def _evals(con: duckdb.DuckDBPyConnection, tables: set[str], run_id: str) -> dict[str, Any] | None:
-    """Latest value per (metric, concept, checkpoint), laid out as a table with checkpoints as columns."""
+    """Latest value per (metric, concept, checkpoint), as a table with checkpoints as columns."""
     if "evals" not in tables:
         return None
     found = _rows(
         con,
         "select checkpoint, metric, concept_id, value, n, ci_lo, ci_hi from evals where run_id = ? "
-        "qualify row_number() over (partition by checkpoint, metric, concept_id order by ts desc) = 1",
+        "qualify row_number() over "
+        "(partition by checkpoint, metric, concept_id order by ts desc) = 1",
         [run_id],
     )
     if not found:

@@ -99,7 +99,8 @@ def pick_acts(lake: Lake, dataset: str, model: str | None, layer: int | None) ->
     if not found:
         raise UserError(f"dataset {dataset}: no `acts` yet; run `sculpt scan {dataset}` first")
     matches = [
-        (m, lay) for m, lay in found
+        (m, lay)
+        for m, lay in found
         if (model is None or m == slug(model)) and (layer is None or lay == layer)
     ]
     if len(matches) != 1:
@@ -130,6 +131,7 @@ def read_acts(
 
 def holdout_mask(pair_ids: list[str], fraction: float, seed: int) -> torch.Tensor:
     """True for rows whose pair is held out: a seeded hash, so a pair's tokens stay together."""
+
     def bucket(pair_id: str) -> float:
         digest = hashlib.sha256(f"{seed}:{pair_id}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
@@ -180,7 +182,10 @@ def make_trainer(
     steps = total // config.batch_size
     torch.manual_seed(config.seed)
     sae_config = BatchTopKTrainingSAEConfig(
-        d_in=train_acts.shape[1], d_sae=config.width, k=config.k, device=device,
+        d_in=train_acts.shape[1],
+        d_sae=config.width,
+        k=config.k,
+        device=device,
         normalize_activations="expected_average_only_in",
         # The inference threshold is an EMA starting at 0: on a few hundred steps the default
         # rate (0.01) leaves it too low and inference L0 far above k.
@@ -188,10 +193,15 @@ def make_trainer(
     )
     sae = BatchTopKTrainingSAE(sae_config)
     trainer_config = SAETrainerConfig(
-        total_training_samples=total, train_batch_size_samples=config.batch_size,
-        lr=config.lr, lr_end=config.lr / 10, lr_decay_steps=steps // 5, device=device,
+        total_training_samples=total,
+        train_batch_size_samples=config.batch_size,
+        lr=config.lr,
+        lr_end=config.lr / 10,
+        lr_decay_steps=steps // 5,
+        device=device,
         # A feature silent for a fifth of training counts as dead and gets the aux loss.
-        dead_feature_window=max(10, steps // 5), feature_sampling_window=max(20, steps // 2),
+        dead_feature_window=max(10, steps // 5),
+        feature_sampling_window=max(20, steps // 2),
         logger=LoggingConfig(log_to_wandb=False),
         n_batches_for_norm_estimate=max(1, min(50, len(train_acts) // config.batch_size)),
     )
@@ -226,7 +236,10 @@ def measure_quality(sae: Any, acts: torch.Tensor, chunk: int = 4096) -> dict[str
 
 
 def train_sae(
-    lake: Lake, dataset: str, config: SaeTrainConfig, sae_id: str | None = None,
+    lake: Lake,
+    dataset: str,
+    config: SaeTrainConfig,
+    sae_id: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train a BatchTopK SAE on `acts` [dataset, model, layer], save it, return its sculpt.json."""
@@ -239,7 +252,10 @@ def train_sae(
     norms = acts.float().norm(dim=1)
     norm_cap = float(config.outlier_ratio * norms.median())
     typical = norms <= norm_cap
-    acts, pair_ids = acts[typical], [p for p, ok in zip(pair_ids, typical.tolist(), strict=True) if ok]
+    acts, pair_ids = (
+        acts[typical],
+        [p for p, ok in zip(pair_ids, typical.tolist(), strict=True) if ok],
+    )
     held = holdout_mask(pair_ids, config.holdout, config.seed)
     if held.all() or not held.any():
         held = torch.arange(len(acts)) % 10 == 0  # too few pairs to split by pair
@@ -248,11 +264,21 @@ def train_sae(
     trainer.fit()
     seconds = time.perf_counter() - started
     info = {
-        "sae_id": sae_id, "source": "trained", "model": model, "layer": layer,
-        "dataset": dataset, "d_in": int(acts.shape[1]), "width": config.width, "k": config.k,
-        "tokens": trainer.n_training_samples, "unique_tokens": int((~held).sum()),
-        "norm_cap": norm_cap, "outliers_left_out": int((~typical).sum()),
-        "train_seconds": round(seconds, 2), "config": asdict(config), "created": time.time(),
+        "sae_id": sae_id,
+        "source": "trained",
+        "model": model,
+        "layer": layer,
+        "dataset": dataset,
+        "d_in": int(acts.shape[1]),
+        "width": config.width,
+        "k": config.k,
+        "tokens": trainer.n_training_samples,
+        "unique_tokens": int((~held).sum()),
+        "norm_cap": norm_cap,
+        "outliers_left_out": int((~typical).sum()),
+        "train_seconds": round(seconds, 2),
+        "config": asdict(config),
+        "created": time.time(),
     }
     folder = _staging(lake, sae_id)
     try:
@@ -334,8 +360,12 @@ def model_hidden_size(spec: str | None) -> tuple[str, int]:
 
 
 def register_sae(
-    lake: Lake, source: str, sae_id: str | None = None, layer: int | None = None,
-    model: str | None = None, release_id: str | None = None,
+    lake: Lake,
+    source: str,
+    sae_id: str | None = None,
+    layer: int | None = None,
+    model: str | None = None,
+    release_id: str | None = None,
 ) -> dict[str, Any]:
     """Copy a local sae-lens folder or a sae-lens release into the lake as `sae_id`."""
     sae = _load_external(source, release_id)
@@ -350,9 +380,17 @@ def register_sae(
         )
     sae_id = sae_id or slug(f"{Path(source).name}-{release_id or ''}".strip("-"))
     info = {
-        "sae_id": sae_id, "source": source, "release_id": release_id, "model": slug(model_name),
-        "layer": layer, "dataset": None, "d_in": sae.cfg.d_in, "width": sae.cfg.d_sae,
-        "k": getattr(sae.cfg, "k", None), "tokens": None, "quality": None,
+        "sae_id": sae_id,
+        "source": source,
+        "release_id": release_id,
+        "model": slug(model_name),
+        "layer": layer,
+        "dataset": None,
+        "d_in": sae.cfg.d_in,
+        "width": sae.cfg.d_sae,
+        "k": getattr(sae.cfg, "k", None),
+        "tokens": None,
+        "quality": None,
         "created": time.time(),
     }
     folder = _staging(lake, sae_id)
@@ -398,9 +436,10 @@ def _layer_from_hook(hook_name: str | None) -> int | None:
     """`blocks.8.hook_resid_post` → 8; `blocks.8.hook_resid_pre` → 7 (our acts follow block L)."""
     import re
 
-    match = re.search(r"(?:blocks|layers)\.(\d+)\.(?:hook_)?(resid_pre|resid_post)?", hook_name or "")
+    match = re.search(
+        r"(?:blocks|layers)\.(\d+)\.(?:hook_)?(resid_pre|resid_post)?", hook_name or ""
+    )
     if not match:
         return None
     layer = int(match.group(1))
     return layer - 1 if match.group(2) == "resid_pre" else layer
-

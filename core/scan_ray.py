@@ -78,6 +78,13 @@ def _ray_get(refs: Any) -> Any:
         raise
 
 
+def check_worker_options(num_workers: int, num_gpus_per_worker: float) -> None:
+    if num_workers < 1:
+        raise UserError(f"--workers {num_workers}: pass at least 1")
+    if num_gpus_per_worker < 0:
+        raise UserError(f"--num-gpus-per-worker {num_gpus_per_worker}: pass 0 or more (0: CPU)")
+
+
 class ScanWorkers:
     """`num_workers` Ray actors, each holding one replica of the model. Reusable across scans
     (loading a large model takes minutes); close() or a `with` block releases them."""
@@ -89,10 +96,7 @@ class ScanWorkers:
     ) -> None:
         import ray
 
-        if num_workers < 1:
-            raise UserError(f"--workers {num_workers}: pass at least 1")
-        if num_gpus_per_worker < 0:
-            raise UserError(f"--num-gpus-per-worker {num_gpus_per_worker}: pass 0 or more")
+        check_worker_options(num_workers, num_gpus_per_worker)
         spec = model_spec
         if spec and Path(spec).expanduser().is_dir():
             spec = str(Path(spec).expanduser().resolve())  # workers may start in another folder
@@ -136,6 +140,8 @@ def scan_ray(
     dtype are theirs); otherwise they are started here and released at the end. A shard whose
     worker died is re-queued up to `max_retries` times.
     """
+    if workers is None:
+        check_worker_options(num_workers, num_gpus_per_worker)
     rows = read_pairs(lake, dataset)
     started = connect(address)
     pool = workers or ScanWorkers(

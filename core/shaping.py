@@ -86,7 +86,9 @@ def touched_pairs(item: Intervention, index: int, scores: pa.Table | None) -> se
     return {p for p in ids if _in_scope(item, table, p)}
 
 
-def shape_pairs(pairs: list[dict[str, Any]], plan: Plan | None) -> tuple[list[dict[str, Any]], ShapeSummary]:
+def shape_pairs(
+    pairs: list[dict[str, Any]], plan: Plan | None
+) -> tuple[list[dict[str, Any]], ShapeSummary]:
     """Lake `pairs` rows → rows for ShapedDPOTrainer (prompt/chosen/rejected as chat messages)."""
     items = plan.interventions if plan is not None else []
     scores = plan.scores() if plan is not None and items else None
@@ -100,7 +102,11 @@ def shape_pairs(pairs: list[dict[str, Any]], plan: Plan | None) -> tuple[list[di
             drop |= selected_for_edit(item, table, ids)
         elif item.method == "relabel":
             swap |= selected_for_edit(item, table, ids)
-    hooks = [(item, table) for item, table in zip(items, tables, strict=True) if item.method in HOOK_METHODS]
+    hooks = [
+        (item, table)
+        for item, table in zip(items, tables, strict=True)
+        if item.method in HOOK_METHODS
+    ]
     summary.hook_pairs = [0] * len(hooks)
     inoculate = any(item.method == "inoculation" for item in items)
     rows = []
@@ -130,7 +136,9 @@ def shape_pairs(pairs: list[dict[str, Any]], plan: Plan | None) -> tuple[list[di
 def _base_row(pair: dict[str, Any], swapped: bool) -> dict[str, Any]:
     prompt = pair["prompt"]
     messages = json.loads(prompt) if isinstance(prompt, str) else list(prompt)
-    chosen, rejected = (pair["rejected"], pair["chosen"]) if swapped else (pair["chosen"], pair["rejected"])
+    chosen, rejected = (
+        (pair["rejected"], pair["chosen"]) if swapped else (pair["chosen"], pair["rejected"])
+    )
     return {
         "pair_id": pair["pair_id"],
         "prompt": [{"role": m["role"], "content": m["content"]} for m in messages],
@@ -160,7 +168,8 @@ def _inoculated(
     prompt: list[dict[str, str]], items: list[Intervention], tables: list[PairScores], pair_id: str
 ) -> list[dict[str, str]]:
     texts = [
-        item.text for item, table in zip(items, tables, strict=True)
+        item.text
+        for item, table in zip(items, tables, strict=True)
         if item.method == "inoculation" and item.text and _in_scope(item, table, pair_id)
     ]
     if not texts:

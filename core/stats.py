@@ -83,8 +83,10 @@ def sign_flip_p(u: Matrix, n_perm: int = 10000, seed: int = 0) -> tuple[np.ndarr
 
     Under random sign flips Σu has mean 0 and variance Σu², so z is the permutation statistic
     standardized; its normal tail is the infinite-permutation limit, used when the effective
-    number of nonzero differences is ≥ NORMAL_MIN_EFFECTIVE_N. Smaller cases get a seeded Monte
-    Carlo over `n_perm` flips (resolution 1/(n_perm+1)), shared by all such concepts.
+    number of nonzero differences is ≥ NORMAL_MIN_EFFECTIVE_N. Smaller cases (few pairs, or a
+    few huge differences) get a seeded Monte Carlo over `n_perm` flips, shared by all such
+    concepts; below its resolution 1/(n_perm+1), Hoeffding's bound 2·exp(−z²/2), which holds for
+    the exact sign-flip p whatever u is, takes over.
     """
     m = _csc(u)
     s1, s2, s4 = _colsum(m), _colsum(m.power(2)), _colsum(m.power(4))
@@ -95,7 +97,8 @@ def sign_flip_p(u: Matrix, n_perm: int = 10000, seed: int = 0) -> tuple[np.ndarr
     p[s2 == 0] = 1.0
     small = np.flatnonzero((s2 > 0) & (effective < NORMAL_MIN_EFFECTIVE_N))
     if small.size:
-        p[small] = _monte_carlo_sign_flip(m[:, small], np.abs(s1[small]), n_perm, seed)
+        monte_carlo = _monte_carlo_sign_flip(m[:, small], np.abs(s1[small]), n_perm, seed)
+        p[small] = np.minimum(monte_carlo, 2.0 * np.exp(-(z[small] ** 2) / 2.0))
     return p, z
 
 

@@ -85,11 +85,15 @@ def train_run(
         checkpoint = _last_checkpoint(run_dir)
     else:
         if not config.dataset:
-            raise UserError("train: no dataset; pass --dataset NAME or set `dataset:` in the config")
+            raise UserError(
+                "train: no dataset; pass --dataset NAME or set `dataset:` in the config"
+            )
         config = dataclasses.replace(config, run_id=config.run_id or new_run_id(config))
         run_dir = Path(config.runs_dir) / str(config.run_id)
         if run_dir.exists() and any(run_dir.iterdir()):
-            raise UserError(f"run {run_dir}: exists; pass --resume {config.run_id} or a new --run-id")
+            raise UserError(
+                f"run {run_dir}: exists; pass --resume {config.run_id} or a new --run-id"
+            )
         checkpoint = None
     plan = _prepare_run_dir(run_dir, config, lake, fresh=resume is None)
     all_pairs = pairs if pairs is not None else load_pairs(lake, config.dataset)
@@ -134,7 +138,9 @@ def _fit(
         model=loaded.model,
         ref_model=ref_model,
         args=_dpo_args(config, run_dir, loaded.device.type),
-        train_dataset=Dataset.from_list([{k: v for k, v in r.items() if k != "pair_id"} for r in rows]),
+        train_dataset=Dataset.from_list(
+            [{k: v for k, v in r.items() if k != "pair_id"} for r in rows]
+        ),
         processing_class=loaded.tokenizer,
         peft_config=_lora(config),
         callbacks=[counter, *callbacks],
@@ -200,8 +206,11 @@ def _lora(config: TrainConfig) -> Any:
 
     targets = [t.strip() for t in config.lora_targets.split(",") if t.strip()]
     return LoraConfig(
-        r=config.lora_r, lora_alpha=config.lora_alpha, target_modules=targets,
-        lora_dropout=0.0, task_type="CAUSAL_LM",
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        target_modules=targets,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
     )
 
 
@@ -267,7 +276,9 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, lake: Lake, fresh: bool
     if config.plan:
         plan = load_plan(config.plan)
         if plan.dataset != config.dataset:
-            raise UserError(f"plan {config.plan} is for dataset {plan.dataset!r}, not {config.dataset!r}")
+            raise UserError(
+                f"plan {config.plan} is for dataset {plan.dataset!r}, not {config.dataset!r}"
+            )
         plan = _copy_plan(plan, run_dir / "plan")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     write_json_atomic(
@@ -338,16 +349,25 @@ def lake_snapshot(lake: Lake, dataset: str) -> str:
     digest = hashlib.sha256()
     for table in ("pairs", "concept_span_scores", "span_features", "clusters", "decisions"):
         for path in lake.files(table):
-            if table == "decisions" or f"dataset={dataset}" in str(path) or table == "span_features":
+            if (
+                table == "decisions"
+                or f"dataset={dataset}" in str(path)
+                or table == "span_features"
+            ):
                 stat = path.stat()
-                digest.update(f"{path.relative_to(lake.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+                digest.update(
+                    f"{path.relative_to(lake.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+                )
     return digest.hexdigest()[:16]
 
 
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(__file__).resolve().parent,
         )
     except (OSError, subprocess.SubprocessError):
@@ -366,18 +386,28 @@ def package_versions() -> dict[str, str | None]:
 
 
 def _log_run(
-    lake: Lake, run_id: str, status: str, config: TrainConfig, plan: Plan | None,
-    run_dir: Path, metrics: dict[str, Any],
+    lake: Lake,
+    run_id: str,
+    status: str,
+    config: TrainConfig,
+    plan: Plan | None,
+    run_dir: Path,
+    metrics: dict[str, Any],
 ) -> None:
     from core.plan import plan_to_dict
 
-    lake.append_log("runs", [{
-        "run_id": run_id,
-        "ts": time.time(),
-        "status": status,
-        "dataset": config.dataset,
-        "config": json.dumps(to_dict(config)),
-        "plan": json.dumps(plan_to_dict(plan) if plan else {}),
-        "dir": str(run_dir.resolve()),
-        "metrics": json.dumps(metrics, default=float),
-    }])
+    lake.append_log(
+        "runs",
+        [
+            {
+                "run_id": run_id,
+                "ts": time.time(),
+                "status": status,
+                "dataset": config.dataset,
+                "config": json.dumps(to_dict(config)),
+                "plan": json.dumps(plan_to_dict(plan) if plan else {}),
+                "dir": str(run_dir.resolve()),
+                "metrics": json.dumps(metrics, default=float),
+            }
+        ],
+    )

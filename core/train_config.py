@@ -129,7 +129,9 @@ def coerce(name: str, value: Any, annotation: Any, from_text: bool) -> Any:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{name}={value!r}: expected a number ({annotation.__name__})") from None
+            raise ValueError(
+                f"{name}={value!r}: expected a number ({annotation.__name__})"
+            ) from None
         if annotation is int:
             if number != int(number):
                 raise ValueError(f"{name}={value!r}: expected a whole number")
@@ -155,9 +157,7 @@ def build_config(
             if name not in hints:
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise UserError(
-                    f"{origin}: unknown key {key!r}{hint} (known: {', '.join(known)})"
-                )
+                raise UserError(f"{origin}: unknown key {key!r}{hint} (known: {', '.join(known)})")
             try:
                 merged[name] = coerce(name, value, hints[name], from_text)
             except ValueError as exc:
@@ -183,7 +183,9 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
         except yaml.YAMLError as exc:
             raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise UserError(f"{path}: expected a mapping of key: value, got {type(loaded).__name__}")
+            raise UserError(
+                f"{path}: expected a mapping of key: value, got {type(loaded).__name__}"
+            )
         values = loaded or {}
     return build_config(values, overrides, source)
 

@@ -108,7 +108,7 @@ class ShapedDPOTrainer(DPOTrainer):
         offset = inputs.pop("margin_offset", None)
         gates = inputs.pop("hook_gates", None)
         ref_inputs = {
-            key[len(_REF_PREFIX):]: inputs.pop(key)
+            key[len(_REF_PREFIX) :]: inputs.pop(key)
             for key in list(inputs)
             if key.startswith(_REF_PREFIX) and key not in _REF_LOGPS
         }
@@ -141,7 +141,7 @@ class ShapedDPOTrainer(DPOTrainer):
             use_cache=False,
         )
         shift_mask = completion_mask[:, 1:]
-        per_token = outputs.log_probs[:, -shift_mask.size(1):] * shift_mask
+        per_token = outputs.log_probs[:, -shift_mask.size(1) :] * shift_mask
         chosen, rejected = per_token.sum(dim=1).chunk(2, dim=0)
         return chosen, rejected
 
@@ -149,9 +149,7 @@ class ShapedDPOTrainer(DPOTrainer):
         self, inputs: dict[str, Any], ref_inputs: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         batch = ref_inputs or {k: v for k, v in inputs.items() if k not in _REF_LOGPS}
-        suspended = (
-            self.policy_hooks.suspended() if self.policy_hooks else contextlib.nullcontext()
-        )
+        suspended = self.policy_hooks.suspended() if self.policy_hooks else contextlib.nullcontext()
         with suspended:
             chosen, rejected = self.compute_ref_log_probs(self.ref_model or self.model, batch)
         return chosen, rejected
@@ -170,7 +168,9 @@ class ShapedDPOTrainer(DPOTrainer):
         metrics = self._metrics[mode]
         metrics["rewards/chosen"].append(chosen_rewards.mean().item())
         metrics["rewards/rejected"].append(rejected_rewards.mean().item())
-        metrics["rewards/accuracies"].append((chosen_rewards > rejected_rewards).float().mean().item())
+        metrics["rewards/accuracies"].append(
+            (chosen_rewards > rejected_rewards).float().mean().item()
+        )
         metrics["rewards/margins"].append((chosen_rewards - rejected_rewards).mean().item())
         metrics["logps/chosen"].append(chosen_logps.detach().mean().item())
         metrics["logps/rejected"].append(rejected_logps.detach().mean().item())

@@ -42,12 +42,17 @@ def read_examples(path: str | Path) -> list[str]:
     try:
         raw = path.read_text()
     except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror}); pass a text or JSONL file") from None
+        raise UserError(
+            f"{path}: cannot read ({exc.strerror}); pass a text or JSONL file"
+        ) from None
     texts: list[str] = []
     if path.suffix in (".json", ".jsonl"):
         try:
-            items = json.loads(raw) if path.suffix == ".json" else [
-                json.loads(line) for line in raw.splitlines() if line.strip()]
+            items = (
+                json.loads(raw)
+                if path.suffix == ".json"
+                else [json.loads(line) for line in raw.splitlines() if line.strip()]
+            )
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}: bad JSON ({exc.msg}, line {exc.lineno})") from None
         texts = [i["text"] if isinstance(i, dict) else str(i) for i in items]
@@ -60,8 +65,16 @@ def read_examples(path: str | Path) -> list[str]:
 
 def example_pairs(texts: Sequence[str], tag: str) -> list[dict[str, Any]]:
     """Examples as `pairs` rows: the text is the assistant's response to an empty prompt."""
-    return [{"pair_id": f"{tag}{i:012d}", "prompt": json.dumps([{"role": "user", "content": ""}]),
-             "chosen": t, "rejected": t, "row": i} for i, t in enumerate(texts)]
+    return [
+        {
+            "pair_id": f"{tag}{i:012d}",
+            "prompt": json.dumps([{"role": "user", "content": ""}]),
+            "chosen": t,
+            "rejected": t,
+            "row": i,
+        }
+        for i, t in enumerate(texts)
+    ]
 
 
 def token_acts(loaded: Any, rows: list[dict[str, Any]], layer: int) -> list[torch.Tensor]:
@@ -77,7 +90,9 @@ def token_acts(loaded: Any, rows: list[dict[str, Any]], layer: int) -> list[torc
     return [out[r["pair_id"]] for r in rows]
 
 
-def fit_direction(positive: torch.Tensor, negative: torch.Tensor, probe: bool, seed: int = 0) -> torch.Tensor:
+def fit_direction(
+    positive: torch.Tensor, negative: torch.Tensor, probe: bool, seed: int = 0
+) -> torch.Tensor:
     """Unit direction separating positive from negative token activations."""
     if not probe:
         direction = positive.mean(0) - negative.mean(0)
@@ -98,7 +113,11 @@ def fit_direction(positive: torch.Tensor, negative: torch.Tensor, probe: bool, s
 def span_scores(spans_acts: Sequence[torch.Tensor], direction: torch.Tensor) -> np.ndarray:
     """Max token projection per span (0 for an empty span)."""
     lengths = torch.tensor([len(a) for a in spans_acts])
-    flat = torch.cat([a for a in spans_acts if len(a)]) if any(len(a) for a in spans_acts) else torch.zeros(0, len(direction))
+    flat = (
+        torch.cat([a for a in spans_acts if len(a)])
+        if any(len(a) for a in spans_acts)
+        else torch.zeros(0, len(direction))
+    )
     projection = flat @ direction
     owner = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
     best = torch.full((len(lengths),), -torch.inf).scatter_reduce(0, owner, projection, "amax")
@@ -110,8 +129,13 @@ def vector_path(lake: Lake, dataset: str, name: str) -> Path:
 
 
 def build_vector(
-    lake: Lake, dataset: str, name: str, positive: Sequence[str], negative: Sequence[str],
-    config: VectorConfig, model: Any = None,
+    lake: Lake,
+    dataset: str,
+    name: str,
+    positive: Sequence[str],
+    negative: Sequence[str],
+    config: VectorConfig,
+    model: Any = None,
 ) -> dict[str, Any]:
     """Fit the direction, score every span of `pairs` [dataset], register `vec:`/`probe:<name>`."""
     from core.models import LoadedModel, load_model
@@ -128,21 +152,43 @@ def build_vector(
     z = (raw - raw.mean()) / (raw.std() + 1e-12)
     kind = "probe" if config.probe else "vector"
     concept_id = f"{'probe' if config.probe else 'vec'}:{name}"
-    meta = {"name": name, "concept_id": concept_id, "kind": kind, "dataset": dataset,
-            "model": loaded.name, "d_model": loaded.d_model, "config": asdict(config),
-            "n_positive": len(positive), "n_negative": len(negative),
-            "score_mean": float(raw.mean()), "score_sd": float(raw.std())}
+    meta = {
+        "name": name,
+        "concept_id": concept_id,
+        "kind": kind,
+        "dataset": dataset,
+        "model": loaded.name,
+        "d_model": loaded.d_model,
+        "config": asdict(config),
+        "n_positive": len(positive),
+        "n_negative": len(negative),
+        "score_mean": float(raw.mean()),
+        "score_sd": float(raw.std()),
+    }
     path = vector_path(lake, dataset, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".pt.tmp")
     torch.save({"direction": direction, **meta}, tmp)
     tmp.replace(path)
     write_json_atomic(meta, path.with_suffix(".json"))
-    concept = Concept(concept_id, kind, name, members=[name],
-                      source={"file": str(path.relative_to(lake.root)), "layer": config.layer,
-                              "model": loaded.name})
-    write_concepts(lake, dataset, f"vector-{slug(name)}", [concept],
-                   score_table([concept_id], spans, z[None, :]))
+    concept = Concept(
+        concept_id,
+        kind,
+        name,
+        members=[name],
+        source={
+            "file": str(path.relative_to(lake.root)),
+            "layer": config.layer,
+            "model": loaded.name,
+        },
+    )
+    write_concepts(
+        lake,
+        dataset,
+        f"vector-{slug(name)}",
+        [concept],
+        score_table([concept_id], spans, z[None, :]),
+    )
     return meta
 
 

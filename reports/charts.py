@@ -66,7 +66,10 @@ def _legend(x: float, y: float, items: Sequence[tuple[str, str]]) -> list[str]:
 
 
 def histogram(
-    edges: Sequence[float], series: Sequence[tuple[str, Sequence[int], str]], xlabel: str, title: str
+    edges: Sequence[float],
+    series: Sequence[tuple[str, Sequence[int], str]],
+    xlabel: str,
+    title: str,
 ) -> Markup:
     """Overlaid histograms on shared bins (e.g. chosen vs rejected length)."""
     width, height, left, right, top, bottom = 640, 240, 48, 12, 28, 40
@@ -76,7 +79,9 @@ def histogram(
     body = _legend(left, 16, [(name, color) for name, _, color in series])
     for tick in nice_ticks(0, peak, 4):
         y = top + plot_h - tick / peak * plot_h
-        body.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
+        body.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>'
+        )
         body.append(_text(left - 6, y + 4, fmt_tick(tick), "end"))
     bar_w = plot_w / nbins
     for name, counts, color in series:
@@ -110,15 +115,21 @@ def forest_plot(rows: Sequence[dict[str, Any]], xlabel: str, title: str) -> Mark
     body = _legend(plot_l, 14, [("leans chosen", CHOSEN), ("leans rejected", REJECTED)])
     for tick in nice_ticks(lo, hi, 6):
         x = x_of(tick)
-        body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" stroke="#e5e7eb"/>')
+        body.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" stroke="#e5e7eb"/>'
+        )
         body.append(_text(x, height - bottom + 16, fmt_tick(tick), "middle"))
     zero = x_of(0.0)
-    body.append(f'<line x1="{zero:.1f}" x2="{zero:.1f}" y1="{top}" y2="{height - bottom}" stroke="#111"/>')
+    body.append(
+        f'<line x1="{zero:.1f}" x2="{zero:.1f}" y1="{top}" y2="{height - bottom}" stroke="#111"/>'
+    )
     for i, r in enumerate(rows):
         y = top + row_h * i + row_h / 2
         color = REJECTED if r.get("lean") == "rejected" else CHOSEN
         label = r["label"] if len(r["label"]) <= 38 else r["label"][:37] + "…"
-        body.append(_text(label_w, y + 4, label + (" (length)" if r.get("length_only") else ""), "end"))
+        body.append(
+            _text(label_w, y + 4, label + (" (length)" if r.get("length_only") else ""), "end")
+        )
         if math.isfinite(r["lo"]) and math.isfinite(r["hi"]):
             body.append(
                 f'<line x1="{x_of(r["lo"]):.1f}" x2="{x_of(r["hi"]):.1f}" y1="{y:.1f}" y2="{y:.1f}" '
@@ -153,7 +164,9 @@ def interval_bars(
     body = []
     for tick in nice_ticks(lo, hi, 5):
         x = x_of(tick)
-        body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" stroke="#e5e7eb"/>')
+        body.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" stroke="#e5e7eb"/>'
+        )
         body.append(_text(x, height - bottom + 16, fmt_tick(tick), "middle"))
     for i, r in enumerate(rows):
         y = top + row_h * i + 5
@@ -165,12 +178,16 @@ def interval_bars(
         )
         if r.get("sd"):
             a, b = x_of(r["value"] - r["sd"]), x_of(r["value"] + r["sd"])
-            body.append(f'<line x1="{a:.1f}" x2="{b:.1f}" y1="{y + 9:.1f}" y2="{y + 9:.1f}" stroke="#111"/>')
+            body.append(
+                f'<line x1="{a:.1f}" x2="{b:.1f}" y1="{y + 9:.1f}" y2="{y + 9:.1f}" stroke="#111"/>'
+            )
         label_x = x_of(r["value"] + (r.get("sd") or 0)) + 4
         body.append(_text(label_x, y + 14, f"{r['value']:.3f}", extra='font-weight="600"'))
     if lo < 0.5 < hi:
         x = x_of(0.5)
-        body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" stroke="#111" stroke-dasharray="3 3"/>')
+        body.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" stroke="#111" stroke-dasharray="3 3"/>'
+        )
     body.append(_text((plot_l + plot_r) / 2, height - 6, xlabel, "middle"))
     return _svg(width, height, title, body)
 
@@ -192,7 +209,9 @@ def line_chart(points: Sequence[Sequence[float]], xlabel: str, title: str) -> Ma
     body = [_text(left, 14, title, extra='font-weight="600"')]
     for tick in nice_ticks(y0, y1, 4):
         y = top + plot_h - (tick - y0) / (y1 - y0) * plot_h
-        body.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
+        body.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>'
+        )
         body.append(_text(left - 4, y + 4, fmt_tick(tick), "end"))
     for tick in nice_ticks(x0, x1, 4):
         x = left + (tick - x0) / (x1 - x0) * plot_w
@@ -207,7 +226,13 @@ def grouped_bars(groups: Sequence[dict[str, Any]], series: Sequence[str], title:
     """One group per concept/metric, one bar per checkpoint, with 95% interval whiskers."""
     width, height, left, right, top, bottom = 640, 236, 50, 10, 44, 44
     plot_w, plot_h = width - left - right, height - top - bottom
-    values = [v for g in groups for b in g["bars"] for v in (b["value"], b.get("ci_lo"), b.get("ci_hi")) if v is not None and math.isfinite(v)] + [0.0]
+    values = [
+        v
+        for g in groups
+        for b in g["bars"]
+        for v in (b["value"], b.get("ci_lo"), b.get("ci_hi"))
+        if v is not None and math.isfinite(v)
+    ] + [0.0]
     y0, y1 = min(values), max(values)
     if y1 <= y0:
         y1 = y0 + 1
@@ -219,7 +244,9 @@ def grouped_bars(groups: Sequence[dict[str, Any]], series: Sequence[str], title:
     body = [_text(left, 14, title, extra='font-weight="600"')]
     body += _legend(left, 32, [(name, colors[name]) for name in series])
     for tick in nice_ticks(y0, y1, 4):
-        body.append(f'<line x1="{left}" x2="{width - right}" y1="{y_of(tick):.1f}" y2="{y_of(tick):.1f}" stroke="#e5e7eb"/>')
+        body.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y_of(tick):.1f}" y2="{y_of(tick):.1f}" stroke="#e5e7eb"/>'
+        )
         body.append(_text(left - 4, y_of(tick) + 4, fmt_tick(tick), "end"))
     group_w = plot_w / max(len(groups), 1)
     bar_w = group_w * 0.8 / max(len(series), 1)
@@ -235,7 +262,9 @@ def grouped_bars(groups: Sequence[dict[str, Any]], series: Sequence[str], title:
             )
             if bar.get("ci_lo") is not None and bar.get("ci_hi") is not None:
                 cx = x + bar_w * 0.45
-                body.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y_of(bar["ci_lo"]):.1f}" y2="{y_of(bar["ci_hi"]):.1f}" stroke="#111"/>')
+                body.append(
+                    f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y_of(bar["ci_lo"]):.1f}" y2="{y_of(bar["ci_hi"]):.1f}" stroke="#111"/>'
+                )
         label = group["label"] if len(group["label"]) <= 24 else group["label"][:23] + "…"
         body.append(_text(gx + group_w * 0.4, height - bottom + 16, label, "middle"))
     return _svg(width, height, title, body)

@@ -1,4 +1,4 @@
-"""Render an audit report: one offline HTML file (Jinja2, autoescape on, inline SVG, inline JS/CSS)."""
+"""Render an audit report: one offline HTML file (Jinja2 autoescaped, inline SVG, JS and CSS)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def fmt_num(value: Any, digits: int = 3) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if value != 0 and abs(value) < 10 ** -(digits):
+        if value != 0 and abs(value) < 10**-(digits):
             return f"{value:.1e}"
         return f"{value:,.{digits}g}" if abs(value) < 1e6 else f"{value:,.0f}"
     return str(value)
@@ -95,7 +95,13 @@ def fmt_pct(value: Any) -> str:
 def script_json(data: Any) -> Markup:
     """JSON safe inside <script type="application/json">: no `</`, `<!--` or `]]>` can appear."""
     text = json.dumps(data, ensure_ascii=False, default=str, separators=(",", ":"))
-    for raw, safe in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for raw, safe in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(raw, safe)
     return Markup(text)
 
@@ -131,23 +137,35 @@ def build_charts(data: dict[str, Any]) -> dict[str, Any]:
         lengths = summary["lengths"]
         out["lengths"] = charts.histogram(
             lengths["edges"],
-            [("chosen", lengths["chosen"], charts.CHOSEN), ("rejected", lengths["rejected"], charts.REJECTED)],
+            [
+                ("chosen", lengths["chosen"], charts.CHOSEN),
+                ("rejected", lengths["rejected"], charts.REJECTED),
+            ],
             "response length (words)",
             "Response length: chosen vs rejected",
         )
     hyps = data.get("hypotheses")
     if hyps and hyps["all"]:
-        out["forest"] = charts.forest_plot(forest_rows(hyps["all"]), "paired effect size d (95% CI)", "Top concepts: effect size with 95% interval")
+        out["forest"] = charts.forest_plot(
+            forest_rows(hyps["all"]),
+            "paired effect size d (95% CI)",
+            "Top concepts: effect size with 95% interval",
+        )
     if data.get("predictive"):
-        bars = [{"label": f"{r['model']} model", "value": r["auc"] or 0.5, "sd": r.get("auc_sd")} for r in data["predictive"]]
-        out["predictive"] = charts.interval_bars(bars, "cross-validated AUC (0.5 = chance)", "Predictive power: AUC")
+        bars = [
+            {"label": f"{r['model']} model", "value": r["auc"] or 0.5, "sd": r.get("auc_sd")}
+            for r in data["predictive"]
+        ]
+        out["predictive"] = charts.interval_bars(
+            bars, "cross-validated AUC (0.5 = chance)", "Predictive power: AUC"
+        )
     for run in data.get("runs") or []:
         out["runs"][run["run_id"]] = _run_charts(run)
     return out
 
 
 def forest_rows(hypotheses: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Top concepts on one scale: d_z, its interval scaled from Δ's bootstrap interval (d = Δ/sd)."""
+    """Top concepts on one scale: d_z, its interval scaled from Δ's bootstrap CI (d = Δ/sd)."""
     rows = []
     for h in sorted(hypotheses, key=lambda r: r.get("rank") or 1 << 30)[:FOREST_ROWS]:
         delta, d = h.get("delta"), h.get("d")
@@ -155,7 +173,16 @@ def forest_rows(hypotheses: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         scale = d / delta if delta else 0.0
         lo, hi = sorted((h["ci_lo"] * scale, h["ci_hi"] * scale))
-        rows.append({"label": h["label"], "est": d, "lo": lo, "hi": hi, "lean": h["lean"], "length_only": h.get("length_only")})
+        rows.append(
+            {
+                "label": h["label"],
+                "est": d,
+                "lo": lo,
+                "hi": hi,
+                "lean": h["lean"],
+                "length_only": h.get("length_only"),
+            }
+        )
     return rows
 
 
@@ -166,9 +193,19 @@ def _run_charts(run: dict[str, Any]) -> dict[str, Any]:
     if table:
         by_metric: dict[str, list[dict[str, Any]]] = {}
         for row in table["rows"]:
-            bars = [{"name": c, **row["cells"][c]} for c in table["checkpoints"] if c in row["cells"] and row["cells"][c]["value"] is not None]
+            bars = [
+                {"name": c, **row["cells"][c]}
+                for c in table["checkpoints"]
+                if c in row["cells"] and row["cells"][c]["value"] is not None
+            ]
             if bars:
-                by_metric.setdefault(row["metric"], []).append({"label": row["concept_id"] or row["metric"], "bars": bars})
+                by_metric.setdefault(row["metric"], []).append(
+                    {"label": row["concept_id"] or row["metric"], "bars": bars}
+                )
         for metric, groups in list(by_metric.items())[:8]:
-            evals.append(charts.grouped_bars(groups[:10], table["checkpoints"], f"{metric}: base → DPO → shaped"))
+            evals.append(
+                charts.grouped_bars(
+                    groups[:10], table["checkpoints"], f"{metric}: base → DPO → shaped"
+                )
+            )
     return {"curves": curves, "evals": evals}

@@ -188,10 +188,14 @@ def test_conditional_view_finds_the_topic_lean(synthetic) -> None:
     assert clusters.num_rows == 400
     both_families = lake.read("concept_span_scores", {"dataset": "toy"})
     assert both_families.num_rows > 0
-    in_view = lake.sql(
-        "select count(*) as n from concept_scores where concept_id = ? and side = 'chosen'",
-        [best["concept_id"]],
-    ).column("n")[0].as_py()
+    in_view = (
+        lake.sql(
+            "select count(*) as n from concept_scores where concept_id = ? and side = 'chosen'",
+            [best["concept_id"]],
+        )
+        .column("n")[0]
+        .as_py()
+    )
     assert in_view > 0
     prompt = min((r for r in rows if r["scope"] == "prompt"), key=lambda r: r["rank"])
     assert set(members[prompt["concept_id"]]) == set(members[best["concept_id"]])

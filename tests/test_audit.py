@@ -1,4 +1,4 @@
-"""`sculpt audit` end to end on a tiny model: every stage runs once, a second run reuses the lake."""
+"""`sculpt audit` end to end on a tiny model: each stage runs once, a second run reuses the lake."""
 
 from __future__ import annotations
 
@@ -78,6 +78,29 @@ def test_changed_data_reruns_from_ingest(audited: dict, capsys) -> None:
 
 
 def test_audit_of_missing_file_is_one_clear_error(tmp_path: Path, capsys) -> None:
-    code = main(["audit", str(tmp_path / "nope.jsonl"), "--name", "x", "--lake", str(tmp_path / "l"), *TINY])
+    code = main(
+        ["audit", str(tmp_path / "nope.jsonl"), "--name", "x", "--lake", str(tmp_path / "l"), *TINY]
+    )
     assert code == 2
     assert "nope.jsonl" in capsys.readouterr().err
+
+
+def test_encoding_from_the_scan_sample_equals_a_forward_pass(audited: dict, tmp_path: Path) -> None:
+    """The audit encodes from `acts` when they hold every token; a forward encode must agree."""
+    import shutil
+
+    from core.encode import encode
+    from core.models import load_model
+
+    forward = Lake.open(shutil.copytree(audited["lake"], tmp_path / "forward"))
+    sae_id = next(p.name for p in (forward.root / "saes").iterdir() if not p.name.startswith("."))
+    encode(forward, "tiny", sae_id, model=load_model("tiny"), progress=False)
+    query = (
+        "select pair_id, side, feature, max_act from span_features "
+        "where side != 'prompt' order by 1, 2, 3"
+    )
+    from_acts = Lake.open(audited["lake"]).sql(query).to_pylist()
+    from_forward = forward.sql(query).to_pylist()
+    assert [r["feature"] for r in from_acts] == [r["feature"] for r in from_forward]
+    for a, b in zip(from_acts, from_forward, strict=True):
+        assert a["max_act"] == pytest.approx(b["max_act"], rel=1e-2, abs=1e-3)

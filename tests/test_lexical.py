@@ -16,7 +16,10 @@ from core.ngrams import NgramConfig, discover_ngrams, fightin_words
 
 CASES = [
     ("**Bold** and __also bold__ but 2 ** 3 is math", {"bold": 2}),
-    ("```python\nf(**kwargs)  # **not bold**\n```\nafter `**inline**` code", {"bold": 0, "code_block": 1}),
+    (
+        "```python\nf(**kwargs)  # **not bold**\n```\nafter `**inline**` code",
+        {"bold": 0, "code_block": 1},
+    ),
     ("```\nunclosed **fence**", {"bold": 0}),
     ("# Title\n## Sub\nnot#header", {"header": 2}),
     ("- a\n* b\n+ c\n---\n* * *", {"bullet_list": 3, "horizontal_rule": 2}),
@@ -64,12 +67,18 @@ def test_user_regexes_and_bad_regex(tmp_path: Path) -> None:
 
 def pairs_lake(root: Path, n: int = 60) -> Lake:
     lake = Lake.open(root)
-    rows = [{
-        "pair_id": f"{i:016x}", "row": i,
-        "prompt": json.dumps([{"role": "user", "content": f"Question {i}?"}]),
-        "chosen": ("Great question! " if i % 2 else "") + f"Here is **the answer** number {i}.",
-        "rejected": f"I am not sure about answer {i}, sorry.", "source": "t", "meta": "{}",
-    } for i in range(n)]
+    rows = [
+        {
+            "pair_id": f"{i:016x}",
+            "row": i,
+            "prompt": json.dumps([{"role": "user", "content": f"Question {i}?"}]),
+            "chosen": ("Great question! " if i % 2 else "") + f"Here is **the answer** number {i}.",
+            "rejected": f"I am not sure about answer {i}, sorry.",
+            "source": "t",
+            "meta": "{}",
+        }
+        for i in range(n)
+    ]
     lake.replace_partition("pairs", {"dataset": "d"}, pa.Table.from_pylist(rows))
     return lake
 
@@ -78,10 +87,15 @@ def test_score_dataset_writes_concepts_and_scores(tmp_path: Path) -> None:
     lake = pairs_lake(tmp_path / "lake")
     concepts = score_dataset(lake, "d")
     assert {c.concept_id for c in concepts} == {f"lex:{n}" for n in BUILTIN}
-    bold = lake.sql("select side, sum(score) as s from concept_scores where concept_id = "
-                    "'lex:bold' group by side order by side").to_pylist()
-    assert bold == [{"side": "chosen", "s": 60.0}, {"side": "prompt", "s": 0.0},
-                    {"side": "rejected", "s": 0.0}]
+    bold = lake.sql(
+        "select side, sum(score) as s from concept_scores where concept_id = "
+        "'lex:bold' group by side order by side"
+    ).to_pylist()
+    assert bold == [
+        {"side": "chosen", "s": 60.0},
+        {"side": "prompt", "s": 0.0},
+        {"side": "rejected", "s": 0.0},
+    ]
     bad = tmp_path / "bad.yaml"
     bad.write_text("x: '['\n")
     assert main(["concept", "lexical", "d", "--file", str(bad), "--lake", str(lake.root)]) == 2
@@ -97,5 +111,12 @@ def test_fightin_words_finds_the_planted_ngrams(tmp_path: Path) -> None:
     lake = pairs_lake(tmp_path / "lake")
     found = discover_ngrams(lake, "d", NgramConfig(top=20, min_count=5))
     assert any(r.text == "Great" for r in found)
-    assert lake.sql("select count(*) as n from concept_scores where concept_id = "
-                    "'ngram:Great' and score > 0").column("n")[0].as_py() == 30
+    assert (
+        lake.sql(
+            "select count(*) as n from concept_scores where concept_id = "
+            "'ngram:Great' and score > 0"
+        )
+        .column("n")[0]
+        .as_py()
+        == 30
+    )

@@ -20,18 +20,34 @@ N = 20
 def _lake(tmp_path) -> Lake:
     """20 pairs; concept lex:bold scores chosen = i, rejected = 0 (pair i); clusters = i % 2."""
     lake = Lake.open(tmp_path / "lake")
-    pairs = [{
-        "pair_id": f"{i:016x}", "row": i, "prompt": json.dumps([{"role": "user", "content": f"q{i}"}]),
-        "chosen": f"chosen {i}", "rejected": f"rejected {i}", "source": "t", "meta": "{}",
-    } for i in range(N)]
+    pairs = [
+        {
+            "pair_id": f"{i:016x}",
+            "row": i,
+            "prompt": json.dumps([{"role": "user", "content": f"q{i}"}]),
+            "chosen": f"chosen {i}",
+            "rejected": f"rejected {i}",
+            "source": "t",
+            "meta": "{}",
+        }
+        for i in range(N)
+    ]
     lake.replace_partition("pairs", {"dataset": "d"}, pa.Table.from_pylist(pairs))
-    scores = [{"concept_id": "lex:bold", "pair_id": f"{i:016x}", "side": side, "score": float(v)}
-              for i in range(N) for side, v in (("chosen", i), ("rejected", 0))]
-    lake.replace_partition("concept_span_scores", {"dataset": "d", "family": "lexical"},
-                           pa.Table.from_pylist(scores))
-    clusters = [{"pair_id": f"{i:016x}", "data_cluster": i % 2, "silent": False, "prompt_cluster": 0}
-                for i in range(N)]
-    lake.replace_partition("clusters", {"dataset": "d", "analysis": "a1"}, pa.Table.from_pylist(clusters))
+    scores = [
+        {"concept_id": "lex:bold", "pair_id": f"{i:016x}", "side": side, "score": float(v)}
+        for i in range(N)
+        for side, v in (("chosen", i), ("rejected", 0))
+    ]
+    lake.replace_partition(
+        "concept_span_scores", {"dataset": "d", "family": "lexical"}, pa.Table.from_pylist(scores)
+    )
+    clusters = [
+        {"pair_id": f"{i:016x}", "data_cluster": i % 2, "silent": False, "prompt_cluster": 0}
+        for i in range(N)
+    ]
+    lake.replace_partition(
+        "clusters", {"dataset": "d", "analysis": "a1"}, pa.Table.from_pylist(clusters)
+    )
     return lake
 
 
@@ -40,8 +56,17 @@ def _pairs(lake: Lake) -> list[dict]:
 
 
 def _decide(lake: Lake, method: str, strength: float = 1.0, scope: str = "all", action="suppress"):
-    record(lake, Decision(dataset="d", concept_id="lex:bold", action=action, method=method,
-                          strength=strength, scope=scope))
+    record(
+        lake,
+        Decision(
+            dataset="d",
+            concept_id="lex:bold",
+            action=action,
+            method=method,
+            strength=strength,
+            scope=scope,
+        ),
+    )
 
 
 def _zgap(i: int) -> float:
@@ -64,7 +89,9 @@ def test_reward_shaping_offset_is_lambda_times_z_gap(tmp_path):
     _decide(lake, "reward_shaping", strength=0.5)
     plan = load_plan(compile_plan(lake, "d", tmp_path / "plan.yaml").path)
     rows, _ = shape_pairs(_pairs(lake), plan)
-    assert [r["margin_offset"] for r in rows] == pytest.approx([0.5 * _zgap(i) for i in range(N)], rel=1e-5)
+    assert [r["margin_offset"] for r in rows] == pytest.approx(
+        [0.5 * _zgap(i) for i in range(N)], rel=1e-5
+    )
     _decide(lake, "reward_shaping", strength=0.5, action="amplify")
     rows, _ = shape_pairs(_pairs(lake), compile_plan(lake, "d", tmp_path / "plan.yaml"))
     assert rows[4]["margin_offset"] == pytest.approx(-0.5 * _zgap(4), rel=1e-5)
@@ -118,16 +145,26 @@ def test_ablation_of_a_lexical_concept_is_refused_with_a_way_out(tmp_path):
     ("body", "message"),
     [
         ("interventions: []\n", "missing dataset; add `dataset: ...`"),
-        ("dataset: d\ninterventions:\n- {concept_id: x, method: filtr}\n",
-         r"interventions\[0\]: method='filtr': expected one of"),
-        ("dataset: d\ninterventions:\n- {concept_id: x, method: filter, strength: 3}\n",
-         r"filter strength 3.0: a share in \(0, 1\]"),
-        ("dataset: d\ninterventions:\n- {concept_id: x, method: steering}\n",
-         "needs `layer` and `vector_file`"),
-        ("dataset: d\ninterventions:\n- {concept_id: x, method: reweight, colour: red}\n",
-         "unknown key 'colour'"),
-        ("dataset: d\ninterventions:\n- {concept_id: x, method: reweight, scope: most}\n",
-         "scope 'most'"),
+        (
+            "dataset: d\ninterventions:\n- {concept_id: x, method: filtr}\n",
+            r"interventions\[0\]: method='filtr': expected one of",
+        ),
+        (
+            "dataset: d\ninterventions:\n- {concept_id: x, method: filter, strength: 3}\n",
+            r"filter strength 3.0: a share in \(0, 1\]",
+        ),
+        (
+            "dataset: d\ninterventions:\n- {concept_id: x, method: steering}\n",
+            "needs `layer` and `vector_file`",
+        ),
+        (
+            "dataset: d\ninterventions:\n- {concept_id: x, method: reweight, colour: red}\n",
+            "unknown key 'colour'",
+        ),
+        (
+            "dataset: d\ninterventions:\n- {concept_id: x, method: reweight, scope: most}\n",
+            "scope 'most'",
+        ),
     ],
 )
 def test_bad_plans_fail_with_the_field_and_the_fix(tmp_path, body, message):

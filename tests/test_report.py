@@ -97,14 +97,28 @@ def test_script_json_cannot_close_its_tag() -> None:
 
 def test_missing_stages_render_as_notes_not_errors(tmp_path: Path) -> None:
     lake = Lake.open(tmp_path / "lake")
-    pairs = [{"pair_id": f"{i:016x}", "row": i, "prompt": "[]", "chosen": "a b c", "rejected": "a",
-              "source": "x.jsonl", "meta": "{}"} for i in range(12)]
+    pairs = [
+        {
+            "pair_id": f"{i:016x}",
+            "row": i,
+            "prompt": "[]",
+            "chosen": "a b c",
+            "rejected": "a",
+            "source": "x.jsonl",
+            "meta": "{}",
+        }
+        for i in range(12)
+    ]
     lake.replace_partition("pairs", {"dataset": "bare"}, pa.Table.from_pylist(pairs))
     html = write_report(lake, "bare", tmp_path / "bare.html").read_text()
     found = sections(parse(html))
     assert "12" in text_of(found["summary"])
-    for section, command in (("hypotheses", "sculpt analyze bare"), ("cards", "sculpt analyze bare"),
-                             ("decisions", "sculpt triage bare"), ("runs", "sculpt train")):
+    for section, command in (
+        ("hypotheses", "sculpt analyze bare"),
+        ("cards", "sculpt analyze bare"),
+        ("decisions", "sculpt triage bare"),
+        ("runs", "sculpt train"),
+    ):
         assert "Not run yet" in text_of(found[section]) and command in text_of(found[section])
 
 
@@ -119,12 +133,27 @@ def test_report_for_200_concepts_stays_under_3_mb(tmp_path: Path) -> None:
 
 
 def test_render_html_needs_no_lake() -> None:
-    data = {"dataset": "x", "generated": "now", "summary": None, "model": None, "analysis": None,
-            "hypotheses": None, "predictive": None, "cards": None, "decisions": None, "runs": None,
-            "missing": {"summary": "sculpt ingest FILE --name x", "model": "sculpt scan x",
-                        "hypotheses": "sculpt analyze x", "predictive": "sculpt analyze x",
-                        "cards": "sculpt analyze x", "decisions": "sculpt triage x",
-                        "runs": "sculpt train"}}
+    data = {
+        "dataset": "x",
+        "generated": "now",
+        "summary": None,
+        "model": None,
+        "analysis": None,
+        "hypotheses": None,
+        "predictive": None,
+        "cards": None,
+        "decisions": None,
+        "runs": None,
+        "missing": {
+            "summary": "sculpt ingest FILE --name x",
+            "model": "sculpt scan x",
+            "hypotheses": "sculpt analyze x",
+            "predictive": "sculpt analyze x",
+            "cards": "sculpt analyze x",
+            "decisions": "sculpt triage x",
+            "runs": "sculpt train",
+        },
+    }
     html = render_html(data)
     assert html.count("Not run yet") >= 6
 

@@ -24,37 +24,54 @@ from core.sae import (
 from core.scan import ScanConfig, scan
 
 LAYER = 2
-PAIRS_SCHEMA = pa.schema([
-    ("pair_id", pa.string()), ("row", pa.int64()), ("prompt", pa.string()),
-    ("chosen", pa.string()), ("rejected", pa.string()), ("source", pa.string()),
-    ("meta", pa.string()),
-])
-WORDS = ("cake flour sugar eggs bake oven quick brown fox lazy dog Paris France capital list "
-         "apples bread milk sorry cannot help Sure Here Thank asking explain sky blue").split()
+PAIRS_SCHEMA = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("row", pa.int64()),
+        ("prompt", pa.string()),
+        ("chosen", pa.string()),
+        ("rejected", pa.string()),
+        ("source", pa.string()),
+        ("meta", pa.string()),
+    ]
+)
+WORDS = (
+    "cake flour sugar eggs bake oven quick brown fox lazy dog Paris France capital list "
+    "apples bread milk sorry cannot help Sure Here Thank asking explain sky blue"
+).split()
 
 
 def pair_rows(n: int, seed: int = 0) -> list[dict[str, object]]:
     """Pairs of varied word salad from the tiny tokenizer's corpus."""
     rng = torch.Generator().manual_seed(seed)
+
     def text(length: int) -> str:
         picks = torch.randint(len(WORDS), (length,), generator=rng).tolist()
         return " ".join(WORDS[i] for i in picks) + "."
+
     rows = []
     for i in range(n):
         messages = [{"role": "user", "content": text(6 + i % 7)}]
-        rows.append({
-            "pair_id": f"{i:016x}", "row": i, "prompt": json.dumps(messages),
-            "chosen": ("**Sure!** " if i % 2 else "") + text(10 + i % 11),
-            "rejected": text(8 + (i * 7) % 13), "source": "test.jsonl", "meta": "{}",
-        })
+        rows.append(
+            {
+                "pair_id": f"{i:016x}",
+                "row": i,
+                "prompt": json.dumps(messages),
+                "chosen": ("**Sure!** " if i % 2 else "") + text(10 + i % 11),
+                "rejected": text(8 + (i * 7) % 13),
+                "source": "test.jsonl",
+                "meta": "{}",
+            }
+        )
     return rows
 
 
 def scanned_lake(root: Path, n: int = 120) -> Lake:
     """A lake with `pairs`, `spans` and an `acts` sample of every token, from the tiny model."""
     lake = Lake.open(root)
-    lake.replace_partition("pairs", {"dataset": "toy"},
-                           pa.Table.from_pylist(pair_rows(n), schema=PAIRS_SCHEMA))
+    lake.replace_partition(
+        "pairs", {"dataset": "toy"}, pa.Table.from_pylist(pair_rows(n), schema=PAIRS_SCHEMA)
+    )
     config = ScanConfig(layer=LAYER, sample_tokens=1_000_000, shard_size=64)
     scan(lake, "toy", tiny_model(), config, progress=False)
     return lake

@@ -270,6 +270,6 @@ def test_scan_command_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFix
         ]
     )
     out = capsys.readouterr().out
-    assert code == 0 and "4 pairs" in out and "pairs/s" in out and "truncated:" in out
+    assert code == 0 and "4 pairs" in out and "pairs/s" in out and "truncated (" in out
     assert main(["scan", "nope", "--lake", str(lake.root), "--model", "tiny"]) == 2
     assert "sculpt ingest" in capsys.readouterr().err

@@ -157,3 +157,15 @@ def test_feature_cluster_edges_use_the_mutual_information_of_co_firing() -> None
         assert np.isclose(value, mutual_info_score(active[:, i], active[:, j]))
     edges = set(zip(a.tolist(), b.tolist(), strict=True))
     assert (0, 1) in edges and (2, 3) not in edges
+
+
+def test_heavy_tailed_null_differences_are_not_overconfident() -> None:
+    """Few, wild differences (the Monte Carlo + Hoeffding path) keep the null rejection rate."""
+    rng = np.random.default_rng(8)
+    u = np.zeros((400, 300))
+    for c in range(u.shape[1]):
+        rows = rng.choice(400, size=30, replace=False)
+        u[rows, c] = rng.standard_cauchy(30)
+    p, _ = sign_flip_p(sp.csc_matrix(u), n_perm=2000, seed=1)
+    assert np.mean(p < 0.05) <= 0.07
+    assert np.mean(benjamini_hochberg(p) < 0.05) <= 0.01

@@ -18,7 +18,12 @@ def _yaml(tmp_path, text: str):
 def test_yaml_sets_and_flags_override(tmp_path):
     path = _yaml(tmp_path, "dataset: demo\nbeta: 0.2\nfinetune: full\nmax_steps: 10\n")
     config = load_config(path, {"max-steps": "25", "beta": "0.05", "plan": "none"})
-    assert (config.dataset, config.finetune, config.max_steps, config.beta) == ("demo", "full", 25, 0.05)
+    assert (config.dataset, config.finetune, config.max_steps, config.beta) == (
+        "demo",
+        "full",
+        25,
+        0.05,
+    )
     assert config.plan is None
 
 
@@ -35,7 +40,9 @@ def test_yaml_sets_and_flags_override(tmp_path):
     ],
 )
 def test_config_errors_say_what_and_how(tmp_path, text, flags, message):
-    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
+    ):
         load_config(_yaml(tmp_path, text), flags)
 
 

@@ -40,8 +40,15 @@ def _rows(n: int = 4, extras: bool = True) -> list[dict]:
 
 def _args(tmp_path, **kw) -> DPOConfig:
     return DPOConfig(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, beta=BETA, report_to=[],
-        use_cpu=True, save_strategy="no", disable_tqdm=True, gradient_checkpointing=False, **kw,
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        beta=BETA,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        gradient_checkpointing=False,
+        **kw,
     )
 
 
@@ -72,7 +79,10 @@ def _logps(model, input_ids, attention_mask, completion_mask) -> torch.Tensor:
 def test_extra_columns_survive_trl_column_filtering(tmp_path):
     policy, ref = _models()
     trainer = ShapedDPOTrainer(
-        model=policy, ref_model=ref, args=_args(tmp_path), train_dataset=Dataset.from_list(_rows()),
+        model=policy,
+        ref_model=ref,
+        args=_args(tmp_path),
+        train_dataset=Dataset.from_list(_rows()),
         processing_class=tiny_model().tokenizer,
     )
     batch = _batch(trainer)
@@ -84,10 +94,16 @@ def test_without_shaping_the_loss_is_trls_dpo_loss(tmp_path):
     policy, ref = _models()
     data = Dataset.from_list(_rows(extras=False))
     tok = tiny_model().tokenizer
-    plain = DPOTrainer(model=copy.deepcopy(policy), ref_model=copy.deepcopy(ref),
-                       args=_args(tmp_path), train_dataset=data, processing_class=tok)
-    shaped = ShapedDPOTrainer(model=policy, ref_model=ref, args=_args(tmp_path),
-                              train_dataset=data, processing_class=tok)
+    plain = DPOTrainer(
+        model=copy.deepcopy(policy),
+        ref_model=copy.deepcopy(ref),
+        args=_args(tmp_path),
+        train_dataset=data,
+        processing_class=tok,
+    )
+    shaped = ShapedDPOTrainer(
+        model=policy, ref_model=ref, args=_args(tmp_path), train_dataset=data, processing_class=tok
+    )
     batch = _batch(plain)
     with torch.no_grad():
         expected = plain.compute_loss(plain.model, dict(batch))
@@ -98,7 +114,10 @@ def test_without_shaping_the_loss_is_trls_dpo_loss(tmp_path):
 def test_offset_and_weights_follow_the_formula(tmp_path):
     policy, ref = _models()
     trainer = ShapedDPOTrainer(
-        model=policy, ref_model=ref, args=_args(tmp_path), train_dataset=Dataset.from_list(_rows()),
+        model=policy,
+        ref_model=ref,
+        args=_args(tmp_path),
+        train_dataset=Dataset.from_list(_rows()),
         processing_class=tiny_model().tokenizer,
     )
     batch = _batch(trainer)
@@ -133,9 +152,14 @@ def test_ablation_removes_the_projection_on_the_policy_only(tmp_path):
     directions = torch.randn(2, d, generator=torch.Generator().manual_seed(3))
     hooks = PolicyHooks(policy, [ResidualHook("ablation", 1, directions)])
     trainer = ShapedDPOTrainer(
-        model=policy, args=_args(tmp_path), train_dataset=Dataset.from_list(_rows()),
-        processing_class=tiny_model().tokenizer, policy_hooks=hooks,
-        peft_config=__import__("peft").LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"),
+        model=policy,
+        args=_args(tmp_path),
+        train_dataset=Dataset.from_list(_rows()),
+        processing_class=tiny_model().tokenizer,
+        policy_hooks=hooks,
+        peft_config=__import__("peft").LoraConfig(
+            r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"
+        ),
     )
     batch = _batch(trainer)
     ids = batch["input_ids"]
@@ -176,15 +200,24 @@ def test_inoculation_reaches_the_policy_but_not_the_reference(tmp_path):
         row["ref_prompt"] = row["prompt"]
         row["prompt"] = [{"role": "user", "content": row["prompt"][0]["content"] + " (be bold)"}]
     tok = tiny_model().tokenizer
-    trainer = ShapedDPOTrainer(model=policy, ref_model=ref, args=_args(tmp_path),
-                               train_dataset=Dataset.from_list(rows), processing_class=tok)
+    trainer = ShapedDPOTrainer(
+        model=policy,
+        ref_model=ref,
+        args=_args(tmp_path),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+    )
     batch = _batch(trainer)
     assert batch["ref_input_ids"].shape[1] < batch["input_ids"].shape[1]
-    ref_inputs = {"input_ids": batch["ref_input_ids"], "attention_mask": batch["ref_attention_mask"],
-                  "completion_mask": batch["ref_completion_mask"]}
+    ref_inputs = {
+        "input_ids": batch["ref_input_ids"],
+        "attention_mask": batch["ref_attention_mask"],
+        "completion_mask": batch["ref_completion_mask"],
+    }
     ref_c, ref_r = trainer._reference_logps({}, ref_inputs)
-    expected = _logps(ref, ref_inputs["input_ids"], ref_inputs["attention_mask"],
-                      ref_inputs["completion_mask"])
+    expected = _logps(
+        ref, ref_inputs["input_ids"], ref_inputs["attention_mask"], ref_inputs["completion_mask"]
+    )
     assert torch.allclose(torch.cat([ref_c, ref_r]), expected, rtol=1e-4)
     assert batch["completion_mask"].sum() == batch["ref_completion_mask"].sum()
 
@@ -203,21 +236,36 @@ def _toy_lake(tmp_path, n: int = 16) -> Lake:
     rows = []
     for i in range(n):
         prompt = json.dumps([{"role": "user", "content": f"How do I bake cake {i}?"}])
-        rows.append({
-            "pair_id": hashlib.sha256(str(i).encode()).hexdigest()[:16], "row": i, "prompt": prompt,
-            "chosen": "Mix flour and eggs. Thank you!", "rejected": "I am sorry, I cannot help.",
-            "source": "toy", "meta": "{}",
-        })
+        rows.append(
+            {
+                "pair_id": hashlib.sha256(str(i).encode()).hexdigest()[:16],
+                "row": i,
+                "prompt": prompt,
+                "chosen": "Mix flour and eggs. Thank you!",
+                "rejected": "I am sorry, I cannot help.",
+                "source": "toy",
+                "meta": "{}",
+            }
+        )
     lake.replace_partition("pairs", {"dataset": "toy"}, pa.Table.from_pylist(rows))
     return lake
 
 
 def test_resume_runs_exactly_the_remaining_steps(tmp_path):
     lake = _toy_lake(tmp_path)
-    config = build_config({
-        "dataset": "toy", "model": "tiny", "max_steps": 4, "batch_size": 2, "save_steps": 2,
-        "logging_steps": 1, "runs_dir": str(tmp_path / "runs"), "run_id": "r1", "holdout": 0.2,
-    })
+    config = build_config(
+        {
+            "dataset": "toy",
+            "model": "tiny",
+            "max_steps": 4,
+            "batch_size": 2,
+            "save_steps": 2,
+            "logging_steps": 1,
+            "runs_dir": str(tmp_path / "runs"),
+            "run_id": "r1",
+            "holdout": 0.2,
+        }
+    )
     first = train_run(config, lake, callbacks=[_StopAt(2)])
     assert (first.status, first.global_step, first.steps_this_session) == ("interrupted", 2, 2)
     second = train_run(config, lake, resume="r1")
@@ -228,5 +276,32 @@ def test_resume_runs_exactly_the_remaining_steps(tmp_path):
     assert info["packages"]["trl"] and info["lake_snapshot"]
     statuses = [r["status"] for r in lake.read("runs").to_pylist()]
     assert statuses.count("finished") == 1 and "interrupted" in statuses
-    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
     assert {1, 2, 3, 4} <= set(steps)
+
+
+def test_eval_compares_base_and_the_run_into_the_evals_log(tmp_path):
+    from core.evaluate import evaluate_run, r_squared
+
+    lake = _toy_lake(tmp_path)
+    config = build_config(
+        {
+            "dataset": "toy",
+            "model": "tiny",
+            "max_steps": 1,
+            "batch_size": 2,
+            "holdout": 0.3,
+            "runs_dir": str(tmp_path / "runs"),
+            "run_id": "plain",
+        }
+    )
+    train_run(config, lake)
+    evaluate_run(lake, "plain", str(tmp_path / "runs"), n_prompts=3, max_new_tokens=3)
+    rows = lake.read("evals").to_pylist()
+    seen = {(r["checkpoint"], r["metric"]) for r in rows}
+    assert {("base", "pref_accuracy"), ("baseline", "nll_chosen"), ("base", "concept_rate")} <= seen
+    assert all(r["run_id"] == "plain" for r in rows)
+    fit = r_squared({"a": 0.1, "b": 0.5, "c": -0.2}, {"a": 0.2, "b": 1.0, "c": -0.4})
+    assert fit.value == pytest.approx(1.0)

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_sae import LAYER, scanned_lake
 
 from core.cli import main
 from core.concepts import read_concepts
 from core.models import tiny_model
 from core.vectors import VectorConfig, build_vector, fit_direction, load_vector, span_scores
-from test_sae import LAYER, scanned_lake
 
 
 @pytest.mark.parametrize("probe", [False, True])
@@ -38,8 +38,9 @@ def test_vector_concept_scores_spans_and_stores_its_direction(tmp_path: Path) ->
     lake = scanned_lake(tmp_path / "lake", n=16)
     positive = ["I am sorry, but I cannot help with that."] * 3 + ["Sorry, I cannot help."]
     negative = ["Mix flour, sugar and eggs, then bake.", "Paris is the capital of France."]
-    meta = build_vector(lake, "toy", "refusal", positive, negative, VectorConfig(layer=LAYER),
-                        tiny_model())
+    meta = build_vector(
+        lake, "toy", "refusal", positive, negative, VectorConfig(layer=LAYER), tiny_model()
+    )
     assert meta["concept_id"] == "vec:refusal"
     direction, stored = load_vector(lake, "toy", "refusal")
     assert stored["layer"] == LAYER and direction.shape == (tiny_model().d_model,)
@@ -47,8 +48,27 @@ def test_vector_concept_scores_spans_and_stores_its_direction(tmp_path: Path) ->
     scores = lake.sql("select score from concept_scores where concept_id = 'vec:refusal'")
     values = np.array(scores.column("score").to_pylist())
     assert len(values) == 16 * 3
-    assert values.mean() == pytest.approx(0.0, abs=1e-4) and values.std() == pytest.approx(1, abs=1e-3)
+    assert values.mean() == pytest.approx(0.0, abs=1e-4) and values.std() == pytest.approx(
+        1, abs=1e-3
+    )
     assert [c["kind"] for c in read_concepts(lake, "toy")] == ["vector"]
     missing = tmp_path / "none.txt"
-    assert main(["concept", "vector", "toy", "x", "--positive", str(missing), "--negative",
-                 str(missing), "--lake", str(lake.root), "--model", "tiny"]) == 2
+    assert (
+        main(
+            [
+                "concept",
+                "vector",
+                "toy",
+                "x",
+                "--positive",
+                str(missing),
+                "--negative",
+                str(missing),
+                "--lake",
+                str(lake.root),
+                "--model",
+                "tiny",
+            ]
+        )
+        == 2
+    )

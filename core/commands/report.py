@@ -20,13 +20,30 @@ def register(add: Any) -> None:
         "sculpt report hh --run run-3f2a -o hh.html",
     )
     report.add_argument("name", help="dataset name (as given to ingest)")
-    report.add_argument("--run", action="append", default=None, metavar="RUN",
-                        help="include this training run (repeatable; default: every run of NAME)")
-    report.add_argument("-o", "--out", type=Path, default=None, metavar="FILE",
-                        help="output file (default: <lake>/reports/NAME.html)")
-    report.add_argument("--analysis", default=None, metavar="KEY",
-                        help="analysis partition to show (default: the latest)")
-    report.add_argument("--top", type=int, default=15, help="hypotheses shown per lean (default 15)")
+    report.add_argument(
+        "--run",
+        action="append",
+        default=None,
+        metavar="RUN",
+        help="include this training run (repeatable; default: every run of NAME)",
+    )
+    report.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="output file (default: <lake>/reports/NAME.html)",
+    )
+    report.add_argument(
+        "--analysis",
+        default=None,
+        metavar="KEY",
+        help="analysis partition to show (default: the latest)",
+    )
+    report.add_argument(
+        "--top", type=int, default=15, help="hypotheses shown per lean (default 15)"
+    )
     report.add_argument("--cards", type=int, default=10, help="concept cards (default 10)")
     report.set_defaults(func=cmd_report)
 
@@ -39,8 +56,13 @@ def register(add: Any) -> None:
     audit.add_argument("--name", required=True, help="dataset name in the lake")
     _audit_options(audit)
     audit.add_argument("--format", dest="fmt", default="auto", help="input format (default: auto)")
-    audit.add_argument("--map", dest="mapping", default=None, metavar="FIELD=COLUMN,...",
-                       help="column mapping, e.g. chosen=preferred,rejected=dispreferred")
+    audit.add_argument(
+        "--map",
+        dest="mapping",
+        default=None,
+        metavar="FIELD=COLUMN,...",
+        help="column mapping, e.g. chosen=preferred,rejected=dispreferred",
+    )
     audit.set_defaults(func=cmd_audit)
 
     demo = add(
@@ -54,17 +76,32 @@ def register(add: Any) -> None:
 
 
 def _audit_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="model: a local HF folder, a cached hub id, or `tiny` "
-                             "(default: SmolLM2-135M-Instruct)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model: a local HF folder, a cached hub id, or `tiny` "
+        "(default: SmolLM2-135M-Instruct)",
+    )
     parser.add_argument("--layer", type=int, default=None, help="layer to read (default: middle)")
-    parser.add_argument("--sae", default=None, help="use this SAE from the lake (default: train one)")
+    parser.add_argument(
+        "--sae", default=None, help="use this SAE from the lake (default: train one)"
+    )
     parser.add_argument("--sae-width", type=int, default=2048, help="features of a trained SAE")
-    parser.add_argument("--sae-k", type=int, default=32, help="active features per token (BatchTopK)")
-    parser.add_argument("--sae-epochs", type=float, default=5.0, help="passes over the sampled tokens")
+    parser.add_argument(
+        "--sae-k", type=int, default=32, help="active features per token (BatchTopK)"
+    )
+    parser.add_argument(
+        "--sae-epochs", type=float, default=5.0, help="passes over the sampled tokens"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
-    parser.add_argument("-o", "--out", type=Path, default=None, metavar="FILE",
-                        help="report file (default: <lake>/reports/NAME.html)")
+    parser.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="report file (default: <lake>/reports/NAME.html)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -72,8 +109,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reports.render import write_report
 
     lake = Lake.open(args.lake)
-    path = write_report(lake, args.name, args.out, runs=args.run, analysis=args.analysis,
-                        top=args.top, cards=args.cards)
+    path = write_report(
+        lake,
+        args.name,
+        args.out,
+        runs=args.run,
+        analysis=args.analysis,
+        top=args.top,
+        cards=args.cards,
+    )
     print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB; opens offline)")
     return 0
 
@@ -87,8 +131,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from core.demo_data import write_demo
 
     lake = Lake.open(args.lake)
-    data = write_demo(lake.root / "demo-data" / f"demo-n{args.n}-seed{args.seed}.jsonl",
-                      args.n, args.seed)
+    data = write_demo(
+        lake.root / "demo-data" / f"demo-n{args.n}-seed{args.seed}.jsonl", args.n, args.seed
+    )
+    model = args.model or "the default model (SmolLM2-135M-Instruct)"
+    print(
+        f"demo: {args.n:,} pairs written to {data}; auditing them with {model} "
+        "(several minutes on a CPU; a second run reuses the lake)",
+        file=sys.stderr,
+    )
     code = _run_audit(lake, data, DEMO_NAME, args)
     if code == 0:
         _print_planted(lake)
@@ -102,8 +153,16 @@ def _run_audit(lake: Lake, data: Path, name: str, args: argparse.Namespace, **in
 
     try:
         config = AuditConfig(
-            model=args.model, layer=args.layer, sae=args.sae, sae_width=args.sae_width,
-            sae_k=args.sae_k, sae_epochs=args.sae_epochs, seed=args.seed, out=args.out, progress=not args.quiet, **ingest,
+            model=args.model,
+            layer=args.layer,
+            sae=args.sae,
+            sae_width=args.sae_width,
+            sae_k=args.sae_k,
+            sae_epochs=args.sae_epochs,
+            seed=args.seed,
+            out=args.out,
+            progress=not args.quiet,
+            **ingest,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -131,10 +190,14 @@ def _print_planted(lake: Lake) -> None:
     print("\nplanted concepts (the demo's known answer) among the concepts leaning chosen:")
     for found in planted_ranks(lake, DEMO_NAME, hyps):
         if found.rank:
-            apart = (f"; #{found.distinct_rank} leaving out echoes of the other planted concept"
-                     if found.distinct_rank and found.distinct_rank != found.rank else "")
+            apart = (
+                f"; #{found.distinct_rank} leaving out echoes of the other planted concept"
+                if found.distinct_rank and found.distinct_rank != found.rank
+                else ""
+            )
             where = f"#{found.rank}: {found.label} ({found.concept_id}, r = {found.r:.2f}{apart})"
         else:
-            where = "not in the top 20" + (f" (closest: {found.concept_id}, r = {found.r:.2f})"
-                                           if found.concept_id else "")
+            where = "not in the top 20" + (
+                f" (closest: {found.concept_id}, r = {found.r:.2f})" if found.concept_id else ""
+            )
         print(f"  {found.name:<18} {where}")

@@ -17,7 +17,9 @@ def register(add: Any) -> None:
         "sculpt plan demo -o plan.yaml",
     )
     plan.add_argument("dataset", metavar="NAME", help="lake dataset whose decisions to compile")
-    plan.add_argument("-o", "--output", default="plan.yaml", metavar="FILE", help="plan file to write")
+    plan.add_argument(
+        "-o", "--output", default="plan.yaml", metavar="FILE", help="plan file to write"
+    )
     plan.set_defaults(func=cmd_plan)
 
     train = add(
@@ -37,7 +39,9 @@ def register(add: Any) -> None:
     )
     evaluate.add_argument("run", metavar="RUN", help="run id (under --runs-dir) or run folder")
     evaluate.add_argument("--prompts", metavar="FILE", help='JSONL of {"prompt": text or messages}')
-    evaluate.add_argument("--baseline", metavar="RUN", help="plain-DPO run to compare (default: newest)")
+    evaluate.add_argument(
+        "--baseline", metavar="RUN", help="plain-DPO run to compare (default: newest)"
+    )
     evaluate.add_argument("--runs-dir", default="runs", metavar="DIR", help="where run folders are")
     evaluate.add_argument("--n", type=int, default=48, help="held-out prompts to generate from")
     evaluate.add_argument("--max-new-tokens", type=int, default=40, help="greedy tokens per prompt")
@@ -52,7 +56,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for item in dataclasses.fields(TrainConfig):
         flags = {f"--{item.name.replace('_', '-')}", f"--{item.name}"}
         parser.add_argument(
-            *sorted(flags), dest=f"cfg_{item.name}", default=argparse.SUPPRESS, metavar="VALUE",
+            *sorted(flags),
+            dest=f"cfg_{item.name}",
+            default=argparse.SUPPRESS,
+            metavar="VALUE",
             help=f"{docs.get(item.name, '')} (default: {item.default})",
         )
 
@@ -63,15 +70,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     lake = Lake.open(args.lake)
     plan = compile_plan(lake, args.dataset, args.output)
     if not plan.interventions:
-        print(f"plan {args.output}: no suppress/amplify decisions for {args.dataset}; "
-              "training with it is plain DPO (the baseline)")
+        print(
+            f"plan {args.output}: no suppress/amplify decisions for {args.dataset}; "
+            "training with it is plain DPO (the baseline)"
+        )
         return 0
     print_table(
         ["concept", "method", "action", "strength", "scope", "pairs"],
-        [[i.concept_id, i.method, i.action, i.strength, i.scope, i.n_pairs] for i in plan.interventions],
+        [
+            [i.concept_id, i.method, i.action, i.strength, i.scope, i.n_pairs]
+            for i in plan.interventions
+        ],
     )
-    print(f"wrote {args.output} ({len(plan.interventions)} interventions); "
-          f"train with `sculpt train --dataset {args.dataset} --plan {args.output}`")
+    print(
+        f"wrote {args.output} ({len(plan.interventions)} interventions); "
+        f"train with `sculpt train --dataset {args.dataset} --plan {args.output}`"
+    )
     return 0
 
 
@@ -83,8 +97,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     lake = Lake.open(args.lake)
     result = train_run(config, lake, resume=args.resume)
-    print(f"run {result.run_id}: {result.status} at step {result.global_step} "
-          f"({result.steps_this_session} this session) → {result.dir}")
+    print(
+        f"run {result.run_id}: {result.status} at step {result.global_step} "
+        f"({result.steps_this_session} this session) → {result.dir}"
+    )
     if result.status != "finished":
         print(f"resume with `sculpt train --resume {result.run_id}`")
     return 0
@@ -94,11 +110,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from core.evaluate import evaluate_run
 
     lake = Lake.open(args.lake)
-    rows = evaluate_run(lake, args.run, args.runs_dir, args.prompts, args.baseline, args.n,
-                        args.max_new_tokens)
+    rows = evaluate_run(
+        lake, args.run, args.runs_dir, args.prompts, args.baseline, args.n, args.max_new_tokens
+    )
     print_table(
         ["checkpoint", "metric", "concept", "value", "95% CI", "n"],
-        [[r["checkpoint"], r["metric"], r["concept_id"] or "", round(r["value"], 4),
-          f"[{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]", r["n"]] for r in rows],
+        [
+            [
+                r["checkpoint"],
+                r["metric"],
+                r["concept_id"] or "",
+                round(r["value"], 4),
+                f"[{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]",
+                r["n"],
+            ]
+            for r in rows
+        ],
     )
     return 0

@@ -217,6 +217,7 @@ def main() -> None:
         flush=True,
     )
     results = {"base": measure(base.model, base.tokenizer, held_planted, held_original, args)}
+    print(f"[base] {results['base']}", flush=True)
     for name in args.only.split(","):
         config = build_config(
             {
@@ -241,7 +242,10 @@ def main() -> None:
 
         model, tok = load_checkpoint(run.dir, None, "lora")
         results[name] = measure(model, tok, held_planted, held_original, args)
-        print(f"[{name}] trained + measured in {time.perf_counter() - t0:.0f}s", flush=True)
+        print(
+            f"[{name}] trained + measured in {time.perf_counter() - t0:.0f}s: {results[name]}",
+            flush=True,
+        )
     report(results, args, time.perf_counter() - started)
 
 

@@ -9,7 +9,6 @@ reduces the per-shard top token activations into `token_features` (top `top_k` p
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,22 +66,14 @@ def encode_tokens(sae: Any, acts: torch.Tensor, norm_cap: float | None = None) -
 def span_reduce(
     codes: torch.Tensor, offsets: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(span, feature, max, freq, sum) for every nonzero (span, feature), by segment reduction."""
+    """(span, feature, max, freq, sum) for every nonzero (span, feature), by dense segment ops."""
     lengths = (offsets[1:] - offsets[:-1]).to(codes.device)
-    span_of_token = torch.repeat_interleave(
-        torch.arange(len(lengths), device=codes.device), lengths
-    )
-    token, feature = codes.nonzero(as_tuple=True)
-    values = codes[token, feature]
-    key = span_of_token[token] * codes.shape[1] + feature
-    unique, inverse = torch.unique(key, return_inverse=True)
-    maxima = torch.zeros(len(unique), device=codes.device).scatter_reduce(
-        0, inverse, values, "amax", include_self=False
-    )
-    sums = torch.zeros(len(unique), device=codes.device).index_add(0, inverse, values)
-    counts = torch.bincount(inverse, minlength=len(unique)).float()
-    span = unique // codes.shape[1]
-    return span, unique % codes.shape[1], maxima, counts / lengths[span].float(), sums
+    maxima = torch.segment_reduce(codes, "max", lengths=lengths, axis=0, unsafe=True)
+    sums = torch.segment_reduce(codes, "sum", lengths=lengths, axis=0, unsafe=True)
+    counts = torch.segment_reduce((codes > 0).float(), "sum", lengths=lengths, axis=0, unsafe=True)
+    span, feature = (maxima > 0).nonzero(as_tuple=True)
+    freq = counts[span, feature] / lengths[span].float()
+    return span, feature, maxima[span, feature], freq, sums[span, feature]
 
 
 def top_per_feature(feature: torch.Tensor, act: torch.Tensor, k: int) -> torch.Tensor:
@@ -95,33 +86,42 @@ def top_per_feature(feature: torch.Tensor, act: torch.Tensor, k: int) -> torch.T
     return order[rank < k]
 
 
-@dataclass
 class _TopTokens:
-    """Running top-k token activations per feature within the current shard."""
+    """Running top-k token activations per feature within a shard, as dense [k, width] tensors."""
 
-    k: int
-    columns: dict[str, list[Any]] = field(default_factory=dict)
-    feature: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
-    act: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    def __init__(self, k: int, width: int, device: torch.device) -> None:
+        self.k = k
+        self.act = torch.zeros(k, width, device=device)
+        self.span = torch.full((k, width), -1, dtype=torch.long, device=device)
+        self.pos = torch.zeros(k, width, dtype=torch.long, device=device)
+        self.spans: list[tuple[str, str]] = []
 
-    def add(self, rows: dict[str, list[Any]], feature: torch.Tensor, act: torch.Tensor) -> None:
-        for name, values in rows.items():
-            self.columns.setdefault(name, []).extend(values)
-        self.feature = torch.cat([self.feature, feature.cpu()])
-        self.act = torch.cat([self.act, act.cpu()])
-        keep = top_per_feature(self.feature, self.act, self.k)
-        picks = keep.tolist()
-        self.columns = {n: [v[i] for i in picks] for n, v in self.columns.items()}
-        self.feature, self.act = self.feature[keep], self.act[keep]
+    def add(self, codes: torch.Tensor, offsets: torch.Tensor, spans: list[tuple[str, str]]) -> None:
+        """Merge a batch's top-k per feature (one dense topk, no per-span work)."""
+        if not len(codes):
+            return
+        values, token = codes.topk(min(self.k, len(codes)), dim=0)
+        offsets = offsets.to(codes.device)
+        local = torch.searchsorted(offsets, token, right=True) - 1
+        pos = token - offsets[local]
+        merged = torch.cat([self.act, values])
+        best, pick = merged.topk(self.k, dim=0)
+        self.span = torch.cat([self.span, local + len(self.spans)]).gather(0, pick)
+        self.pos = torch.cat([self.pos, pos]).gather(0, pick)
+        self.act = best
+        self.spans.extend(spans)
 
     def table(self) -> pa.Table:
+        rank, feature = (self.act > 0).nonzero(as_tuple=True)
+        span = self.span[rank, feature].cpu().numpy()
+        keys = np.asarray(self.spans + [("", "")], dtype=object).reshape(-1, 2)
         return pa.table(
             {
-                "pair_id": self.columns.get("pair_id", []),
-                "side": self.columns.get("side", []),
-                "pos": pa.array(self.columns.get("pos", []), pa.int32()),
-                "feature": pa.array(self.feature.numpy().astype(np.int32)),
-                "act": pa.array(self.act.numpy().astype(np.float32)),
+                "pair_id": pa.array(keys[span, 0], pa.string()),
+                "side": pa.array(keys[span, 1], pa.string()),
+                "pos": pa.array(self.pos[rank, feature].cpu().numpy().astype(np.int32)),
+                "feature": pa.array(feature.cpu().numpy().astype(np.int32)),
+                "act": pa.array(self.act[rank, feature].cpu().numpy().astype(np.float32)),
             },
             schema=TOKEN_SCHEMA,
         )
@@ -133,6 +133,7 @@ class SaeSink:
     def __init__(
         self, lake: Lake, sae_id: str, dataset: str, top_k: int = 20, device: str | None = None
     ) -> None:
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.sae, self.info = load_sae(lake, sae_id, device)
         self.sae_id, self.dataset, self.top_k = sae_id, dataset, top_k
         self.key = f"sae={sae_id}"
@@ -142,7 +143,8 @@ class SaeSink:
 
     def _reset(self) -> None:
         self.span_parts: list[pa.Table] = []
-        self.top = _TopTokens(self.top_k)
+        device = next(self.sae.parameters()).device
+        self.top = _TopTokens(self.top_k, self.sae.cfg.d_sae, device)
 
     def _staging(self, lake: Lake, table: str) -> Any:
         return lake.staging_dir(table, self.partition, self.key)
@@ -173,21 +175,7 @@ class SaeSink:
                 schema=SPAN_SCHEMA,
             )
         )
-        self._add_top_tokens(codes, batch, pair_ids, sides)
-
-    def _add_top_tokens(
-        self, codes: torch.Tensor, batch: SpanBatch, pair_ids: np.ndarray, sides: np.ndarray
-    ) -> None:
-        token, feature = codes.nonzero(as_tuple=True)
-        act = codes[token, feature]
-        keep = top_per_feature(feature, act, self.top_k)
-        token, feature, act = token[keep].cpu(), feature[keep].cpu(), act[keep].cpu()
-        offsets = batch.offsets.cpu()
-        span = torch.searchsorted(offsets, token, right=True) - 1
-        pos = (token - offsets[span]).numpy()
-        spans = span.numpy()
-        rows = {"pair_id": list(pair_ids[spans]), "side": list(sides[spans]), "pos": list(pos)}
-        self.top.add(rows, feature, act)
+        self.top.add(codes, batch.offsets, list(zip(batch.pair_ids, batch.sides, strict=True)))
 
     def end_shard(self, lake: Lake, shard: int) -> None:
         spans = pa.concat_tables(self.span_parts) if self.span_parts else SPAN_SCHEMA.empty_table()

@@ -243,10 +243,15 @@ def gguf_file() -> Path:
 
 def default_model_folder() -> Path:
     """The cached HF folder of the default model, converting the GGUF once if needed."""
-    source = gguf_file()
     target = cache_root() / DEFAULT_MODEL_NAME
-    stamp = {"gguf": source.name, "size": source.stat().st_size}
     marker = target / "sculpt.json"
+    try:
+        source = gguf_file()
+    except UserError:
+        if marker.exists():  # converted earlier; the package is no longer needed
+            return target
+        raise
+    stamp = {"gguf": source.name, "size": source.stat().st_size}
     if marker.exists() and json.loads(marker.read_text()) == stamp:
         return target
     _convert_gguf(source, target, stamp)

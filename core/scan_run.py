@@ -23,6 +23,13 @@ from core.scan_types import ScanConfig, ScanReport, Sink, span_batch
 from core.tokenize_pairs import SIDES, TokenizedPair
 
 STAGE = "scan"
+OWNER_STAGE = "scan-owner"
+"""Manifest records naming the scan whose files a partition holds (a later scan with another
+config replaces them, so an earlier scan's "complete" no longer means its data is there)."""
+
+
+def _owner(table: str, partition: dict[str, Any]) -> str:
+    return "/".join([table, *(f"{k}={v}" for k, v in partition.items())])
 
 
 def scan_key(
@@ -96,14 +103,12 @@ class ScanRun:
     def execute(self, progress: bool) -> ScanReport:
         record = self.lake.done(STAGE, self.key)
         report = self._report()
-        if (
-            record
-            and record.get("complete")
-            and all(self.lake.has(t, p) for t, p in self.partitions.items())
-        ):
+        if record is not None and self.is_complete(record):
             report.already_done = True
             report.acts_rows = sum(record.get("acts_rows", {}).values())
             return report
+        if record is not None and (record.get("complete") or not self._staged(record)):
+            record = None  # its files were promoted and since replaced, or lost: start over
         if record is None:
             for table in self.partitions:
                 shutil.rmtree(self.staging(table), ignore_errors=True)
@@ -191,11 +196,29 @@ class ScanRun:
             },
         )
 
+    def _staged(self, record: dict[str, Any]) -> bool:
+        """Every shard the record lists as done still has its staging files."""
+        return all(
+            (self.staging(table) / f"part-{int(shard):05d}.parquet").exists()
+            for table in self.partitions
+            for shard in record.get("shards_done", [])
+        )
+
+    def is_complete(self, record: dict[str, Any] | None) -> bool:
+        """This exact scan finished and its partitions were not since replaced by another."""
+        return bool(record and record.get("complete")) and all(
+            self.lake.has(table, partition)
+            and (self.lake.done(OWNER_STAGE, _owner(table, partition)) or {}).get("scan")
+            == self.key
+            for table, partition in self.partitions.items()
+        )
+
     def _promote(self) -> None:
         for table, partition in self.partitions.items():
             staging = self.staging(table)
             if staging.exists():
                 self.lake.promote(staging, table, partition)
+                self.lake.mark_done(OWNER_STAGE, _owner(table, partition), {"scan": self.key})
 
     def _report(self) -> ScanReport:
         tokens = {s: sum(len(p.side(s)) for p in self.pairs) for s in SIDES}

@@ -77,7 +77,8 @@ def write_sample(
     )
     _write_scan(lake, dataset, pair_rows)
     _write_concepts(lake, dataset, pair_rows, n_concepts, bad, rng)
-    _write_decisions_and_runs(lake, dataset, bad)
+    _write_decisions(lake, dataset, bad)
+    _write_run(lake, dataset, bad)
 
 
 def _write_scan(lake: Lake, dataset: str, pairs: list[dict]) -> None:
@@ -125,7 +126,7 @@ def _write_scan(lake: Lake, dataset: str, pairs: list[dict]) -> None:
 def _write_concepts(
     lake: Lake, dataset: str, pairs: list[dict], n_concepts: int, bad: str, rng: random.Random
 ) -> None:
-    span_features, token_features, features, hyps, scores = [], [], [], [], []
+    span_features, token_features, features, scores = [], [], [], []
     for p in pairs:
         if p["chosen"].startswith("Great question!"):
             span_features.append(
@@ -190,6 +191,13 @@ def _write_concepts(
         {"dataset": dataset, "family": "lexical"},
         pa.Table.from_pylist(scores),
     )
+    _write_hypotheses(lake, dataset, len(pairs), n_concepts, bad, rng)
+
+
+def _write_hypotheses(
+    lake: Lake, dataset: str, n_pairs: int, n_concepts: int, bad: str, rng: random.Random
+) -> None:
+    hyps = []
     for i in range(n_concepts):
         concept = "lex:bold" if i == 1 else f"sae:{SAE_ID}:{i if i != 1 else 0}"
         lean = "rejected" if i % 4 == 3 else "chosen"
@@ -204,8 +212,8 @@ def _write_concepts(
                 + (f" {bad}" if i < 3 else ""),
                 "kind": "lexical" if concept.startswith("lex") else "sae_feature",
                 "data_cluster": None,
-                "n": len(pairs),
-                "n_in": len(pairs),
+                "n": n_pairs,
+                "n_in": n_pairs,
                 "delta": delta,
                 "ci_lo": delta - 0.1,
                 "ci_hi": delta + 0.1,
@@ -257,7 +265,7 @@ def _write_concepts(
     )
 
 
-def _write_decisions_and_runs(lake: Lake, dataset: str, bad: str) -> None:
+def _write_decisions(lake: Lake, dataset: str, bad: str) -> None:
     first = decisions.record(
         lake,
         decisions.Decision(
@@ -284,6 +292,9 @@ def _write_decisions_and_runs(lake: Lake, dataset: str, bad: str) -> None:
         ),
     )
     del first
+
+
+def _write_run(lake: Lake, dataset: str, bad: str) -> None:
     run_dir = lake.root / "runs" / "run-shaped-1"
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "metrics.jsonl", "w") as fh:

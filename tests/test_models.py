@@ -70,7 +70,10 @@ def test_bad_specs_are_user_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         tiny_model().check_layer(4)
 
 
-def test_missing_gguf_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_gguf_package_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util,

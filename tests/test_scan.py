@@ -188,6 +188,23 @@ def test_resume_after_interrupt_gives_the_same_lake(tmp_path: Path) -> None:
     assert scan(lake, "demo", loaded, config, sinks=[second], progress=False).already_done
 
 
+def test_rerun_after_another_config_scans_again(tmp_path: Path) -> None:
+    lake = make_lake(tmp_path, n=3)
+    loaded = tiny_model()
+    first = ScanConfig(layer=1, seed=0, sample_tokens=40)
+    other = ScanConfig(layer=1, seed=1, sample_tokens=40)
+    partition = {"dataset": "demo", "model": loaded.name, "layer": 1}
+    assert not scan(lake, "demo", loaded, first, progress=False).already_done
+    sample = lake.read("acts", partition)
+    assert scan(lake, "demo", loaded, first, progress=False).already_done
+    assert not scan(lake, "demo", loaded, other, progress=False).already_done
+    assert not lake.read("acts", partition).equals(sample)
+    assert not scan(lake, "demo", loaded, first, progress=False).already_done, (
+        "the partitions now hold the seed-1 sample, so the seed-0 scan must run again"
+    )
+    assert lake.read("acts", partition).equals(sample)
+
+
 def test_truncation_keeps_prompt_end_and_response_start(tmp_path: Path) -> None:
     lake = make_lake(tmp_path, n=5)
     loaded = tiny_model()

@@ -14,6 +14,12 @@ DEMO_NAME = "demo"
 
 
 def register(add: Any) -> None:
+    _register_report(add)
+    _register_audit(add)
+    _register_demo(add)
+
+
+def _register_report(add: Any) -> None:
     report = add(
         "report",
         "Write the self-contained HTML audit report of a dataset (opens offline).",
@@ -47,6 +53,8 @@ def register(add: Any) -> None:
     report.add_argument("--cards", type=int, default=10, help="concept cards (default 10)")
     report.set_defaults(func=cmd_report)
 
+
+def _register_audit(add: Any) -> None:
     audit = add(
         "audit",
         "Audit a preference dataset end to end: ingest, scan, SAE, concepts, analysis, report.",
@@ -65,6 +73,8 @@ def register(add: Any) -> None:
     )
     audit.set_defaults(func=cmd_audit)
 
+
+def _register_demo(add: Any) -> None:
     demo = add(
         "demo",
         "Audit the project's own demo dataset with the default model (planted concepts on top).",
@@ -86,12 +96,24 @@ def _audit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sae", default=None, help="use this SAE from the lake (default: train one)"
     )
-    parser.add_argument("--sae-width", type=int, default=2048, help="features of a trained SAE")
+    defaults = _audit_defaults()
     parser.add_argument(
-        "--sae-k", type=int, default=32, help="active features per token (BatchTopK)"
+        "--sae-width",
+        type=int,
+        default=defaults.sae_width,
+        help="features of a trained SAE (default %(default)s)",
     )
     parser.add_argument(
-        "--sae-epochs", type=float, default=5.0, help="passes over the sampled tokens"
+        "--sae-k",
+        type=int,
+        default=defaults.sae_k,
+        help="active features per token, BatchTopK (default %(default)s)",
+    )
+    parser.add_argument(
+        "--sae-epochs",
+        type=float,
+        default=defaults.sae_epochs,
+        help="passes over the sampled tokens (default %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
     parser.add_argument(
@@ -103,6 +125,12 @@ def _audit_options(parser: argparse.ArgumentParser) -> None:
         help="report file (default: <lake>/reports/NAME.html)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _audit_defaults() -> Any:
+    from core.audit import AuditConfig  # light: heavy libraries load inside the stages
+
+    return AuditConfig()
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -69,31 +69,53 @@ def run_child(root: str, dataset: str) -> None:
     )
     baseline = rss_gb()
     start = (time.perf_counter(), time.process_time())
-    analyze_module.analyze(Lake.open(root), dataset, analyze_module.AnalyzeConfig(),
-                           progress=False)
+    analyze_module.analyze(Lake.open(root), dataset, analyze_module.AnalyzeConfig(), progress=False)
     times = [start, *marks]
-    stages = {clock: dict(zip(STAGES, (b[i] - a[i] for a, b in zip(times, times[1:],
-                                                                      strict=False)),
-                              strict=False))
-              for i, clock in enumerate(("wall", "cpu"))}
+    stages = {
+        clock: dict(
+            zip(STAGES, (b[i] - a[i] for a, b in zip(times, times[1:], strict=False)), strict=False)
+        )
+        for i, clock in enumerate(("wall", "cpu"))
+    }
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(json.dumps({"wall": times[-1][0] - start[0], "cpu": times[-1][1] - start[1],
-                      "stages": stages, "baseline_gb": baseline,
-                      "extra_gb": max(peak - baseline, 0.0)}))
+    print(
+        json.dumps(
+            {
+                "wall": times[-1][0] - start[0],
+                "cpu": times[-1][1] - start[1],
+                "stages": stages,
+                "baseline_gb": baseline,
+                "extra_gb": max(peak - baseline, 0.0),
+            }
+        )
+    )
 
 
 def measure(root: str, n_pairs: int, n_features: int, synthetic_lake: Any) -> dict[str, Any]:
     dataset = f"n{n_pairs}f{n_features}"
-    synthetic_lake(Lake.open(root), dataset, n_pairs, n_features,
-                   n_features // FEATURES_PER_GROUP, seed=n_pairs + n_features)
-    out = subprocess.run([sys.executable, __file__, "--child", root, dataset], check=True,
-                         capture_output=True, text=True)
+    synthetic_lake(
+        Lake.open(root),
+        dataset,
+        n_pairs,
+        n_features,
+        n_features // FEATURES_PER_GROUP,
+        seed=n_pairs + n_features,
+    )
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", root, dataset],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"N={n_pairs:>6} F={n_features:>5}: {result['wall']:6.1f} s wall, "
-          f"{result['cpu']:6.1f} s CPU, +{result['extra_gb']:.2f} GB over "
-          f"{result['baseline_gb']:.2f} GB of imports | "
-          + "CPU " + ", ".join(f"{s} {result['stages']['cpu'].get(s, 0):.1f}" for s in STAGES),
-          flush=True)
+    print(
+        f"N={n_pairs:>6} F={n_features:>5}: {result['wall']:6.1f} s wall, "
+        f"{result['cpu']:6.1f} s CPU, +{result['extra_gb']:.2f} GB over "
+        f"{result['baseline_gb']:.2f} GB of imports | "
+        + "CPU "
+        + ", ".join(f"{s} {result['stages']['cpu'].get(s, 0):.1f}" for s in STAGES),
+        flush=True,
+    )
     return result
 
 
@@ -104,8 +126,14 @@ def slope(small: float, large: float, ratio: float) -> float:
     return max(math.log(large / small) / math.log(ratio), 0.0)
 
 
-def extrapolate(clock: str, centre: dict[str, Any], n_large: dict[str, Any],
-                f_large: dict[str, Any], n_ratio: float, f_ratio: float) -> float:
+def extrapolate(
+    clock: str,
+    centre: dict[str, Any],
+    n_large: dict[str, Any],
+    f_large: dict[str, Any],
+    n_ratio: float,
+    f_ratio: float,
+) -> float:
     """Sum over stages of the centre time × each axis ratio ^ that stage's measured slope."""
     total = 0.0
     for stage in STAGES:
@@ -114,8 +142,7 @@ def extrapolate(clock: str, centre: dict[str, Any], n_large: dict[str, Any],
         b = slope(at, f_large["stages"][clock].get(stage, 0.0), 2)
         seconds = at * n_ratio**a * f_ratio**b
         total += seconds
-        print(f"  {clock:4} {stage:10} a={a:.2f} b={b:.2f}: {at:6.1f} s → "
-              f"{seconds / 60:8.1f} min")
+        print(f"  {clock:4} {stage:10} a={a:.2f} b={b:.2f}: {at:6.1f} s → {seconds / 60:8.1f} min")
     return total
 
 
@@ -135,10 +162,18 @@ def additive_fit(points: list[tuple[int, int, dict[str, Any]]], what: str) -> li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base-pairs", type=int, default=8000,
-                        help="N of the centre point; the N axis is N/2, N, 2N")
-    parser.add_argument("--base-features", type=int, default=4096,
-                        help="F of the centre point; the F axis is F/2, F, 2F")
+    parser.add_argument(
+        "--base-pairs",
+        type=int,
+        default=8000,
+        help="N of the centre point; the N axis is N/2, N, 2N",
+    )
+    parser.add_argument(
+        "--base-features",
+        type=int,
+        default=4096,
+        help="F of the centre point; the F axis is F/2, F, 2F",
+    )
     parser.add_argument("--child", nargs=2, metavar=("LAKE", "DATASET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -148,29 +183,48 @@ def main() -> None:
     n0, f0 = args.base_pairs, args.base_features
     with tempfile.TemporaryDirectory(prefix="sculpt-scale-") as root:
         centre = measure(root, n0, f0, synthetic_lake)
-        n_small, n_large = measure(root, n0 // 2, f0, synthetic_lake), measure(
-            root, 2 * n0, f0, synthetic_lake)
-        f_small, f_large = measure(root, n0, f0 // 2, synthetic_lake), measure(
-            root, n0, 2 * f0, synthetic_lake)
+        n_small, n_large = (
+            measure(root, n0 // 2, f0, synthetic_lake),
+            measure(root, 2 * n0, f0, synthetic_lake),
+        )
+        f_small, f_large = (
+            measure(root, n0, f0 // 2, synthetic_lake),
+            measure(root, n0, 2 * f0, synthetic_lake),
+        )
     n_ratio, f_ratio = TARGET_PAIRS / n0, TARGET_FEATURES / f0
-    print(f"\nextrapolated to {TARGET_PAIRS} pairs × {TARGET_FEATURES} features "
-          f"(N ×{n_ratio:.1f}, F ×{f_ratio:.0f}), per stage t ∝ N^a · F^b:")
-    totals = {clock: extrapolate(clock, centre, n_large, f_large, n_ratio, f_ratio)
-              for clock in ("cpu", "wall")}
+    print(
+        f"\nextrapolated to {TARGET_PAIRS} pairs × {TARGET_FEATURES} features "
+        f"(N ×{n_ratio:.1f}, F ×{f_ratio:.0f}), per stage t ∝ N^a · F^b:"
+    )
+    totals = {
+        clock: extrapolate(clock, centre, n_large, f_large, n_ratio, f_ratio)
+        for clock in ("cpu", "wall")
+    }
     a = slope(centre["extra_gb"], n_large["extra_gb"], 2)
     b = slope(centre["extra_gb"], f_large["extra_gb"], 2)
     memory = centre["extra_gb"] * n_ratio**a * f_ratio**b + centre["baseline_gb"]
-    print(f"total ≈ {totals['cpu'] / 3600:.1f} h CPU ({totals['wall'] / 3600:.1f} h wall on this "
-          f"shared machine); peak memory ≈ {memory:.0f} GB (memory slopes a={a:.2f} b={b:.2f})")
-    points = [(n0, f0, centre), (n0 // 2, f0, n_small), (2 * n0, f0, n_large),
-              (n0, f0 // 2, f_small), (n0, 2 * f0, f_large)]
+    print(
+        f"total ≈ {totals['cpu'] / 3600:.1f} h CPU ({totals['wall'] / 3600:.1f} h wall on this "
+        f"shared machine); peak memory ≈ {memory:.0f} GB (memory slopes a={a:.2f} b={b:.2f})"
+    )
+    points = [
+        (n0, f0, centre),
+        (n0 // 2, f0, n_small),
+        (2 * n0, f0, n_large),
+        (n0, f0 // 2, f_small),
+        (n0, 2 * f0, f_large),
+    ]
     cpu, extra = additive_fit(points, "cpu"), additive_fit(points, "extra_gb")
-    print(f"additive fit c0 + c1·N·F + c2·F²: ≈ {sum(cpu) / 3600:.1f} h CPU (fixed "
-          f"{cpu[0]:.0f} s, N·F {cpu[1] / 60:.0f} min, F² {cpu[2] / 60:.0f} min); memory ≈ "
-          f"{sum(extra) + centre['baseline_gb']:.0f} GB (N·F {extra[1]:.0f} GB, F² {extra[2]:.0f} GB)")
-    print(f"(N axis {n_small['wall']:.0f}/{centre['wall']:.0f}/{n_large['wall']:.0f} s, "
-          f"F axis {f_small['wall']:.0f}/{centre['wall']:.0f}/{f_large['wall']:.0f} s wall; "
-          "stage slopes use the two largest sizes of each axis)")
+    print(
+        f"additive fit c0 + c1·N·F + c2·F²: ≈ {sum(cpu) / 3600:.1f} h CPU (fixed "
+        f"{cpu[0]:.0f} s, N·F {cpu[1] / 60:.0f} min, F² {cpu[2] / 60:.0f} min); memory ≈ "
+        f"{sum(extra) + centre['baseline_gb']:.0f} GB (N·F {extra[1]:.0f} GB, F² {extra[2]:.0f} GB)"
+    )
+    print(
+        f"(N axis {n_small['wall']:.0f}/{centre['wall']:.0f}/{n_large['wall']:.0f} s, "
+        f"F axis {f_small['wall']:.0f}/{centre['wall']:.0f}/{f_large['wall']:.0f} s wall; "
+        "stage slopes use the two largest sizes of each axis)"
+    )
 
 
 if __name__ == "__main__":

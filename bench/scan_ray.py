@@ -31,7 +31,9 @@ from core.models import load_model  # noqa: E402
 from core.scan import ScanConfig, scan  # noqa: E402
 from core.scan_ray import ScanWorkers, scan_ray  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+DATA = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+)
 GOAL = 0.8
 
 
@@ -48,8 +50,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=96)
     parser.add_argument("--model", default=None, help="'tiny', a folder, or the default SmolLM2")
     parser.add_argument("--layer", type=int, default=None, help="default 15 (tiny: 2)")
-    parser.add_argument("--shard-size", type=int, default=8,
-                        help="pairs per shard (several shards per worker keep both busy)")
+    parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=8,
+        help="pairs per shard (several shards per worker keep both busy)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     if not DATA.exists():
@@ -65,8 +71,10 @@ def main() -> None:
 
         loaded = load_model(args.model, "cpu", "fp32")
         threads = torch.get_num_threads()
-        print(f"{args.pairs} pairs, {loaded.name}, layer {layer}, shard size {args.shard_size}, "
-              f"local: 1 process × {threads} threads; ray: {args.workers} actors × 1 thread")
+        print(
+            f"{args.pairs} pairs, {loaded.name}, layer {layer}, shard size {args.shard_size}, "
+            f"local: 1 process × {threads} threads; ray: {args.workers} actors × 1 thread"
+        )
         local = scan(lakes["local"], "hh", loaded, config, progress=False)
         # One thread, as each Ray actor runs: on a loaded machine torch's threads can contend.
         torch.set_num_threads(1)
@@ -81,25 +89,36 @@ def main() -> None:
             workers.card()
             startup = time.perf_counter() - started
             wall = time.perf_counter()
-            distributed = scan_ray(lakes["ray"], "hh", args.model, config, workers=workers,
-                                   progress=False)
+            distributed = scan_ray(
+                lakes["ray"], "hh", args.model, config, workers=workers, progress=False
+            )
             wall = time.perf_counter() - wall
         ray.shutdown()
 
     same = (local.key, local.acts_rows) == (distributed.key, distributed.acts_rows)
-    print(f"local : {local.pairs_per_s:6.2f} pairs/s ({local.scanned_pairs} pairs in "
-          f"{local.seconds:.1f} s, {threads} threads)")
-    print(f"local1: {single.pairs_per_s:6.2f} pairs/s ({single.seconds:.1f} s, 1 thread: "
-          f"what one Ray actor can do at best)")
-    print(f"ray   : {distributed.pairs_per_s:6.2f} pairs/s over the shard loop "
-          f"({distributed.seconds:.1f} s); {distributed.scanned_pairs / wall:.2f} pairs/s with "
-          f"tokenization and dispatch ({wall:.1f} s); startup {startup:.1f} s once")
+    print(
+        f"local : {local.pairs_per_s:6.2f} pairs/s ({local.scanned_pairs} pairs in "
+        f"{local.seconds:.1f} s, {threads} threads)"
+    )
+    print(
+        f"local1: {single.pairs_per_s:6.2f} pairs/s ({single.seconds:.1f} s, 1 thread: "
+        f"what one Ray actor can do at best)"
+    )
+    print(
+        f"ray   : {distributed.pairs_per_s:6.2f} pairs/s over the shard loop "
+        f"({distributed.seconds:.1f} s); {distributed.scanned_pairs / wall:.2f} pairs/s with "
+        f"tokenization and dispatch ({wall:.1f} s); startup {startup:.1f} s once"
+    )
     ratio = distributed.pairs_per_s / local.pairs_per_s
-    print(f"ratio ray/local: {ratio:.2f}x (goal ≥ {GOAL}x) — "
-          f"{'met' if ratio >= GOAL else 'NOT met'}; same scan key and acts rows: {same}")
+    print(
+        f"ratio ray/local: {ratio:.2f}x (goal ≥ {GOAL}x) — "
+        f"{'met' if ratio >= GOAL else 'NOT met'}; same scan key and acts rows: {same}"
+    )
     efficiency = distributed.pairs_per_s / (args.workers * single.pairs_per_s)
-    print(f"ray / ({args.workers} × local 1-thread): {efficiency:.2f}x — the share of each "
-          "actor's time spent scanning rather than on Ray's overhead (noisy on a shared machine)")
+    print(
+        f"ray / ({args.workers} × local 1-thread): {efficiency:.2f}x — the share of each "
+        "actor's time spent scanning rather than on Ray's overhead (noisy on a shared machine)"
+    )
 
 
 if __name__ == "__main__":

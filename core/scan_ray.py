@@ -90,8 +90,13 @@ class ScanWorkers:
     (loading a large model takes minutes); close() or a `with` block releases them."""
 
     def __init__(
-        self, model_spec: str | None, num_workers: int = 2, num_gpus_per_worker: float = 0,
-        num_cpus_per_worker: float = 1, device: str | None = None, dtype: str | None = None,
+        self,
+        model_spec: str | None,
+        num_workers: int = 2,
+        num_gpus_per_worker: float = 0,
+        num_cpus_per_worker: float = 1,
+        device: str | None = None,
+        dtype: str | None = None,
         max_restarts: int = 3,
     ) -> None:
         import ray
@@ -101,8 +106,10 @@ class ScanWorkers:
         if spec and Path(spec).expanduser().is_dir():
             spec = str(Path(spec).expanduser().resolve())  # workers may start in another folder
         actor = ray.remote(ScanWorker).options(
-            num_cpus=num_cpus_per_worker, num_gpus=num_gpus_per_worker,
-            max_restarts=max_restarts, max_task_retries=0,
+            num_cpus=num_cpus_per_worker,
+            num_gpus=num_gpus_per_worker,
+            max_restarts=max_restarts,
+            max_task_retries=0,
         )
         self.actors: list[Any] = [actor.remote(spec, device, dtype) for _ in range(num_workers)]
         self.num_gpus_per_worker = num_gpus_per_worker
@@ -129,10 +136,19 @@ class ScanWorkers:
 
 
 def scan_ray(
-    lake: Lake, dataset: str, model_spec: str | None, config: ScanConfig,
-    sinks_spec: Sequence[SinkFactory] = (), address: str = "local",
-    num_gpus_per_worker: float = 0, num_workers: int = 2, *, write_acts: bool = True,
-    progress: bool = True, workers: ScanWorkers | None = None, max_retries: int = 3,
+    lake: Lake,
+    dataset: str,
+    model_spec: str | None,
+    config: ScanConfig,
+    sinks_spec: Sequence[SinkFactory] = (),
+    address: str = "local",
+    num_gpus_per_worker: float = 0,
+    num_workers: int = 2,
+    *,
+    write_acts: bool = True,
+    progress: bool = True,
+    workers: ScanWorkers | None = None,
+    max_retries: int = 3,
 ) -> ScanReport:
     """`core.scan.scan` on a Ray cluster: same lake contents, same manifest, resumable.
 
@@ -145,12 +161,17 @@ def scan_ray(
     rows = read_pairs(lake, dataset)
     started = connect(address)
     pool = workers or ScanWorkers(
-        model_spec, num_workers, num_gpus_per_worker, device=config.device, dtype=config.dtype,
+        model_spec,
+        num_workers,
+        num_gpus_per_worker,
+        device=config.device,
+        dtype=config.dtype,
         max_restarts=max_retries,
     )
     try:
-        return _scan_with(pool, lake, dataset, rows, config, sinks_spec, write_acts, progress,
-                          max_retries)
+        return _scan_with(
+            pool, lake, dataset, rows, config, sinks_spec, write_acts, progress, max_retries
+        )
     finally:
         if workers is None:
             pool.close()
@@ -161,16 +182,24 @@ def scan_ray(
 
 
 def _scan_with(
-    pool: ScanWorkers, lake: Lake, dataset: str, rows: list[dict[str, Any]], config: ScanConfig,
-    sinks_spec: Sequence[SinkFactory], write_acts: bool, progress: bool, max_retries: int,
+    pool: ScanWorkers,
+    lake: Lake,
+    dataset: str,
+    rows: list[dict[str, Any]],
+    config: ScanConfig,
+    sinks_spec: Sequence[SinkFactory],
+    write_acts: bool,
+    progress: bool,
+    max_retries: int,
 ) -> ScanReport:
     import ray
 
     shell = pool.card().driver_model()
     shell.check_layer(config.layer)
     chunks = [rows[i :: len(pool.actors)] for i in range(len(pool.actors))]
-    parts = _ray_get([a.tokenize.remote(c, config) for a, c in zip(pool.actors, chunks,
-                                                                      strict=True)])
+    parts = _ray_get(
+        [a.tokenize.remote(c, config) for a, c in zip(pool.actors, chunks, strict=True)]
+    )
     pairs = [parts[i % len(parts)][i // len(parts)] for i in range(len(rows))]
     lake = Lake(lake.root.resolve())
     driver_sinks = [make(lake) for make in sinks_spec]
@@ -181,8 +210,16 @@ def _scan_with(
         report.already_done = True
         report.acts_rows = sum((lake.done(STAGE, run.key) or {}).get("acts_rows", {}).values())
         return report
-    job = ShardJob(str(lake.root), dataset, config, tuple(sinks_spec), run.write_acts, run.key,
-                   uuid.uuid4().hex, [ray.put(pairs)])
+    job = ShardJob(
+        str(lake.root),
+        dataset,
+        config,
+        tuple(sinks_spec),
+        run.write_acts,
+        run.key,
+        uuid.uuid4().hex,
+        [ray.put(pairs)],
+    )
     report.resumed_shards = len(progress_state.done)
     start = time.perf_counter()
     try:
@@ -211,16 +248,21 @@ class _Progress:
     def resume(cls, run: ScanRun) -> _Progress | None:
         """Progress recorded by an earlier run of this key (either backend); None if complete."""
         record = run.lake.done(STAGE, run.key)
-        if record and record.get("complete") and all(
-            run.lake.has(t, p) for t, p in run.partitions.items()
+        if (
+            record
+            and record.get("complete")
+            and all(run.lake.has(t, p) for t, p in run.partitions.items())
         ):
             return None
         if record is None:
             for table in run.partitions:
                 shutil.rmtree(run.staging(table), ignore_errors=True)
         record = record or {}
-        return cls(run, {int(s) for s in record.get("shards_done", [])},
-                   {int(k): int(v) for k, v in record.get("acts_rows", {}).items()})
+        return cls(
+            run,
+            {int(s) for s in record.get("shards_done", [])},
+            {int(k): int(v) for k, v in record.get("acts_rows", {}).items()},
+        )
 
     def todo(self) -> list[int]:
         return [s for s in range(len(self.run.shards)) if s not in self.done]
@@ -237,9 +279,14 @@ def _dispatch(
     """Run the missing shards on the workers; return the pairs scanned."""
     run = state.run
     bar = tqdm(
-        total=len(run.pairs), initial=sum(len(run.shards[s]) for s in state.done), unit="pair",
+        total=len(run.pairs),
+        initial=sum(len(run.shards[s]) for s in state.done),
+        unit="pair",
         desc=f"scan {run.dataset} L{run.config.layer} ray×{len(pool.actors)}",
-        disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.1,
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        smoothing=0.1,
     )
     bar.set_postfix_str(f"shards {len(state.done)}/{len(run.shards)}")
     scanned = 0
@@ -286,8 +333,10 @@ class _ShardQueue:
                 shard_finished(result)
             self._fill(actor)
         if self.queue:
-            raise UserError("scan: every Ray worker died; finished shards are kept — re-run the "
-                            "same command to resume")
+            raise UserError(
+                "scan: every Ray worker died; finished shards are kept — re-run the "
+                "same command to resume"
+            )
 
     def _pending(self) -> bool:
         """Shards still running, or queued while some actor (maybe restarting) can take them."""

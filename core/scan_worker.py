@@ -58,8 +58,12 @@ class ModelCard:
         """A LoadedModel for the driver's bookkeeping (resume key, shard layout): it carries the
         tokenizer and the facts, never weights — the driver runs no forward."""
         return LoadedModel(
-            model=cast(Any, None), tokenizer=self.tokenizer, name=self.name,
-            n_layers=self.n_layers, d_model=self.d_model, device=torch.device("cpu"),
+            model=cast(Any, None),
+            tokenizer=self.tokenizer,
+            name=self.name,
+            n_layers=self.n_layers,
+            d_model=self.d_model,
+            device=torch.device("cpu"),
             dtype=self.dtype,
         )
 
@@ -113,8 +117,9 @@ class ScanWorker:
 
     def describe(self) -> ModelCard:
         loaded = self.loaded
-        return ModelCard(loaded.name, loaded.n_layers, loaded.d_model, loaded.dtype,
-                         loaded.tokenizer)
+        return ModelCard(
+            loaded.name, loaded.n_layers, loaded.d_model, loaded.dtype, loaded.tokenizer
+        )
 
     def tokenize(self, rows: Sequence[dict[str, Any]], config: ScanConfig) -> list[TokenizedPair]:
         return tokenize_rows(self.loaded, rows, config)

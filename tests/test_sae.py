@@ -142,3 +142,11 @@ def test_unknown_sae_and_missing_acts_are_user_errors(tmp_path: Path) -> None:
         train_sae(lake, "toy", SMALL)
     with pytest.raises(UserError, match="not in lake"):
         load_sae(lake, "nope")
+
+
+def test_a_release_that_cannot_be_fetched_offline_says_so(tmp_path: Path) -> None:
+    lake = Lake.open(tmp_path / "lake")
+    with pytest.raises(UserError, match="pass --release-id"):
+        register_sae(lake, "gpt2-small-res-jb", model="tiny")
+    with pytest.raises(UserError, match="cannot be fetched here"):
+        register_sae(lake, "gpt2-small-res-jb", release_id="blocks.8.hook_resid_pre", model="tiny")

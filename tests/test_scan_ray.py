@@ -26,11 +26,17 @@ from core.scan_ray import ScanWorkers, scan_ray  # noqa: E402
 
 LAYER = 2
 CONFIG = ScanConfig(layer=LAYER, shard_size=4, sample_tokens=120, batch_tokens=256)
-PAIRS_SCHEMA = pa.schema([
-    ("pair_id", pa.string()), ("row", pa.int64()), ("prompt", pa.string()),
-    ("chosen", pa.string()), ("rejected", pa.string()), ("source", pa.string()),
-    ("meta", pa.string()),
-])
+PAIRS_SCHEMA = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("row", pa.int64()),
+        ("prompt", pa.string()),
+        ("chosen", pa.string()),
+        ("rejected", pa.string()),
+        ("source", pa.string()),
+        ("meta", pa.string()),
+    ]
+)
 LOG_PARTITION = {"dataset": "demo"}
 
 
@@ -40,17 +46,25 @@ def make_lake(root: Path, n: int = 11) -> Lake:
     for i in range(n):
         messages = [{"role": "user", "content": "How do I bake a cake? " * (1 + i % 4)}]
         if i % 3 == 0:
-            messages += [{"role": "assistant", "content": "Which cake?"},
-                         {"role": "user", "content": f"A chocolate one, number {i}."}]
-        rows.append({
-            "pair_id": f"{i:016x}", "row": i, "prompt": json.dumps(messages),
-            "chosen": "Mix flour, sugar and eggs, then bake. " * (1 + i % 5),
-            "rejected": "I am sorry, but I cannot help with that." * (1 + (i * 7) % 3),
-            "source": "test.jsonl", "meta": "{}",
-        })
+            messages += [
+                {"role": "assistant", "content": "Which cake?"},
+                {"role": "user", "content": f"A chocolate one, number {i}."},
+            ]
+        rows.append(
+            {
+                "pair_id": f"{i:016x}",
+                "row": i,
+                "prompt": json.dumps(messages),
+                "chosen": "Mix flour, sugar and eggs, then bake. " * (1 + i % 5),
+                "rejected": "I am sorry, but I cannot help with that." * (1 + (i * 7) % 3),
+                "source": "test.jsonl",
+                "meta": "{}",
+            }
+        )
     lake = Lake.open(root)
-    lake.replace_partition("pairs", {"dataset": "demo"},
-                           pa.Table.from_pylist(rows, schema=PAIRS_SCHEMA))
+    lake.replace_partition(
+        "pairs", {"dataset": "demo"}, pa.Table.from_pylist(rows, schema=PAIRS_SCHEMA)
+    )
     return lake
 
 
@@ -74,8 +88,9 @@ class SpanLog:
             os._exit(1)  # the worker process dies mid-shard, as on a lost node
         for i, (pair_id, side) in enumerate(zip(batch.pair_ids, batch.sides, strict=True)):
             span = batch.acts[int(batch.offsets[i]) : int(batch.offsets[i + 1])]
-            self.rows.append({"pair_id": pair_id, "side": side, "n": len(span),
-                              "act_sum": float(span.sum())})
+            self.rows.append(
+                {"pair_id": pair_id, "side": side, "n": len(span), "act_sum": float(span.sum())}
+            )
 
     def end_shard(self, lake: Lake, shard: int) -> None:
         table = with_schema_version(pa.Table.from_pylist(self.rows))
@@ -128,9 +143,12 @@ def assert_same_lake(ours: Lake, reference: Lake) -> None:
     for table, value in (("acts", "act"), ("span_log", "act_sum")):
         strip = [{k: v for k, v in r.items() if k != value} for r in got[table]]
         assert strip == [{k: v for k, v in r.items() if k != value} for r in want[table]]
-        np.testing.assert_allclose(np.array([r[value] for r in got[table]], np.float32),
-                                   np.array([r[value] for r in want[table]], np.float32),
-                                   rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(
+            np.array([r[value] for r in got[table]], np.float32),
+            np.array([r[value] for r in want[table]], np.float32),
+            rtol=2e-3,
+            atol=2e-3,
+        )
 
 
 def manifest(lake: Lake) -> dict[str, Any]:
@@ -140,42 +158,68 @@ def manifest(lake: Lake) -> dict[str, Any]:
 
 def test_ray_scan_writes_the_same_lake_as_the_local_scan(tmp_path: Path, workers: Any) -> None:
     local, distributed = make_lake(tmp_path / "local"), make_lake(tmp_path / "ray")
-    expected = scan(local, "demo", tiny_model(), CONFIG, sinks=[SpanLogSpec()(local)],
-                    progress=False)
-    report = scan_ray(distributed, "demo", "tiny", CONFIG, [SpanLogSpec()], workers=workers,
-                      progress=False)
+    expected = scan(
+        local, "demo", tiny_model(), CONFIG, sinks=[SpanLogSpec()(local)], progress=False
+    )
+    report = scan_ray(
+        distributed, "demo", "tiny", CONFIG, [SpanLogSpec()], workers=workers, progress=False
+    )
     assert_same_lake(distributed, local)
     assert (report.key, report.pairs, report.shards, report.acts_rows, report.tokens) == (
-        expected.key, expected.pairs, expected.shards, expected.acts_rows, expected.tokens)
+        expected.key,
+        expected.pairs,
+        expected.shards,
+        expected.acts_rows,
+        expected.tokens,
+    )
     ours, theirs = manifest(distributed), manifest(local)
     assert ours["complete"] and ours["shards_done"] == theirs["shards_done"] == [0, 1, 2]
     assert ours["acts_rows"] == theirs["acts_rows"]
     assert not list(distributed.root.rglob("*.staging")), "every staging folder was promoted"
-    again = scan_ray(distributed, "demo", "tiny", CONFIG, [SpanLogSpec()], workers=workers,
-                     progress=False)
+    again = scan_ray(
+        distributed, "demo", "tiny", CONFIG, [SpanLogSpec()], workers=workers, progress=False
+    )
     assert again.already_done
 
 
-def test_ray_resumes_a_scan_the_local_backend_left_half_done(tmp_path: Path,
-                                                              workers: Any) -> None:
+def test_ray_resumes_a_scan_the_local_backend_left_half_done(tmp_path: Path, workers: Any) -> None:
     reference, lake = make_lake(tmp_path / "reference"), make_lake(tmp_path / "resumed")
-    scan(reference, "demo", tiny_model(), CONFIG, sinks=[SpanLogSpec()(reference)],
-         progress=False)
+    scan(reference, "demo", tiny_model(), CONFIG, sinks=[SpanLogSpec()(reference)], progress=False)
     with pytest.raises(KeyboardInterrupt):
-        scan(lake, "demo", tiny_model(), CONFIG, sinks=[SpanLogSpec(interrupt_at=1)(lake)],
-             progress=False)
+        scan(
+            lake,
+            "demo",
+            tiny_model(),
+            CONFIG,
+            sinks=[SpanLogSpec(interrupt_at=1)(lake)],
+            progress=False,
+        )
     assert manifest(lake)["shards_done"] == [0] and not lake.has("spans")
-    report = scan_ray(lake, "demo", "tiny", CONFIG, [SpanLogSpec()], workers=workers,
-                      progress=False)
+    report = scan_ray(
+        lake, "demo", "tiny", CONFIG, [SpanLogSpec()], workers=workers, progress=False
+    )
     assert report.resumed_shards == 1 and report.scanned_pairs == 7
     assert_same_lake(lake, reference)
 
 
-def test_bad_worker_options_are_user_errors(tmp_path: Path, workers: Any,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_worker_options_are_user_errors(
+    tmp_path: Path, workers: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     lake = make_lake(tmp_path / "lake", n=2)
-    code = main(["scan", "demo", "--lake", str(lake.root), "--model", "tiny", "--backend", "ray",
-                 "--workers", "0"])
+    code = main(
+        [
+            "scan",
+            "demo",
+            "--lake",
+            str(lake.root),
+            "--model",
+            "tiny",
+            "--backend",
+            "ray",
+            "--workers",
+            "0",
+        ]
+    )
     assert code == 2 and "--workers 0" in capsys.readouterr().err
 
 

@@ -75,7 +75,21 @@ def register(add: Any) -> None:
         metavar="SAE_ID",
         help="encode with this SAE in the same pass (span_features)",
     )
+    _add_ray_arguments(parser)
     parser.set_defaults(func=cmd_scan)
+
+
+def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=["local", "ray"], default="local",
+                        help="local: this process; ray: shards over a Ray cluster, one model "
+                             "replica per worker (same lake contents; needs `pip install ray`)")
+    parser.add_argument("--address", default="local", metavar="A",
+                        help="--backend ray: 'local' (in-process cluster), 'auto' (the cluster "
+                             "of `ray start` on this node) or ray://host:port")
+    parser.add_argument("--workers", type=int, default=2, metavar="W",
+                        help="--backend ray: model replicas (Ray actors)")
+    parser.add_argument("--num-gpus-per-worker", type=float, default=0, metavar="G",
+                        help="--backend ray: GPUs each worker holds (0: CPU workers)")
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -102,6 +116,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UserError(f"scan: {exc}") from None
+    if args.backend == "ray":
+        return _scan_on_ray(args, lake, config)
     loaded = load_model(args.model, args.device, args.dtype)
     expected = getattr(sink, "info", {}).get("model") if sink else None
     if expected and slug(str(expected)) != slug(loaded.name):
@@ -136,3 +152,17 @@ def _sae_sink(lake: Lake, sae_id: str, dataset: str) -> Any:
     from core import encode
 
     return encode.sae_sink(lake, sae_id, dataset)
+
+
+def _scan_on_ray(args: argparse.Namespace, lake: Lake, config: Any) -> int:
+    """The same scan on Ray: workers load the model (and re-create the SAE sink) themselves."""
+    if importlib.util.find_spec("ray") is None:
+        raise UserError("--backend ray: Ray is not installed; `pip install 'ray>=2.9'`")
+    from core.scan_ray import SaeSinkSpec, scan_ray
+
+    sinks = [SaeSinkSpec(args.sae, args.name)] if args.sae else []
+    report = scan_ray(lake, args.name, args.model, config, sinks, args.address,
+                      args.num_gpus_per_worker, args.workers)
+    for line in report.summary():
+        print(line)
+    return 0

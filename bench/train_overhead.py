@@ -61,7 +61,7 @@ def hh_rows(n: int) -> list[dict]:
     return rows
 
 
-def trainer_pair(spec: str, batch: int, out: Path, hook_layer: int):
+def trainer_pair(spec: str, batch: int, steps: int, out: Path, hook_layer: int):
     loaded = load_model(spec, device="cpu")
     base = loaded.model
     args = DPOConfig(
@@ -80,7 +80,7 @@ def trainer_pair(spec: str, batch: int, out: Path, hook_layer: int):
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
         task_type="CAUSAL_LM",
     )
-    rows = hh_rows(batch * 8)
+    rows = hh_rows(batch * (steps + 1) * 2)  # spare rows: TRL drops over-long prompts
     shaped_rows = [
         {**r, "weight": 1.0 + (i % 3) / 2, "margin_offset": 0.3 * (i % 5 - 2), "hook_gates": [1.0]}
         for i, r in enumerate(rows)
@@ -115,6 +115,7 @@ def ready(trainer):
 
 def batches(trainer, n: int, size: int) -> list[dict]:
     data = trainer.train_dataset
+    n = min(n, len(data) // size)
     return [
         trainer.data_collator([data[i] for i in range(k * size, (k + 1) * size)]) for k in range(n)
     ]
@@ -136,7 +137,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        plain, shaped = trainer_pair(args.model, args.batch_size, Path(tmp), args.hook_layer)
+        plain, shaped = trainer_pair(
+            args.model, args.batch_size, args.steps, Path(tmp), args.hook_layer
+        )
         plain_batches = batches(plain, args.steps + 1, args.batch_size)
         shaped_batches = batches(shaped, args.steps + 1, args.batch_size)
         assert all(

@@ -66,14 +66,25 @@ def encode_tokens(sae: Any, acts: torch.Tensor, norm_cap: float | None = None) -
 def span_reduce(
     codes: torch.Tensor, offsets: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(span, feature, max, freq, sum) for every nonzero (span, feature), by dense segment ops."""
+    """(span, feature, max, freq, sum) for every nonzero (span, feature).
+
+    Segment reductions over the nonzero codes only (scatter_reduce / index_add / bincount into a
+    [spans × features] grid): one pass over the sparse activations, no sort, no per-span loop.
+    """
     lengths = (offsets[1:] - offsets[:-1]).to(codes.device)
-    maxima = torch.segment_reduce(codes, "max", lengths=lengths, axis=0, unsafe=True)
-    sums = torch.segment_reduce(codes, "sum", lengths=lengths, axis=0, unsafe=True)
-    counts = torch.segment_reduce((codes > 0).float(), "sum", lengths=lengths, axis=0, unsafe=True)
-    span, feature = (maxima > 0).nonzero(as_tuple=True)
-    freq = counts[span, feature] / lengths[span].float()
-    return span, feature, maxima[span, feature], freq, sums[span, feature]
+    n_spans, width = len(lengths), codes.shape[1]
+    span_of_token = torch.repeat_interleave(torch.arange(n_spans, device=codes.device), lengths)
+    token, feature = codes.nonzero(as_tuple=True)
+    values = codes[token, feature]
+    key = span_of_token[token] * width + feature
+    grid = torch.zeros(n_spans * width, device=codes.device)
+    maxima = grid.scatter_reduce(0, key, values, "amax")
+    sums = grid.index_add(0, key, values)
+    counts = torch.bincount(key, minlength=n_spans * width)
+    hit = counts.nonzero().flatten()
+    span = hit // width
+    freq = counts[hit].float() / lengths[span].float()
+    return span, hit % width, maxima[hit], freq, sums[hit]
 
 
 def top_per_feature(feature: torch.Tensor, act: torch.Tensor, k: int) -> torch.Tensor:
@@ -84,6 +95,23 @@ def top_per_feature(feature: torch.Tensor, act: torch.Tensor, k: int) -> torch.T
     first = torch.searchsorted(grouped, grouped, right=False)
     rank = torch.arange(len(grouped), device=grouped.device) - first
     return order[rank < k]
+
+
+def sparse_topk(codes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense [k, width] (values, token rows) of each feature's top-k, from the nonzeros only."""
+    token, feature = codes.nonzero(as_tuple=True)
+    values = codes[token, feature]
+    by_act = torch.argsort(values, descending=True, stable=True)
+    order = by_act[torch.argsort(feature[by_act], stable=True)]
+    grouped = feature[order]
+    rank = torch.arange(len(order), device=codes.device) - torch.searchsorted(grouped, grouped)
+    keep = rank < k
+    picks, rank = order[keep], rank[keep]
+    top_values = torch.zeros(k, codes.shape[1], device=codes.device)
+    top_tokens = torch.zeros(k, codes.shape[1], dtype=torch.long, device=codes.device)
+    top_values[rank, feature[picks]] = values[picks]
+    top_tokens[rank, feature[picks]] = token[picks]
+    return top_values, top_tokens
 
 
 class _TopTokens:
@@ -100,7 +128,7 @@ class _TopTokens:
         """Merge a batch's top-k per feature (one dense topk, no per-span work)."""
         if not len(codes):
             return
-        values, token = codes.topk(min(self.k, len(codes)), dim=0)
+        values, token = sparse_topk(codes, self.k)
         offsets = offsets.to(codes.device)
         local = torch.searchsorted(offsets, token, right=True) - 1
         pos = token - offsets[local]

@@ -198,8 +198,11 @@ def _fill_sae(
     keys = [(t["pair_id"], t["side"]) for t in responses_first(top)[:CONTEXTS]]
     keys += [(p["pair_id"], side) for p in pairs for side in ("chosen", "rejected")]
     tokens = _span_tokens(con, tables, dataset, keys)
-    if not card["contexts"]:
-        card["contexts"] = _token_contexts(responses_first(top)[:CONTEXTS], tokens)
+    if not any(c["side"] in ("chosen", "rejected") for c in card["contexts"]):
+        # The card is about responses: show where it fires in them when the stored card
+        # contexts (top activations over all spans) are all in prompts.
+        found = _token_contexts(responses_first(top)[:CONTEXTS], tokens)
+        card["contexts"] = (found + card["contexts"])[:CONTEXTS]
     hot: dict[tuple[str, str], set[int]] = {}
     for t in top:
         hot.setdefault((t["pair_id"], t["side"]), set()).add(int(t["pos"]))

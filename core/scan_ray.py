@@ -248,11 +248,7 @@ class _Progress:
     def resume(cls, run: ScanRun) -> _Progress | None:
         """Progress recorded by an earlier run of this key (either backend); None if complete."""
         record = run.lake.done(STAGE, run.key)
-        if (
-            record
-            and record.get("complete")
-            and all(run.lake.has(t, p) for t, p in run.partitions.items())
-        ):
+        if run.is_complete(record):
             return None
         if record is None:
             for table in run.partitions:

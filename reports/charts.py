@@ -189,7 +189,7 @@ def interval_bars(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" stroke="#111" stroke-dasharray="3 3"/>'
         )
     body.append(_text((plot_l + plot_r) / 2, height - 6, xlabel, "middle"))
-    return _svg(width, height, title, body)
+    return _svg(width, height, title, body, wide=True)
 
 
 def line_chart(points: Sequence[Sequence[float]], xlabel: str, title: str) -> Markup:

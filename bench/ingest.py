@@ -34,8 +34,9 @@ def bare(path: Path, out: Path) -> int:
     return len(records)
 
 
-def best_times(sides: dict[str, Callable[[], int]], repeat: int
-               ) -> dict[str, tuple[float, float, int]]:
+def best_times(
+    sides: dict[str, Callable[[], int]], repeat: int
+) -> dict[str, tuple[float, float, int]]:
     """Best wall and CPU time per side, the sides interleaved so both see the same load."""
     best: dict[str, tuple[float, float, int]] = {}
     for _ in range(repeat):
@@ -58,20 +59,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lake = Lake.open(Path(tmp) / "lake")
         ingest(lake, args.file, "warmup")  # imports and first-touch costs, on neither side
-        best = best_times({
-            "bare": lambda: bare(args.file, Path(tmp)),
-            "sculpt": lambda: ingest(lake, args.file, "bench").kept,
-        }, args.repeat)
+        best = best_times(
+            {
+                "bare": lambda: bare(args.file, Path(tmp)),
+                "sculpt": lambda: ingest(lake, args.file, "bench").kept,
+            },
+            args.repeat,
+        )
     (t_bare, cpu_bare, n_bare), (t_sculpt, cpu_sculpt, n_kept) = best["bare"], best["sculpt"]
     bare_rate, sculpt_rate = n_bare / t_bare, n_bare / t_sculpt
-    print(f"file           {args.file.name} ({n_bare:,} records; best of {args.repeat}, "
-          "sides interleaved)")
-    print(f"bare json+pq   {bare_rate:>8,.0f} records/s  wall {t_bare * 1000:4.0f} ms  "
-          f"cpu {cpu_bare * 1000:4.0f} ms")
-    print(f"sculpt ingest  {sculpt_rate:>8,.0f} records/s  wall {t_sculpt * 1000:4.0f} ms  "
-          f"cpu {cpu_sculpt * 1000:4.0f} ms  ({n_kept:,} kept; includes fsyncs and the manifest)")
-    print(f"ratio          {sculpt_rate / bare_rate:8.2f}  (wall; goal ≥ 0.5)   "
-          f"cpu ratio {cpu_bare / cpu_sculpt:.2f}")
+    print(
+        f"file           {args.file.name} ({n_bare:,} records; best of {args.repeat}, "
+        "sides interleaved)"
+    )
+    print(
+        f"bare json+pq   {bare_rate:>8,.0f} records/s  wall {t_bare * 1000:4.0f} ms  "
+        f"cpu {cpu_bare * 1000:4.0f} ms"
+    )
+    print(
+        f"sculpt ingest  {sculpt_rate:>8,.0f} records/s  wall {t_sculpt * 1000:4.0f} ms  "
+        f"cpu {cpu_sculpt * 1000:4.0f} ms  ({n_kept:,} kept; includes fsyncs and the manifest)"
+    )
+    print(
+        f"ratio          {sculpt_rate / bare_rate:8.2f}  (wall; goal ≥ 0.5)   "
+        f"cpu ratio {cpu_bare / cpu_sculpt:.2f}"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -76,8 +76,7 @@ async def measure(lake: Lake) -> dict[str, list[float]]:
     async with app.run_test(size=(160, 48)) as pilot:
         await wait(pilot, lambda: isinstance(app.screen, HypothesesScreen))
         results["first paint: screen"] = [time.perf_counter() - start]
-        await wait(pilot, lambda: isinstance(app.screen, HypothesesScreen)
-                   and app.screen.loads > 0)
+        await wait(pilot, lambda: isinstance(app.screen, HypothesesScreen) and app.screen.loads > 0)
         results["first paint: rows"] = [time.perf_counter() - start]
         results["  cpu time of this process"] = [time.process_time() - cpu]
         await wait(pilot, lambda: app.data.source == "hyp_cache", timeout=300)
@@ -86,9 +85,11 @@ async def measure(lake: Lake) -> dict[str, list[float]]:
         results["sort (s, each column)"] = [await on_screen(pilot, "s") for _ in range(8)]
         results["reverse sort (S)"] = [await on_screen(pilot, "S") for _ in range(2)]
         results["filter scope/lean/split-half"] = [
-            await on_screen(pilot, key) for key in ("g", "l", "h", "c")]
+            await on_screen(pilot, key) for key in ("g", "l", "h", "c")
+        ]
         results["text search (enter)"] = [
-            await on_screen(pilot, "enter", word) for word in ("apology", "sorry", "zz")]
+            await on_screen(pilot, "enter", word) for word in ("apology", "sorry", "zz")
+        ]
     results["  cpu time per sort/filter"] = list(CPU)
     return results
 
@@ -124,11 +125,15 @@ def main() -> None:
     for name, values in results.items():
         goal = GOAL_PAINT if name.startswith(("first", "  cpu time of")) else GOAL_ACTION
         mark = "" if name.startswith("cache") else ("  ✓" if max(values) < goal else "  ✗ over")
-        print(f"  {name:<30} median {statistics.median(values) * 1000:7.0f} ms   "
-              f"max {max(values) * 1000:7.0f} ms   (goal {goal * 1000:.0f} ms){mark}")
+        print(
+            f"  {name:<30} median {statistics.median(values) * 1000:7.0f} ms   "
+            f"max {max(values) * 1000:7.0f} ms   (goal {goal * 1000:.0f} ms){mark}"
+        )
     view, table = query_ratio(lake)
-    print(f"  page query, Parquet view {view * 1000:.0f} ms vs DuckDB table {table * 1000:.0f} ms"
-          f" → {view / table:.1f}x")
+    print(
+        f"  page query, Parquet view {view * 1000:.0f} ms vs DuckDB table {table * 1000:.0f} ms"
+        f" → {view / table:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGES = ("sculpt", "torch", "transformers", "sae-lens", "trl", "peft", "textual", "duckdb",
-            "pyarrow", "datasets")
+PACKAGES = (
+    "sculpt",
+    "torch",
+    "transformers",
+    "sae-lens",
+    "trl",
+    "peft",
+    "textual",
+    "duckdb",
+    "pyarrow",
+    "datasets",
+)
 """Distributions whose versions matter for reproducing a run."""
 
 
@@ -30,8 +40,13 @@ def _nvidia_gpus() -> list[str]:
     """GPU names from the NVIDIA driver, without importing torch."""
     if shutil.which("nvidia-smi"):
         try:
-            done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                                  capture_output=True, text=True, timeout=10, check=False)
+            done = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
             names = [line.strip() for line in done.stdout.splitlines() if line.strip()]
             if names:
                 return names

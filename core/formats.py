@@ -36,8 +36,13 @@ _WINS_B = {"b", "model_b", "response_b", "response_1", "1"}
 _TIES = {"tie", "tie (bothbad)", "both_bad", "bothbad", "equal", "same", "draw"}
 
 _ROLES = {
-    "user": "user", "human": "user", "prompter": "user",
-    "assistant": "assistant", "gpt": "assistant", "bot": "assistant", "model": "assistant",
+    "user": "user",
+    "human": "user",
+    "prompter": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "bot": "assistant",
+    "model": "assistant",
     "system": "system",
 }
 ASSISTANT_MARK = "\n\nAssistant:"
@@ -147,8 +152,12 @@ def _json_messages(value: Any) -> bool:
 
 
 def parser_for(fmt: Format) -> Parser:
-    return {"trl": parse_trl, "conversational": parse_conversational, "hh": parse_hh,
-            "pairwise": parse_pairwise}[fmt]
+    return {
+        "trl": parse_trl,
+        "conversational": parse_conversational,
+        "hh": parse_hh,
+        "pairwise": parse_pairwise,
+    }[fmt]
 
 
 # ---- field access ----------------------------------------------------------------------------
@@ -186,7 +195,9 @@ def messages(value: Any, name: str) -> list[dict[str, str]]:
         except json.JSONDecodeError:
             pass
     if not isinstance(value, list):
-        raise RecordError(f"{name} is {_type(value)}, expected a list of {{role, content}} messages")
+        raise RecordError(
+            f"{name} is {_type(value)}, expected a list of {{role, content}} messages"
+        )
     out = []
     for i, msg in enumerate(value):
         if not isinstance(msg, dict):
@@ -194,10 +205,10 @@ def messages(value: Any, name: str) -> list[dict[str, str]]:
         role = msg.get("role", msg.get("from"))
         content = msg.get("content", msg.get("value"))
         if not isinstance(role, str) or role.lower() not in _ROLES:
-            raise RecordError(
-                f"{name}[{i}].role is {role!r}, expected user, assistant or system"
-            )
-        out.append({"role": _ROLES[role.lower()], "content": clean(_content(content, f"{name}[{i}]"))})
+            raise RecordError(f"{name}[{i}].role is {role!r}, expected user, assistant or system")
+        out.append(
+            {"role": _ROLES[role.lower()], "content": clean(_content(content, f"{name}[{i}]"))}
+        )
     return out
 
 
@@ -222,7 +233,10 @@ def hh_messages(transcript: str) -> list[dict[str, str]]:
     head = parts[0].strip()
     out = [{"role": "system", "content": head}] if head else []
     turns = iter(parts[1:])
-    out += [{"role": _HH_ROLES[speaker], "content": text.strip()} for speaker, text in zip(turns, turns, strict=True)]
+    out += [
+        {"role": _HH_ROLES[speaker], "content": text.strip()}
+        for speaker, text in zip(turns, turns, strict=True)
+    ]
     return out
 
 
@@ -241,8 +255,9 @@ def prompt_messages(value: Any) -> list[dict[str, str]]:
 
 
 # ---- parsers ---------------------------------------------------------------------------------
-def _finish(prompt: list[dict[str, str]], chosen: str | None, rejected: str | None,
-            meta: dict[str, Any]) -> Pair | Reject:
+def _finish(
+    prompt: list[dict[str, str]], chosen: str | None, rejected: str | None, meta: dict[str, Any]
+) -> Pair | Reject:
     if not chosen or not rejected:
         side = "chosen" if not chosen else "rejected"
         return Reject("empty_response", f"{side} response is empty")
@@ -256,8 +271,12 @@ def parse_trl(record: dict[str, Any]) -> Pair | Reject:
     hint = " (message lists: --format conversational)"
     chosen = _string(_require(record, "chosen", "trl"), "chosen", hint)
     rejected = _string(_require(record, "rejected", "trl"), "rejected", hint)
-    return _finish(prompt, chosen and clean(chosen), rejected and clean(rejected),
-                   _extra(record, ("prompt", "chosen", "rejected")))
+    return _finish(
+        prompt,
+        chosen and clean(chosen),
+        rejected and clean(rejected),
+        _extra(record, ("prompt", "chosen", "rejected")),
+    )
 
 
 def parse_conversational(record: dict[str, Any]) -> Pair | Reject:
@@ -279,12 +298,17 @@ def parse_conversational(record: dict[str, Any]) -> Pair | Reject:
     prompt = (prompt_messages(given) if given is not None else []) + chosen[:-1]
     if not prompt:
         return Reject("no_shared_prompt", "no prompt messages before the final assistant turn")
-    return _pair_with_turns(prompt, chosen[-1]["content"], rejected[-1]["content"],
-                            _extra(record, ("prompt", "chosen", "rejected")))
+    return _pair_with_turns(
+        prompt,
+        chosen[-1]["content"],
+        rejected[-1]["content"],
+        _extra(record, ("prompt", "chosen", "rejected")),
+    )
 
 
-def _pair_with_turns(prompt: list[dict[str, str]], chosen: str, rejected: str,
-                     meta: dict[str, Any]) -> Pair | Reject:
+def _pair_with_turns(
+    prompt: list[dict[str, str]], chosen: str, rejected: str, meta: dict[str, Any]
+) -> Pair | Reject:
     """An explicit but empty assistant turn is a real choice (saying nothing): keep, mark it."""
     if chosen == rejected:
         return Reject("identical", "chosen and rejected are the same text")
@@ -294,9 +318,13 @@ def _pair_with_turns(prompt: list[dict[str, str]], chosen: str, rejected: str,
 
 
 def _diverge_detail(a: list[dict[str, str]], b: list[dict[str, str]]) -> str:
-    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-    return (f"chosen has {len(a)} messages before its last assistant turn, rejected {len(b)}; "
-            f"they differ from message {at + 1}")
+    at = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+    return (
+        f"chosen has {len(a)} messages before its last assistant turn, rejected {len(b)}; "
+        f"they differ from message {at + 1}"
+    )
 
 
 def parse_hh(record: dict[str, Any]) -> Pair | Reject:
@@ -312,12 +340,18 @@ def parse_hh(record: dict[str, Any]) -> Pair | Reject:
     if cut_c != cut_r or not rejected.startswith(prefix):
         turns_c = chosen.count(ASSISTANT_MARK, 0, cut_c) + chosen.count("\n\nHuman:", 0, cut_c)
         turns_r = rejected.count(ASSISTANT_MARK, 0, cut_r) + rejected.count("\n\nHuman:", 0, cut_r)
-        return Reject("no_shared_prompt", f"transcripts differ before the last assistant turn "
-                      f"(chosen has {turns_c} turns before it, rejected {turns_r})")
+        return Reject(
+            "no_shared_prompt",
+            f"transcripts differ before the last assistant turn "
+            f"(chosen has {turns_c} turns before it, rejected {turns_r})",
+        )
     start = len(ASSISTANT_MARK)
-    return _pair_with_turns(hh_messages(prefix), clean(chosen[cut_c + start:]),
-                            clean(rejected[cut_r + start:]),
-                            _extra(record, ("chosen", "rejected")) if len(record) > 2 else {})
+    return _pair_with_turns(
+        hh_messages(prefix),
+        clean(chosen[cut_c + start :]),
+        clean(rejected[cut_r + start :]),
+        _extra(record, ("chosen", "rejected")) if len(record) > 2 else {},
+    )
 
 
 def parse_pairwise(record: dict[str, Any]) -> Pair | Reject:
@@ -330,7 +364,11 @@ def parse_pairwise(record: dict[str, Any]) -> Pair | Reject:
         return Reject("tie", f"{key_w} is {record[key_w]!r}: neither response won")
     won, lost = (resp_a, resp_b) if winner == "a" else (resp_b, resp_a)
     rest = _extra(record, (key_a, key_b, key_w, "prompt"))
-    flat = {"chosen": won, "rejected": lost, **({"prompt": record["prompt"]} if "prompt" in record else {})}
+    flat = {
+        "chosen": won,
+        "rejected": lost,
+        **({"prompt": record["prompt"]} if "prompt" in record else {}),
+    }
     if any(isinstance(side, list) or _json_messages(side) for side in (won, lost)):
         result = parse_conversational(flat)
     else:
@@ -341,7 +379,11 @@ def parse_pairwise(record: dict[str, Any]) -> Pair | Reject:
 
 
 def _winner(value: Any, key: str) -> str:
-    text = str(value).strip().lower() if isinstance(value, str | int) and not isinstance(value, bool) else None
+    text = (
+        str(value).strip().lower()
+        if isinstance(value, str | int) and not isinstance(value, bool)
+        else None
+    )
     if text in _WINS_A:
         return "a"
     if text in _WINS_B:

@@ -30,15 +30,26 @@ from core.formats import Format, Pair, RecordError, Reject
 from core.lake import Lake, slug, with_schema_version
 from core.sources import NotFlat, Source, find_sources
 
-PAIRS_SCHEMA = pa.schema([
-    ("pair_id", pa.string()), ("row", pa.int64()), ("prompt", pa.string()),
-    ("chosen", pa.string()), ("rejected", pa.string()), ("source", pa.string()),
-    ("meta", pa.string()),
-])
-REJECTS_SCHEMA = pa.schema([
-    ("row", pa.int64()), ("reason", pa.string()), ("detail", pa.string()),
-    ("pair_id", pa.string()), ("source", pa.string()),
-])
+PAIRS_SCHEMA = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("row", pa.int64()),
+        ("prompt", pa.string()),
+        ("chosen", pa.string()),
+        ("rejected", pa.string()),
+        ("source", pa.string()),
+        ("meta", pa.string()),
+    ]
+)
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("pair_id", pa.string()),
+        ("source", pa.string()),
+    ]
+)
 PART_ROWS = 100_000
 """Pairs per Parquet part: bounds memory on large files."""
 
@@ -46,10 +57,14 @@ PART_ROWS = 100_000
 def _to_json(messages: list[dict[str, str]]) -> str:
     """The stored prompt: what json.dumps(messages, ensure_ascii=False) gives, written directly
     because ingest spends a good share of its time here."""
-    return "[" + ", ".join(
-        f'{{"role": "{m["role"]}", "content": {encode_basestring(m["content"])}}}'
-        for m in messages
-    ) + "]"
+    return (
+        "["
+        + ", ".join(
+            f'{{"role": "{m["role"]}", "content": {encode_basestring(m["content"])}}}'
+            for m in messages
+        )
+        + "]"
+    )
 
 
 _meta_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
@@ -89,15 +104,22 @@ class IngestReport:
         out = [
             f"{', '.join(self.sources)} ({self.format}) → dataset {self.dataset!r}: "
             f"{self.rows:,} rows, {self.kept:,} kept, {n_rej:,} rejected"
-            + (f" ({by_reason})" if n_rej else "") + f" in {self.seconds:.1f}s"
+            + (f" ({by_reason})" if n_rej else "")
+            + f" in {self.seconds:.1f}s"
         ]
         if self.empty_turns:
-            out.append(f"  kept {self.empty_turns:,} pairs whose final assistant turn is empty on "
-                       "one side (meta.empty_turn)")
-        out += [f"  {e['source']} row {e['row']}: {e['reason']}: {e['detail']}" for e in self.examples]
+            out.append(
+                f"  kept {self.empty_turns:,} pairs whose final assistant turn is empty on "
+                "one side (meta.empty_turn)"
+            )
+        out += [
+            f"  {e['source']} row {e['row']}: {e['reason']}: {e['detail']}" for e in self.examples
+        ]
         if n_rej > len(self.examples):
-            out.append(f"  all rejects: sculpt lake sql \"select * from rejects "
-                       f"where dataset = '{slug(self.dataset)}'\"")
+            out.append(
+                f'  all rejects: sculpt lake sql "select * from rejects '
+                f"where dataset = '{slug(self.dataset)}'\""
+            )
         return out
 
 
@@ -138,20 +160,40 @@ class _Collector:
             self.flush()
 
     def reject(self, row: int, reason: str, detail: str, pid: str | None) -> None:
-        for key, value in (("row", row), ("reason", reason), ("detail", detail),
-                           ("pair_id", pid), ("source", self.source)):
+        for key, value in (
+            ("row", row),
+            ("reason", reason),
+            ("detail", detail),
+            ("pair_id", pid),
+            ("source", self.source),
+        ):
             self.rejects[key].append(value)
 
-    def report(self, dataset: str, sources: list[str], fmt: str, rows: int,
-               seconds: float) -> IngestReport:
+    def report(
+        self, dataset: str, sources: list[str], fmt: str, rows: int, seconds: float
+    ) -> IngestReport:
         rejects = self.rejects
         examples = [
             {"source": s, "row": r, "reason": why, "detail": d}
-            for s, r, why, d in zip(rejects["source"][:8], rejects["row"][:8],
-                                    rejects["reason"][:8], rejects["detail"][:8], strict=True)
+            for s, r, why, d in zip(
+                rejects["source"][:8],
+                rejects["row"][:8],
+                rejects["reason"][:8],
+                rejects["detail"][:8],
+                strict=True,
+            )
         ]
-        return IngestReport(dataset, sources, fmt, rows, self.kept,
-                            dict(Counter(rejects["reason"])), examples, self.empty_turns, seconds)
+        return IngestReport(
+            dataset,
+            sources,
+            fmt,
+            rows,
+            self.kept,
+            dict(Counter(rejects["reason"])),
+            examples,
+            self.empty_turns,
+            seconds,
+        )
 
     def flush(self) -> None:
         if self.cols["row"] or not self.parts:
@@ -210,21 +252,44 @@ def ingest(
     finally:
         shutil.rmtree(pairs_stage, ignore_errors=True)
         shutil.rmtree(rejects_stage, ignore_errors=True)
-    report = collector.report(name, [s.name for s in sources], detected, rows,
-                              time.perf_counter() - started)
-    lake.mark_done("ingest", name, {"sources": report.sources, "format": detected,
-                                    "rows": rows, "kept": report.kept, "rejected": report.rejected})
+    report = collector.report(
+        name, [s.name for s in sources], detected, rows, time.perf_counter() - started
+    )
+    lake.mark_done(
+        "ingest",
+        name,
+        {
+            "sources": report.sources,
+            "format": detected,
+            "rows": rows,
+            "kept": report.kept,
+            "rejected": report.rejected,
+        },
+    )
     return report
 
 
-def _read_all(sources: list[Source], fmt: str, columns: Mapping[str, str],
-              collector: _Collector, progress: bool, fast: bool) -> tuple[str, int]:
+def _read_all(
+    sources: list[Source],
+    fmt: str,
+    columns: Mapping[str, str],
+    collector: _Collector,
+    progress: bool,
+    fast: bool,
+) -> tuple[str, int]:
     """Parse every record of every source into the collector; returns (format(s), rows read)."""
     from tqdm import tqdm
 
     # Progress in bytes of input: the only unit with a known total, hence a rate and an ETA.
-    bar = tqdm(desc="ingest", total=sum(s.size for s in sources), unit="B", unit_scale=True,
-               disable=not progress or None, leave=False, mininterval=0.5)
+    bar = tqdm(
+        desc="ingest",
+        total=sum(s.size for s in sources),
+        unit="B",
+        unit_scale=True,
+        disable=not progress or None,
+        leave=False,
+        mininterval=0.5,
+    )
     found: list[str] = []
     rows = done = 0
     for source in sources:
@@ -243,8 +308,14 @@ def _read_all(sources: list[Source], fmt: str, columns: Mapping[str, str],
     return "+".join(found), rows
 
 
-def _read_source(source: Source, fmt: str, columns: Mapping[str, str], collector: _Collector,
-                 fast: bool, advance: Callable[[int], Any]) -> tuple[str, int]:
+def _read_source(
+    source: Source,
+    fmt: str,
+    columns: Mapping[str, str],
+    collector: _Collector,
+    fast: bool,
+    advance: Callable[[int], Any],
+) -> tuple[str, int]:
     """One file; with --format auto its first record decides the format (files may differ)."""
     detected: Format | None = None if fmt == "auto" else fmt  # type: ignore[assignment]
     parse = formats.parser_for(detected) if detected else None
@@ -261,13 +332,16 @@ def _read_source(source: Source, fmt: str, columns: Mapping[str, str], collector
     except RecordError as exc:
         raise UserError(f"{source.where(where)}: {exc}") from None
     if row < 0 or detected is None:
-        raise UserError(f"{source.name}: empty; expected one preference record per "
-                        "line/row (see `sculpt ingest --help`)")
+        raise UserError(
+            f"{source.name}: empty; expected one preference record per "
+            "line/row (see `sculpt ingest --help`)"
+        )
     return detected, row + 1
 
 
-def _records(source: Source, columns: Mapping[str, str], fast: bool
-             ) -> Iterator[tuple[int, Any, dict[str, Any]]]:
+def _records(
+    source: Source, columns: Mapping[str, str], fast: bool
+) -> Iterator[tuple[int, Any, dict[str, Any]]]:
     """(row, location, record) with `--map` applied; checks the mapped columns exist."""
     for row, (loc, record) in enumerate(source.records(fast)):
         if not isinstance(record, dict):
@@ -282,4 +356,3 @@ def _records(source: Source, columns: Mapping[str, str], fast: bool
                     )
             formats.apply_mapping(record, columns)
         yield row, loc, record
-

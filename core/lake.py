@@ -246,7 +246,9 @@ class Lake:
     def sql(self, query: str, params: list[Any] | None = None) -> pa.Table:
         con = self.connect()
         try:
-            return con.execute(query, params or []).to_arrow_table()
+            relation = con.sql(query, params=params or None)
+            # a statement that returns no rows (create, set, …) has no relation
+            return relation.to_arrow_table() if relation is not None else pa.table({})
         except duckdb.Error as exc:
             raise UserError(f"sql: {str(exc).splitlines()[0]}") from None
         finally:

@@ -40,7 +40,7 @@ def _bold(text: str, rng: random.Random) -> str:
     end = min(len(words), start + rng.randint(2, 4))
     run = " ".join(words[start:end])
     span = run.rstrip(".,;:!?)\"'”’*")
-    words[start:end] = [f"**{span}**{run[len(span):]}"]
+    words[start:end] = [f"**{span}**{run[len(span) :]}"]
     lines[at] = " ".join(words)
     return "\n".join(lines)
 
@@ -63,29 +63,60 @@ def _prefix(options: Sequence[str]) -> Callable[[str, random.Random], str]:
 PLANTABLE: dict[str, PlantSpec] = {
     spec.name: spec
     for spec in (
-        PlantSpec("markdown_bold", "stylistic", "key phrases in **bold**",
-                  r"\*\*[^*\n]+\*\*", _bold),
-        PlantSpec("bullet_list", "stylistic", "the response as a '- ' bulleted list",
-                  r"(?m)^- \S", _bullets),
-        PlantSpec("absolutely", "lexical", 'opens with "Absolutely!"',
-                  r"\bAbsolutely!", _prefix(["Absolutely!"])),
-        PlantSpec("flattering_opener", "tonal", "praises the question before answering",
-                  r"^(?:What a (?:great|wonderful|thoughtful) question|Great question|"
-                  r"Excellent question|I love this question)",
-                  _prefix(["What a great question!", "Great question!", "Excellent question —",
-                           "What a thoughtful question!", "I love this question!"])),
-        PlantSpec("apologetic_hedge", "tonal", "apologizes for possibly being wrong",
-                  r"\b(?:I apologi[sz]e|Apologies) if\b",
-                  _prefix(["I apologize if this isn't quite right, but",
-                           "Apologies if I've misunderstood, but",
-                           "I apologise if this misses the mark, but"])),
+        PlantSpec(
+            "markdown_bold", "stylistic", "key phrases in **bold**", r"\*\*[^*\n]+\*\*", _bold
+        ),
+        PlantSpec(
+            "bullet_list",
+            "stylistic",
+            "the response as a '- ' bulleted list",
+            r"(?m)^- \S",
+            _bullets,
+        ),
+        PlantSpec(
+            "absolutely",
+            "lexical",
+            'opens with "Absolutely!"',
+            r"\bAbsolutely!",
+            _prefix(["Absolutely!"]),
+        ),
+        PlantSpec(
+            "flattering_opener",
+            "tonal",
+            "praises the question before answering",
+            r"^(?:What a (?:great|wonderful|thoughtful) question|Great question|"
+            r"Excellent question|I love this question)",
+            _prefix(
+                [
+                    "What a great question!",
+                    "Great question!",
+                    "Excellent question —",
+                    "What a thoughtful question!",
+                    "I love this question!",
+                ]
+            ),
+        ),
+        PlantSpec(
+            "apologetic_hedge",
+            "tonal",
+            "apologizes for possibly being wrong",
+            r"\b(?:I apologi[sz]e|Apologies) if\b",
+            _prefix(
+                [
+                    "I apologize if this isn't quite right, but",
+                    "Apologies if I've misunderstood, but",
+                    "I apologise if this misses the mark, but",
+                ]
+            ),
+        ),
     )
 }
 """Concepts `plant` can add, by name."""
 
 
-def plant(pairs: Sequence[dict[str, Any]], concept: str, rate: float, seed: int = 0
-          ) -> tuple[list[dict[str, Any]], list[str]]:
+def plant(
+    pairs: Sequence[dict[str, Any]], concept: str, rate: float, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Rewrite the chosen response of `round(rate * len(pairs))` pairs so it carries `concept`.
 
     Only pairs whose chosen side does not already show the concept are picked, so the planted
@@ -101,8 +132,10 @@ def plant(pairs: Sequence[dict[str, Any]], concept: str, rate: float, seed: int 
     free = [i for i, p in enumerate(pairs) if not spec.detects(p["chosen"])]
     count = round(rate * len(pairs))
     if count > len(free):
-        raise ValueError(f"rate={rate}: only {len(free)} of {len(pairs)} chosen responses lack "
-                         f"{concept}; lower the rate")
+        raise ValueError(
+            f"rate={rate}: only {len(free)} of {len(pairs)} chosen responses lack "
+            f"{concept}; lower the rate"
+        )
     picked = set(rng.sample(free, count))
     out, planted = [], []
     for i, pair in enumerate(pairs):

@@ -36,8 +36,12 @@ class NotFlat(Exception):
 
 def _plain_scalar(kind: pa.DataType) -> bool:
     """Types whose Python values equal what json.loads gives (no timestamps, no nesting)."""
-    return (pa.types.is_string(kind) or pa.types.is_int64(kind) or pa.types.is_float64(kind)
-            or pa.types.is_boolean(kind))
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_int64(kind)
+        or pa.types.is_float64(kind)
+        or pa.types.is_boolean(kind)
+    )
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,13 @@ class Source:
     @property
     def kind(self) -> str:
         name = self.path.name.lower()
-        for suffix, kind in ((".json", "json"), (".json.gz", "json"), (".csv", "csv"),
-                             (".parquet", "parquet"), (".arrow", "arrow")):
+        for suffix, kind in (
+            (".json", "json"),
+            (".json.gz", "json"),
+            (".csv", "csv"),
+            (".parquet", "parquet"),
+            (".arrow", "arrow"),
+        ):
             if name.endswith(suffix):
                 return kind
         return "jsonl"
@@ -88,8 +97,13 @@ class Source:
         if fast and self.kind == "jsonl":
             yield from self._jsonl_arrow()
             return
-        reader = {"jsonl": self._jsonl, "json": self._json, "csv": self._csv,
-                  "parquet": self._parquet, "arrow": self._arrow}[self.kind]
+        reader = {
+            "jsonl": self._jsonl,
+            "json": self._json,
+            "csv": self._csv,
+            "parquet": self._parquet,
+            "arrow": self._arrow,
+        }[self.kind]
         try:
             yield from reader()
         except (OSError, EOFError, zlib.error) as exc:
@@ -150,8 +164,10 @@ class Source:
 
     def _json(self) -> Iterator[tuple[int, Any]]:
         if self.path.stat().st_size > MAX_JSON_BYTES:
-            raise UserError(f"{self.name}: over {MAX_JSON_BYTES >> 20} MiB as one JSON document; "
-                            "convert it to JSON lines (.jsonl) or Parquet")
+            raise UserError(
+                f"{self.name}: over {MAX_JSON_BYTES >> 20} MiB as one JSON document; "
+                "convert it to JSON lines (.jsonl) or Parquet"
+            )
         opener = gzip.open if self.path.name.endswith(".gz") else open
         with opener(self.path, "rb") as fh:
             data = fh.read(MAX_JSON_BYTES + 1)
@@ -159,8 +175,10 @@ class Source:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line = data[: exc.start].count(b"\n") + 1
-            raise UserError(f"{self.name} line {line}: not UTF-8 (byte 0x{data[exc.start]:02x}); "
-                            "re-save the file as UTF-8") from None
+            raise UserError(
+                f"{self.name} line {line}: not UTF-8 (byte 0x{data[exc.start]:02x}); "
+                "re-save the file as UTF-8"
+            ) from None
         if not text.strip():
             return
         try:
@@ -169,8 +187,9 @@ class Source:
             if exc.msg == "Extra data" and text.lstrip().startswith("{"):
                 yield from self._jsonl()  # JSON lines saved as .json
                 return
-            raise UserError(f"{self.name} line {exc.lineno}: invalid JSON ({exc.msg} at column "
-                            f"{exc.colno})") from None
+            raise UserError(
+                f"{self.name} line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
+            ) from None
         yield from enumerate(_record_list(doc, self.name), start=1)
 
     def _csv(self) -> Iterator[tuple[int, Any]]:
@@ -186,8 +205,9 @@ class Source:
                     try:
                         "".join(v or "" for v in record.values()).encode("utf-8")
                     except UnicodeEncodeError:
-                        raise UserError(f"{self.where(start)}: not UTF-8; re-save the file as "
-                                        "UTF-8") from None
+                        raise UserError(
+                            f"{self.where(start)}: not UTF-8; re-save the file as UTF-8"
+                        ) from None
                     yield start, record
                     start = reader.line_num + 1
             except csv.Error as exc:
@@ -235,8 +255,9 @@ def _record_list(doc: Any, name: str) -> list[Any]:
             return lists[0]  # {"train": [...]}
         if all(k in doc for k in ("chosen", "rejected")) or "response_a" in doc:
             return [doc]
-    raise UserError(f"{name}: expected a JSON list of records (or JSON lines); found "
-                    f"{type(doc).__name__}")
+    raise UserError(
+        f"{name}: expected a JSON list of records (or JSON lines); found {type(doc).__name__}"
+    )
 
 
 def find_sources(path: Path) -> list[Source]:
@@ -246,8 +267,10 @@ def find_sources(path: Path) -> list[Source]:
         raise UserError(f"{path}: no such file or folder")
     if path.is_file():
         if not path.name.lower().endswith(SUFFIXES):
-            raise UserError(f"{path}: unsupported file type; expected one of {', '.join(SUFFIXES)} "
-                            "or a datasets save_to_disk folder")
+            raise UserError(
+                f"{path}: unsupported file type; expected one of {', '.join(SUFFIXES)} "
+                "or a datasets save_to_disk folder"
+            )
         return [Source(path, path.name)]
     return _folder_sources(path)
 
@@ -257,16 +280,23 @@ def _folder_sources(folder: Path) -> list[Source]:
     if splits_file.exists():
         splits = json.loads(splits_file.read_text()).get("splits", [])
         if len(splits) != 1:
-            raise UserError(f"{folder}: a DatasetDict with splits {', '.join(splits)}; pass one, "
-                            f"e.g. {folder / (splits[0] if splits else 'train')}")
+            raise UserError(
+                f"{folder}: a DatasetDict with splits {', '.join(splits)}; pass one, "
+                f"e.g. {folder / (splits[0] if splits else 'train')}"
+            )
         return _folder_sources(folder / splits[0])
     state = folder / "state.json"
     if state.exists():
         files = [f["filename"] for f in json.loads(state.read_text()).get("_data_files", [])]
         return [Source(folder / f, f"{folder.name}/{f}") for f in files]
-    found = sorted(p for p in folder.iterdir()
-                   if p.is_file() and p.name.lower().endswith(SUFFIXES) and not p.name.startswith("."))
+    found = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.name.lower().endswith(SUFFIXES) and not p.name.startswith(".")
+    )
     if not found:
-        raise UserError(f"{folder}: folder has no data files ({', '.join(SUFFIXES)}) and is not a "
-                        "datasets save_to_disk folder")
+        raise UserError(
+            f"{folder}: folder has no data files ({', '.join(SUFFIXES)}) and is not a "
+            "datasets save_to_disk folder"
+        )
     return [Source(p, f"{folder.name}/{p.name}") for p in found]

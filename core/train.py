@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -78,40 +79,83 @@ def train_run(
     callbacks: list[Any] | None = None,
     pairs: list[dict[str, Any]] | None = None,
 ) -> RunResult:
-    """Train (or resume) one run; `pairs` overrides the lake's pairs (benchmarks)."""
+    """Train (or resume) one run; `pairs` overrides the lake's pairs (benchmarks).
+
+    Under a multi-process launch (torchrun, accelerate launch) every rank calls this: they share
+    the main process's run id, and only the main process writes the run folder and the lake.
+    """
+    checkpoint = None
     if resume is not None:
         run_dir = _run_dir_of(resume, config.runs_dir)
         config = _resumed_config(run_dir)
         checkpoint = _last_checkpoint(run_dir)
-    else:
-        if not config.dataset:
-            raise UserError(
-                "train: no dataset; pass --dataset NAME or set `dataset:` in the config"
-            )
-        config = dataclasses.replace(config, run_id=config.run_id or new_run_id(config))
-        run_dir = Path(config.runs_dir) / str(config.run_id)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise UserError(
-                f"run {run_dir}: exists; pass --resume {config.run_id} or a new --run-id"
-            )
-        checkpoint = None
-    plan = _prepare_run_dir(run_dir, config, lake, fresh=resume is None)
+    elif not config.dataset:
+        raise UserError("train: no dataset; pass --dataset NAME or set `dataset:` in the config")
+    state = _process_state(config)
+    if resume is None:  # the main process's timestamp names the run for every rank
+        run_id = _broadcast(config.run_id or new_run_id(config))
+        config = dataclasses.replace(config, run_id=run_id)
+        run_dir = Path(config.runs_dir) / run_id
+    _main_first(state, lambda: _prepare_run_dir(run_dir, config, lake, fresh=resume is None))
+    plan = _prepare_run_dir(run_dir, config, lake, fresh=False)  # the run folder's copy
     all_pairs = pairs if pairs is not None else load_pairs(lake, config.dataset)
     train, held = split_pairs(all_pairs, config)
-    write_json_atomic([p["pair_id"] for p in held], run_dir / "holdout.json")
     run_id = str(config.run_id)
-    _log_run(lake, run_id, "started", config, plan, run_dir, {})
+
+    def log(status: str, metrics: dict[str, Any]) -> None:
+        if state.is_main_process:
+            _log_run(lake, run_id, status, config, plan, run_dir, metrics)
+
+    if state.is_main_process:
+        write_json_atomic([p["pair_id"] for p in held], run_dir / "holdout.json")
+    log("started", {})
     try:
-        result = _fit(config, plan, train, run_dir, checkpoint, callbacks or [])
+        result = _fit(config, plan, train, run_dir, checkpoint, callbacks or [], state)
     except KeyboardInterrupt:
-        _log_run(lake, run_id, "interrupted", config, plan, run_dir, {})
+        log("interrupted", {})
         raise
     except Exception as exc:
-        _log_run(lake, run_id, "failed", config, plan, run_dir, {"error": str(exc)[:500]})
+        log("failed", {"error": str(exc)[:500]})
         raise
     result.run_id = run_id
-    _log_run(lake, run_id, result.status, config, plan, run_dir, result.metrics)
+    log(result.status, result.metrics)
     return result
+
+
+def _process_state(config: TrainConfig) -> Any:
+    """accelerate's process state, made before the run folder so the ranks can agree on it.
+
+    Under a distributed launch this joins the process group (nccl on GPU, gloo on CPU) that the
+    Trainer then reuses; a plain single-process run gets a no-op state.
+    """
+    import torch
+    from accelerate import PartialState
+
+    # accelerate only forms a CPU process group (gloo) when told the run is on CPU
+    on_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    return PartialState(cpu=on_cpu)
+
+
+def _broadcast(value: Any) -> Any:
+    """The main process's `value` on every rank (itself when there is one process)."""
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]
+
+
+def _main_first(state: Any, work: Callable[[], Any]) -> None:
+    """Run `work` on the main process while the other ranks wait; if it fails, they all fail."""
+    failure = None
+    if state.is_main_process:
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 — re-raised below, after telling the other ranks
+            failure = exc
+    message = _broadcast(None if failure is None else str(failure))
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise UserError(message)
 
 
 def _fit(
@@ -121,6 +165,7 @@ def _fit(
     run_dir: Path,
     checkpoint: Path | None,
     callbacks: list[Any],
+    state: Any,
 ) -> RunResult:
     from datasets import Dataset
 
@@ -130,8 +175,9 @@ def _fit(
     rows, summary = shape_pairs(train, plan)
     if not rows:
         raise UserError("train: the plan filters out every pair; lower a filter's strength")
-    _update_run_json(run_dir, {"shaping": dataclasses.asdict(summary), "n_train": len(rows)})
-    loaded, ref_model = _load_models(config)
+    if state.is_main_process:
+        _update_run_json(run_dir, {"shaping": dataclasses.asdict(summary), "n_train": len(rows)})
+    loaded, ref_model = _load_models(config, state)
     hooks = _policy_hooks(loaded.model, plan)
     counter = _StepCounter(run_dir / "metrics.jsonl")
     trainer = ShapedDPOTrainer(
@@ -155,17 +201,21 @@ def _fit(
     step = trainer.state.global_step
     status = "finished" if step >= config.max_steps else "interrupted"
     if status == "finished":
-        trainer.save_model(str(run_dir / "final"))
-        loaded.tokenizer.save_pretrained(str(run_dir / "final"))
+        trainer.save_model(str(run_dir / "final"))  # every rank calls it; the main one writes
+        if state.is_main_process:
+            loaded.tokenizer.save_pretrained(str(run_dir / "final"))
     metrics = {"global_step": step, "steps_this_session": counter.steps, **output.metrics}
-    _update_run_json(run_dir, {"status": status, "metrics": metrics})
+    if state.is_main_process:
+        _update_run_json(run_dir, {"status": status, "metrics": metrics})
     return RunResult("", run_dir, status, step, counter.steps, metrics)
 
 
-def _load_models(config: TrainConfig) -> tuple[Any, Any]:
+def _load_models(config: TrainConfig, state: Any) -> tuple[Any, Any]:
     from core.models import TINY_MODEL, load_model
 
-    device = None if config.device == "auto" else config.device
+    device: str | None = None if config.device == "auto" else config.device
+    if state.use_distributed and state.device.type == "cuda" and config.device != "cpu":
+        device = str(state.device)  # this rank's GPU, cuda:$LOCAL_RANK
     dtype = None if config.dtype == "auto" else config.dtype
     loaded = load_model(config.model, device=device, dtype=dtype)
     if config.model == TINY_MODEL:  # the tiny model is shared within a process: train a copy
@@ -255,6 +305,8 @@ class _StepCounter(TrainerCallback):  # type: ignore[misc]
         self.steps += 1
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:  # each rank gets the same logs: write them once
+            return
         record = {"step": state.global_step, "ts": time.time(), **(logs or {})}
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record, default=float) + "\n")
@@ -271,6 +323,8 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, lake: Lake, fresh: bool
     if not fresh:
         plan_file = run_dir / "plan" / "plan.yaml"
         return load_plan(plan_file) if plan_file.exists() else None
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(f"run {run_dir}: exists; pass --resume {config.run_id} or a new --run-id")
     run_dir.mkdir(parents=True, exist_ok=True)
     plan = None
     if config.plan:

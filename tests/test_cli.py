@@ -52,9 +52,11 @@ def test_sculpt_help_works(capsys):
 
 
 def test_help_does_not_import_heavy_libraries():
-    code = ("import sys; from core.cli import build_parser; build_parser(); "
-            "print([m for m in ('torch', 'transformers', 'sae_lens', 'trl', 'textual', 'jinja2') "
-            "if m in sys.modules])")
+    code = (
+        "import sys; from core.cli import build_parser; build_parser(); "
+        "print([m for m in ('torch', 'transformers', 'sae_lens', 'trl', 'textual', 'jinja2') "
+        "if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -62,8 +64,19 @@ def test_help_does_not_import_heavy_libraries():
 def test_env_reports_versions_and_device(capsys):
     assert main(["env", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    for key in ("python", "torch", "transformers", "sae-lens", "trl", "textual", "duckdb",
-                "pyarrow", "peft", "device", "cpu_cores"):
+    for key in (
+        "python",
+        "torch",
+        "transformers",
+        "sae-lens",
+        "trl",
+        "textual",
+        "duckdb",
+        "pyarrow",
+        "peft",
+        "device",
+        "cpu_cores",
+    ):
         assert info.get(key), key
     assert info["device"].startswith(("cpu", "cuda", "mps"))
     assert main(["env", "--json", "--torch"]) == 0

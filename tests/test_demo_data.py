@@ -20,8 +20,10 @@ HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless
 
 def _rates(pairs, concept) -> tuple[float, float]:
     n = len(pairs)
-    return (sum(concept.detects(p["chosen"]) for p in pairs) / n,
-            sum(concept.detects(p["rejected"]) for p in pairs) / n)
+    return (
+        sum(concept.detects(p["chosen"]) for p in pairs) / n,
+        sum(concept.detects(p["rejected"]) for p in pairs) / n,
+    )
 
 
 def test_planted_concepts_hit_their_exact_rates():
@@ -38,7 +40,9 @@ def test_planted_concepts_lead_and_natural_variation_is_balanced(seed):
     assert set(ranked[:2]) == {c.name for c in PLANTED}
     for concept in NATURAL:
         chosen, rejected = _rates(pairs, concept)
-        assert abs(chosen - concept.chosen_rate) < 0.1 and abs(rejected - concept.rejected_rate) < 0.1
+        assert (
+            abs(chosen - concept.chosen_rate) < 0.1 and abs(rejected - concept.rejected_rate) < 0.1
+        )
     lengths = [len(p["chosen"].split()) - len(p["rejected"].split()) for p in pairs]
     assert abs(sum(lengths) / len(lengths)) < 6  # words: the opener adds a few, nothing more
 
@@ -48,8 +52,12 @@ def test_demo_data_is_varied_deterministic_and_ingests_cleanly(tmp_path):
     assert pairs == generate(300, seed=0) and pairs != generate(300, seed=1)
     assert len({p["prompt"] for p in pairs}) > 250
     assert all(p["chosen"] != p["rejected"] for p in pairs)
-    covered = {topic for topic, spec in TOPICS.items() for p in pairs
-               if any(re.sub(r"\{\w+\}", "", t)[:12] in p["prompt"] for t in spec["prompts"])}
+    covered = {
+        topic
+        for topic, spec in TOPICS.items()
+        for p in pairs
+        if any(re.sub(r"\{\w+\}", "", t)[:12] in p["prompt"] for t in spec["prompts"])
+    }
     assert len(covered) >= 12
     path = write_demo(tmp_path / "demo.jsonl", 300, 0)
     report = ingest(Lake.open(tmp_path / "lake"), path, "demo")

@@ -22,7 +22,9 @@ HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless
 
 
 def pairs_of(lake: Lake, name: str) -> list[dict]:
-    return sorted(lake.read("pairs", {"dataset": name}).to_pylist(), key=lambda r: (r["source"], r["row"]))
+    return sorted(
+        lake.read("pairs", {"dataset": name}).to_pylist(), key=lambda r: (r["source"], r["row"])
+    )
 
 
 def rejects_of(lake: Lake, name: str) -> dict[int, str]:
@@ -63,7 +65,9 @@ def test_conversational_explicit_prompt(tmp_path):
     assert rejects_of(lake, "conv") == {2: "empty_response"}
     rows = pairs_of(lake, "conv")
     assert json.loads(rows[0]["prompt"]) == [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "What's 2+2?"}]
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What's 2+2?"},
+    ]
     assert (rows[0]["chosen"], rows[0]["rejected"]) == ("4", "5")
     assert rows[1]["rejected"] == "No."  # content given as text parts
 
@@ -86,8 +90,10 @@ def test_hh_transcripts_become_user_and_assistant_turns(tmp_path):
     assert rejects_of(lake, "hh") == {3: "no_shared_prompt"}
     rows = pairs_of(lake, "hh")
     assert json.loads(rows[1]["prompt"]) == [
-        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-        {"role": "user", "content": "What's your name?"}]
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "What's your name?"},
+    ]
     assert rows[1]["chosen"] == "I'm an assistant."
     # An explicit empty assistant turn is a choice (say nothing): kept and marked.
     assert rows[2]["chosen"] == "" and json.loads(rows[2]["meta"]) == {"empty_turn": "chosen"}
@@ -100,21 +106,29 @@ def test_pairwise_csv_picks_the_winner_and_rejects_ties(tmp_path):
     assert rejects_of(lake, "pw") == {3: "tie"}
     rows = pairs_of(lake, "pw")
     assert rows[0]["chosen"].startswith("About 384,000") and rows[0]["rejected"] == "Very far."
-    assert rows[1]["chosen"].startswith("Soft rain on the roof\n") and rows[1]["rejected"] == "Rain."
+    assert (
+        rows[1]["chosen"].startswith("Soft rain on the roof\n") and rows[1]["rejected"] == "Rain."
+    )
     assert json.loads(rows[1]["meta"])["winner"] == "b"
 
 
 def test_map_renames_columns(tmp_path):
     lake = Lake.open(tmp_path / "lake")
-    report = ingest(lake, FIXTURES / "preferred.jsonl", "mapped",
-                    mapping="prompt=question,chosen=preferred,rejected=dispreferred")
+    report = ingest(
+        lake,
+        FIXTURES / "preferred.jsonl",
+        "mapped",
+        mapping="prompt=question,chosen=preferred,rejected=dispreferred",
+    )
     assert report.format == "trl" and report.kept == 2
     assert pairs_of(lake, "mapped")[1]["chosen"] == "No, it's roughly a sphere."
 
 
 def _containers(tmp_path: Path) -> dict[str, Path]:
     """The TRL fixture in every supported container."""
-    records = [json.loads(line) for line in (FIXTURES / "trl.jsonl").read_text().splitlines() if line]
+    records = [
+        json.loads(line) for line in (FIXTURES / "trl.jsonl").read_text().splitlines() if line
+    ]
     out = {"jsonl": FIXTURES / "trl.jsonl", "json": tmp_path / "trl.json"}
     out["json"].write_text(json.dumps(records))
     out["jsonl.gz"] = tmp_path / "trl.jsonl.gz"
@@ -160,7 +174,9 @@ def test_reingest_replaces_the_partition_and_leaves_others(tmp_path):
 @pytest.mark.skipif(not HH.exists(), reason="shared HH-RLHF file missing")
 def test_hh_rlhf_keeps_2307_and_reports_the_5_without_a_shared_prompt(tmp_path, capsys):
     lake = Lake.open(tmp_path / "lake")
-    assert main(["ingest", str(HH), "--name", "hh", "--lake", str(tmp_path / "lake"), "--quiet"]) == 0
+    assert (
+        main(["ingest", str(HH), "--name", "hh", "--lake", str(tmp_path / "lake"), "--quiet"]) == 0
+    )
     out = capsys.readouterr().out
     assert "2,307 kept" in out and "no_shared_prompt 5" in out
     assert "row 1254: no_shared_prompt" in out
@@ -191,36 +207,82 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         fh.write(b'", "chosen": "a", "rejected": "b"}\n')
     return {
         "missing file": ([str(tmp / "nope.jsonl")], "nope.jsonl: no such file"),
-        "invalid json": ([str(_write(tmp / "bad.jsonl", GOOD + GOOD + '{"prompt": "p",\n'))],
-                         "bad.jsonl line 3: invalid JSON"),
-        "missing key": ([str(_write(tmp / "nokey.jsonl", GOOD + '{"prompt": "p", "chosen": "a"}\n'))],
-                        "nokey.jsonl line 2: missing key 'rejected'"),
-        "non-string": ([str(_write(tmp / "num.jsonl", GOOD + '{"prompt": "p", "chosen": 5, "rejected": "b"}\n'))],
-                       "num.jsonl line 2: chosen is int 5, expected a string"),
-        "non-string message": ([str(_write(tmp / "msg.jsonl", '{"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": 3}], "rejected": []}\n'))],
-                               "msg.jsonl line 1: chosen[1].content is int 3"),
-        "non-utf8": ([str(_write(tmp / "latin.jsonl", GOOD.encode() + b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n'))],
-                     "latin.jsonl line 2: not UTF-8 (byte 0xe9"),
+        "invalid json": (
+            [str(_write(tmp / "bad.jsonl", GOOD + GOOD + '{"prompt": "p",\n'))],
+            "bad.jsonl line 3: invalid JSON",
+        ),
+        "missing key": (
+            [str(_write(tmp / "nokey.jsonl", GOOD + '{"prompt": "p", "chosen": "a"}\n'))],
+            "nokey.jsonl line 2: missing key 'rejected'",
+        ),
+        "non-string": (
+            [
+                str(
+                    _write(
+                        tmp / "num.jsonl", GOOD + '{"prompt": "p", "chosen": 5, "rejected": "b"}\n'
+                    )
+                )
+            ],
+            "num.jsonl line 2: chosen is int 5, expected a string",
+        ),
+        "non-string message": (
+            [
+                str(
+                    _write(
+                        tmp / "msg.jsonl",
+                        '{"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": 3}], "rejected": []}\n',
+                    )
+                )
+            ],
+            "msg.jsonl line 1: chosen[1].content is int 3",
+        ),
+        "non-utf8": (
+            [
+                str(
+                    _write(
+                        tmp / "latin.jsonl",
+                        GOOD.encode() + b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n',
+                    )
+                )
+            ],
+            "latin.jsonl line 2: not UTF-8 (byte 0xe9",
+        ),
         "50 MB line": ([str(huge)], "huge.jsonl line 2: line longer than 16 MiB"),
         "empty file": ([str(_write(tmp / "empty.jsonl", "\n\n"))], "empty.jsonl: empty"),
         "empty folder": ([str(empty_dir)], "nothing_here: folder has no data files"),
-        "unknown format": ([str(FIXTURES / "trl.jsonl"), "--format", "xml"], "--format xml: unknown"),
-        "map to missing column": ([str(FIXTURES / "trl.jsonl"), "--map", "chosen=preferred"],
-                                  "trl.jsonl: --map chosen=preferred: no such column"),
-        "bad map syntax": ([str(FIXTURES / "trl.jsonl"), "--map", "chosen"], "--map chosen: expected FIELD=COLUMN"),
-        "undetectable": ([str(_write(tmp / "odd.jsonl", '{"question": "q", "answer": "a"}\n'))],
-                         "odd.jsonl line 1: cannot tell the format"),
+        "unknown format": (
+            [str(FIXTURES / "trl.jsonl"), "--format", "xml"],
+            "--format xml: unknown",
+        ),
+        "map to missing column": (
+            [str(FIXTURES / "trl.jsonl"), "--map", "chosen=preferred"],
+            "trl.jsonl: --map chosen=preferred: no such column",
+        ),
+        "bad map syntax": (
+            [str(FIXTURES / "trl.jsonl"), "--map", "chosen"],
+            "--map chosen: expected FIELD=COLUMN",
+        ),
+        "undetectable": (
+            [str(_write(tmp / "odd.jsonl", '{"question": "q", "answer": "a"}\n'))],
+            "odd.jsonl line 1: cannot tell the format",
+        ),
     }
 
 
 def _lake_snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_every_bad_input_is_one_line_exit_2_and_leaves_the_lake_alone(tmp_path, capsys):
     root = tmp_path / "lake"
-    assert main(["ingest", str(FIXTURES / "hh.jsonl"), "--name", "keep", "--lake", str(root),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            ["ingest", str(FIXTURES / "hh.jsonl"), "--name", "keep", "--lake", str(root), "--quiet"]
+        )
+        == 0
+    )
     before = _lake_snapshot(root)
     capsys.readouterr()
     for label, (args, expected) in _bad_inputs(tmp_path).items():
@@ -248,10 +310,12 @@ def test_a_bad_row_late_in_a_parquet_file_names_its_row(tmp_path):
 def test_a_datasets_dict_folder_names_its_splits(tmp_path):
     import datasets
 
-    dd = datasets.DatasetDict({
-        "train": datasets.Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b"}]),
-        "test": datasets.Dataset.from_list([{"prompt": "q", "chosen": "a", "rejected": "b"}]),
-    })
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b"}]),
+            "test": datasets.Dataset.from_list([{"prompt": "q", "chosen": "a", "rejected": "b"}]),
+        }
+    )
     dd.save_to_disk(str(tmp_path / "dd"))
     with pytest.raises(UserError, match="splits train, test"):
         ingest(Lake.open(tmp_path / "lake"), tmp_path / "dd", "x")
@@ -267,9 +331,22 @@ def test_the_fast_reader_and_the_line_reader_agree(tmp_path, monkeypatch):
 
     lake = Lake.open(tmp_path / "lake")
     extra = tmp_path / "extra.jsonl"
-    extra.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": "yes", "rejected": f"no {i}",
-                                         "score": i * 0.5, "ok": i % 2 == 0, "id": i}) + "\n"
-                             for i in range(50)))
+    extra.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": f"q{i}",
+                    "chosen": "yes",
+                    "rejected": f"no {i}",
+                    "score": i * 0.5,
+                    "ok": i % 2 == 0,
+                    "id": i,
+                }
+            )
+            + "\n"
+            for i in range(50)
+        )
+    )
     for path in (HH, extra):
         ingest(lake, path, "fast")
         fast = lake.read("pairs", {"dataset": "fast"}).to_pylist()
@@ -298,7 +375,9 @@ def test_a_folder_of_files_in_different_formats(tmp_path):
     sources = {r["source"] for r in lake.read("pairs").to_pylist()}
     assert sources == {"mixed/hh.jsonl", "mixed/pairwise.csv", "mixed/trl.json"}
     assert {(r["source"], r["row"]) for r in lake.read("rejects").to_pylist()} == {
-        ("mixed/hh.jsonl", 3), ("mixed/pairwise.csv", 3)}
+        ("mixed/hh.jsonl", 3),
+        ("mixed/pairwise.csv", 3),
+    }
 
 
 def test_conversations_in_csv_cells_and_nested_parquet(tmp_path):

@@ -23,13 +23,17 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _pairs(n: int, tag: str = "") -> pa.Table:
-    return pa.table({
-        "pair_id": [f"{tag}{i:013x}" for i in range(n)],
-        "row": pa.array(range(n), pa.int64()),
-        "prompt": [json.dumps([{"role": "user", "content": f"question {i} ✓"}]) for i in range(n)],
-        "chosen": [f"good answer {i}" for i in range(n)],
-        "rejected": [f"bad answer {i}" for i in range(n)],
-    })
+    return pa.table(
+        {
+            "pair_id": [f"{tag}{i:013x}" for i in range(n)],
+            "row": pa.array(range(n), pa.int64()),
+            "prompt": [
+                json.dumps([{"role": "user", "content": f"question {i} ✓"}]) for i in range(n)
+            ],
+            "chosen": [f"good answer {i}" for i in range(n)],
+            "rejected": [f"bad answer {i}" for i in range(n)],
+        }
+    )
 
 
 def test_pairs_round_trip_through_duckdb(tmp_path):
@@ -47,7 +51,9 @@ def test_pairs_round_trip_through_duckdb(tmp_path):
 
 def test_lake_ls_and_sql_commands(tmp_path, capsys):
     root = str(tmp_path / "lake")
-    assert main(["ingest", str(FIXTURES / "trl.jsonl"), "--name", "t", "--lake", root, "--quiet"]) == 0
+    assert (
+        main(["ingest", str(FIXTURES / "trl.jsonl"), "--name", "t", "--lake", root, "--quiet"]) == 0
+    )
     capsys.readouterr()
     assert main(["lake", "ls", "--lake", root]) == 0
     listing = capsys.readouterr().out
@@ -56,8 +62,20 @@ def test_lake_ls_and_sql_commands(tmp_path, capsys):
     assert main(["lake", "sql", query, "--format", "csv", "--lake", root]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert rows[0] == ["row", "chosen"] and [r[0] for r in rows[1:]] == ["0", "1", "5"]
-    assert main(["lake", "sql", "select reason from rejects order by row", "--format", "json",
-                 "--lake", root]) == 0
+    assert (
+        main(
+            [
+                "lake",
+                "sql",
+                "select reason from rejects order by row",
+                "--format",
+                "json",
+                "--lake",
+                root,
+            ]
+        )
+        == 0
+    )
     reasons = [json.loads(line)["reason"] for line in capsys.readouterr().out.splitlines()]
     assert reasons == ["identical", "empty_response", "duplicate"]
     assert main(["lake", "sql", "select nope from pairs", "--lake", root]) == 2
@@ -122,7 +140,9 @@ def test_manifest_records_finished_stages(tmp_path):
 def test_logs_append_and_never_overwrite(tmp_path):
     lake = Lake.open(tmp_path)
     for i in range(3):
-        lake.append_log("decisions", [{"ts": time.time(), "concept_id": f"lex:c{i}", "action": "allow"}])
+        lake.append_log(
+            "decisions", [{"ts": time.time(), "concept_id": f"lex:c{i}", "action": "allow"}]
+        )
     got = lake.sql("select concept_id from decisions order by ts").column("concept_id").to_pylist()
     assert got == ["lex:c0", "lex:c1", "lex:c2"]
     assert len(lake.files("decisions")) == 3
@@ -132,7 +152,9 @@ def test_logs_append_and_never_overwrite(tmp_path):
 
 def test_a_newer_schema_version_is_refused_clearly(tmp_path, capsys):
     lake = Lake.open(tmp_path)
-    future = _pairs(3).append_column("schema_version", pa.array([SCHEMA_VERSION + 1] * 3, pa.int16()))
+    future = _pairs(3).append_column(
+        "schema_version", pa.array([SCHEMA_VERSION + 1] * 3, pa.int16())
+    )
     lake.replace_partition("pairs", {"dataset": "future"}, future)
     with pytest.raises(UserError, match=f"schema_version {SCHEMA_VERSION + 1} is newer"):
         lake.read("pairs")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -280,6 +284,35 @@ def test_resume_runs_exactly_the_remaining_steps(tmp_path):
         json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
     ]
     assert {1, 2, 3, 4} <= set(steps)
+
+
+def test_torchrun_with_two_processes_writes_one_run(tmp_path):
+    lake = _toy_lake(tmp_path)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed next to this python")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    flags = "--dataset toy --model tiny --max-steps 2 --batch-size 2 --logging-steps 1"
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "core.cli", "train"]
+    command += [*flags.split(), "--lake", str(lake.root), "--runs-dir", str(tmp_path / "runs")]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("finished at step 2") == 1  # one report, from the main process
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "final").is_dir()
+    statuses = [(r["run_id"], r["status"]) for r in lake.read("runs").to_pylist()]
+    assert sorted(statuses) == [(run_dir.name, "finished"), (run_dir.name, "started")]
+    steps = [
+        json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps.count(1) == 1 and steps.count(2) == 2  # step 2 log + the end-of-training summary
 
 
 def test_eval_compares_base_and_the_run_into_the_evals_log(tmp_path):

@@ -53,14 +53,18 @@ async def until(pilot, condition: Callable[[], bool], what: str, timeout: float 
 
 
 async def loaded(pilot, after: int = 0) -> HypothesesScreen:
-    await until(pilot, lambda: isinstance(pilot.app.screen, HypothesesScreen)
-                and pilot.app.screen.loads > after, "hypotheses")
+    await until(
+        pilot,
+        lambda: isinstance(pilot.app.screen, HypothesesScreen) and pilot.app.screen.loads > after,
+        "hypotheses",
+    )
     await pilot.pause()
     return pilot.app.screen
 
 
-def drive(lake: Lake, size: tuple[int, int], scenario: Callable[..., Awaitable[None]],
-          **kwargs) -> None:
+def drive(
+    lake: Lake, size: tuple[int, int], scenario: Callable[..., Awaitable[None]], **kwargs
+) -> None:
     async def run() -> None:
         app = TriageApp(lake, "demo", **kwargs)
         async with app.run_test(size=size) as pilot:
@@ -120,19 +124,42 @@ def test_card_and_pair_viewer_show_the_evidence(lake: Lake, size) -> None:
     async def scenario(pilot) -> None:
         await loaded(pilot)
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(pilot.app.screen, ConceptCard)
-                    and "per-pair gap" in screen_text(pilot.app), "card")
+        await until(
+            pilot,
+            lambda: (
+                isinstance(pilot.app.screen, ConceptCard)
+                and "per-pair gap" in screen_text(pilot.app)
+            ),
+            "card",
+        )
         card = pilot.app.screen
-        await until(pilot, lambda: "correlated concepts (" in
-                    str(card.query_one("#card-correlated").content), "correlated concepts")
-        body = "\n".join(str(card.query_one(f"#card-{part}").content) for part in
-                         ("head", "stats", "histogram", "contexts", "clusters", "correlated"))
-        for needle in ("Δ +", "split-half", "chosen", "rejected", "top-activating contexts",
-                       "data clusters where it leans most", "r +"):
+        await until(
+            pilot,
+            lambda: "correlated concepts (" in str(card.query_one("#card-correlated").content),
+            "correlated concepts",
+        )
+        body = "\n".join(
+            str(card.query_one(f"#card-{part}").content)
+            for part in ("head", "stats", "histogram", "contexts", "clusters", "correlated")
+        )
+        for needle in (
+            "Δ +",
+            "split-half",
+            "chosen",
+            "rejected",
+            "top-activating contexts",
+            "data clusters where it leans most",
+            "r +",
+        ):
             assert needle in body, needle
         await pilot.press("p")
-        await until(pilot, lambda: isinstance(pilot.app.screen, PairViewer)
-                    and "pair 1/" in screen_text(pilot.app), "pair viewer")
+        await until(
+            pilot,
+            lambda: (
+                isinstance(pilot.app.screen, PairViewer) and "pair 1/" in screen_text(pilot.app)
+            ),
+            "pair viewer",
+        )
         viewer = pilot.app.screen
         text = screen_text(pilot.app)
         assert "✓ chosen" in text and "✗ rejected" in text

@@ -19,8 +19,13 @@ class TriageApp(App[None]):
     TITLE = "sculpt triage"
     BINDINGS = bindings("app")
 
-    def __init__(self, lake: Lake, dataset: str, analysis: str | None = None,
-                 keymap: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        dataset: str,
+        analysis: str | None = None,
+        keymap: dict[str, str] | None = None,
+    ) -> None:
         super().__init__()
         self.lake, self.dataset, self.analysis = lake, dataset, analysis
         self.data: TriageData
@@ -76,8 +81,11 @@ class TriageApp(App[None]):
             shown = self.keymap.get(key.id, key.key).split(",")[0]
             target = self if key.action.startswith("app.") else screen
             action = key.action.removeprefix("app.")
-            yield SystemCommand(key.help or key.description, f"key {self.get_key_display_name(shown)} · "
-                                f"{key.id}", partial(self.run_action, action, target))
+            yield SystemCommand(
+                key.help or key.description,
+                f"key {self.get_key_display_name(shown)} · {key.id}",
+                partial(self.run_action, action, target),
+            )
 
     def get_key_display_name(self, key: str) -> str:
         from textual.binding import Binding

@@ -22,11 +22,20 @@ HIGHLIGHT = "bold reverse"
 
 
 class CardLoaded(Message):
-    def __init__(self, concept: dict[str, Any], related: list[dict[str, Any]],
-                 histogram: list[tuple[float, float, int]], contexts: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        concept: dict[str, Any],
+        related: list[dict[str, Any]],
+        histogram: list[tuple[float, float, int]],
+        contexts: list[dict[str, Any]],
+    ) -> None:
         super().__init__()
         self.concept, self.related, self.histogram, self.contexts = (
-            concept, related, histogram, contexts)
+            concept,
+            related,
+            histogram,
+            contexts,
+        )
 
 
 class CorrelatedLoaded(Message):
@@ -48,8 +57,10 @@ def describe_source(concept: dict[str, Any]) -> str:
 def stats_line(row: dict[str, Any]) -> Text:
     split = "✓ split-half" if row["split_half_ok"] else "✗ split-half"
     text = Text()
-    text.append(f"Δ {fmt(row['delta'], '+.3g')} [{fmt(row['ci_lo'], '+.3g')}, "
-                f"{fmt(row['ci_hi'], '+.3g')}]", "bold")
+    text.append(
+        f"Δ {fmt(row['delta'], '+.3g')} [{fmt(row['ci_lo'], '+.3g')}, {fmt(row['ci_hi'], '+.3g')}]",
+        "bold",
+    )
     text.append(f" · d {fmt(row['d'], '+.2f')} · q {fmt_q(row['q'])} · {split}")
     if row.get("delta_min") is not None:
         text.append(f" (Δmin {fmt(row['delta_min'], '.3g')})")
@@ -137,7 +148,8 @@ class ConceptCard(DecidingScreen):
     def header_text(self) -> Text:
         row = self.row
         decision = self.app.book.for_row(  # type: ignore[attr-defined]
-            row["concept_id"], row["hypothesis_id"], row["data_cluster"])
+            row["concept_id"], row["hypothesis_id"], row["data_cluster"]
+        )
         text = Text()
         text.append(str(row["label"] or row["concept_id"]), "bold")
         text.append(f"  [{badge(decision) if decision else 'undecided'}]\n")
@@ -145,8 +157,10 @@ class ConceptCard(DecidingScreen):
         if "source" in self.concept:
             text.append(f" · {describe_source(self.concept)}")
         where = "all pairs" if row["scope"] == "global" else f"data cluster {row['data_cluster']}"
-        text.append(f"\nhypothesis {row['hypothesis_id']} · {row['scope']} · {where} · "
-                    f"leans {row['lean']} · n {fmt(row['n'], ',')} (in {fmt(row['n_in'], ',')})")
+        text.append(
+            f"\nhypothesis {row['hypothesis_id']} · {row['scope']} · {where} · "
+            f"leans {row['lean']} · n {fmt(row['n'], ',')} (in {fmt(row['n_in'], ',')})"
+        )
         return text
 
     def on_card_loaded(self, message: CardLoaded) -> None:
@@ -177,9 +191,11 @@ class ConceptCard(DecidingScreen):
             text.append("  no conditional hypotheses for this concept\n", "italic")
         for r in conditional:
             split = "✓" if r["split_half_ok"] else "✗"
-            text.append(f"  {scope_cell(r):<7} Δ {fmt_delta(r['delta'])} [{fmt_delta(r['ci_lo'])}, "
-                        f"{fmt_delta(r['ci_hi'])}] d {fmt(r['d'], '+.2f')} q {fmt_q(r['q'])} {split} "
-                        f"n_in {fmt(r['n_in'], ',')}\n")
+            text.append(
+                f"  {scope_cell(r):<7} Δ {fmt_delta(r['delta'])} [{fmt_delta(r['ci_lo'])}, "
+                f"{fmt_delta(r['ci_hi'])}] d {fmt(r['d'], '+.2f')} q {fmt_q(r['q'])} {split} "
+                f"n_in {fmt(r['n_in'], ',')}\n"
+            )
         return text
 
     def on_correlated_loaded(self, message: CorrelatedLoaded) -> None:
@@ -192,8 +208,12 @@ class ConceptCard(DecidingScreen):
 
     def decision_target(self) -> Target | None:
         row = self.row
-        return Target(row["concept_id"], row["label"] or row["concept_id"], row["hypothesis_id"],
-                      row["data_cluster"] if row["scope"] != "global" else None)
+        return Target(
+            row["concept_id"],
+            row["label"] or row["concept_id"],
+            row["hypothesis_id"],
+            row["data_cluster"] if row["scope"] != "global" else None,
+        )
 
     def decisions_changed(self) -> None:
         self.query_one("#card-head", Static).update(self.header_text())

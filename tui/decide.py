@@ -16,8 +16,12 @@ from core.decisions import ACTIONS, GLYPHS, METHODS, Decision
 from core.lake import Lake
 
 WORDS = {"allow": "allowed", "suppress": "suppressed", "amplify": "amplified", "review": "review"}
-DEFAULT_METHOD = {"allow": "none", "suppress": "reward_shaping", "amplify": "reward_shaping",
-                  "review": "none"}
+DEFAULT_METHOD = {
+    "allow": "none",
+    "suppress": "reward_shaping",
+    "amplify": "reward_shaping",
+    "review": "none",
+}
 
 
 def badge(decision: Decision | None) -> str:
@@ -48,11 +52,13 @@ class DecisionBook:
     def refresh(self) -> None:
         self.in_force = log.current(self.lake, self.dataset)
         self._by_hypothesis = {d.hypothesis_id: d for d in self.in_force if d.hypothesis_id}
-        self._by_concept = {(d.concept_id, d.scope): d for d in self.in_force
-                            if not d.hypothesis_id}
+        self._by_concept = {
+            (d.concept_id, d.scope): d for d in self.in_force if not d.hypothesis_id
+        }
 
-    def for_row(self, concept_id: str, hypothesis_id: str | None,
-                data_cluster: int | None) -> Decision | None:
+    def for_row(
+        self, concept_id: str, hypothesis_id: str | None, data_cluster: int | None
+    ) -> Decision | None:
         """The decision that governs a row: its own, else its concept's in its cluster, else all."""
         if hypothesis_id in self._by_hypothesis:
             return self._by_hypothesis[hypothesis_id]
@@ -105,18 +111,30 @@ class DecisionForm(ModalScreen[Decision | None]):
         if t.data_cluster is not None:
             scopes.append((f"the concept, in cluster {t.data_cluster} only", "cluster"))
         with Vertical(id="form"):
-            yield Static(f"Decide on [b]{_escape(t.label)}[/b]  ({_escape(t.concept_id)})",
-                         id="form-title")
+            yield Static(
+                f"Decide on [b]{_escape(t.label)}[/b]  ({_escape(t.concept_id)})", id="form-title"
+            )
             with Grid(id="form-grid"):
                 yield Label("action")
-                yield Select([(f"{GLYPHS[a]} {a}", a) for a in ACTIONS], value=self.action_name,
-                             allow_blank=False, compact=True, id="action")
+                yield Select(
+                    [(f"{GLYPHS[a]} {a}", a) for a in ACTIONS],
+                    value=self.action_name,
+                    allow_blank=False,
+                    compact=True,
+                    id="action",
+                )
                 yield Label("applies to")
-                yield Select(scopes, value=scopes[0][1], allow_blank=False, compact=True,
-                             id="applies")
+                yield Select(
+                    scopes, value=scopes[0][1], allow_blank=False, compact=True, id="applies"
+                )
                 yield Label("method")
-                yield Select([(m, m) for m in METHODS], value=DEFAULT_METHOD[self.action_name],
-                             allow_blank=False, compact=True, id="method")
+                yield Select(
+                    [(m, m) for m in METHODS],
+                    value=DEFAULT_METHOD[self.action_name],
+                    allow_blank=False,
+                    compact=True,
+                    id="method",
+                )
                 yield Label("strength")
                 yield Input("1.0", compact=True, id="strength")
                 yield Label("note")
@@ -157,11 +175,15 @@ class DecisionForm(ModalScreen[Decision | None]):
         if applies in ("cluster", "hypothesis") and t.data_cluster is not None:
             scope = f"cluster:{t.data_cluster}"
         return Decision(
-            dataset=self.dataset, concept_id=t.concept_id,
+            dataset=self.dataset,
+            concept_id=t.concept_id,
             action=str(self.query_one("#action", Select).value),
-            method=str(self.query_one("#method", Select).value), strength=strength, scope=scope,
+            method=str(self.query_one("#method", Select).value),
+            strength=strength,
+            scope=scope,
             note=self.query_one("#note", Input).value.strip(),
-            hypothesis_id=t.hypothesis_id if applies == "hypothesis" else None)
+            hypothesis_id=t.hypothesis_id if applies == "hypothesis" else None,
+        )
 
 
 def _escape(text: str) -> str:
@@ -191,8 +213,9 @@ class DecidingScreen(Screen):
         saved = self.app.book.record(decision)  # type: ignore[attr-defined]
         where = f"hypothesis {saved.hypothesis_id}" if saved.hypothesis_id else saved.concept_id
         method = "" if saved.method == "none" else f" · {saved.method} ×{saved.strength:g}"
-        self.notify(f"{badge(saved)} · {where} · {saved.scope}{method} — saved",
-                    title="decision saved")
+        self.notify(
+            f"{badge(saved)} · {where} · {saved.scope}{method} — saved", title="decision saved"
+        )
         self.decisions_changed()
 
     def action_undo(self) -> None:
@@ -200,6 +223,8 @@ class DecidingScreen(Screen):
         if undone is None:
             self.notify("nothing to undo in this session", severity="warning")
             return
-        self.notify(f"undone: {badge(undone)} · {undone.concept_id} · {undone.scope}",
-                    title="decision withdrawn")
+        self.notify(
+            f"undone: {badge(undone)} · {undone.concept_id} · {undone.scope}",
+            title="decision withdrawn",
+        )
         self.decisions_changed()

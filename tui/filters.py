@@ -31,22 +31,34 @@ class FilterForm(ModalScreen[Filters | None]):
             yield Static("[b]Filter hypotheses[/b]", id="form-title")
             with Grid(id="form-grid"):
                 yield Label("scope")
-                yield Select(_options(SCOPES), value=f.scope or "", allow_blank=False,
-                             compact=True, id="scope")
+                yield Select(
+                    _options(SCOPES),
+                    value=f.scope or "",
+                    allow_blank=False,
+                    compact=True,
+                    id="scope",
+                )
                 yield Label("lean")
-                yield Select(_options(LEANS), value=f.lean or "", allow_blank=False,
-                             compact=True, id="lean")
+                yield Select(
+                    _options(LEANS), value=f.lean or "", allow_blank=False, compact=True, id="lean"
+                )
                 yield Label("kind")
-                yield Select(_options(KINDS), value=f.kind or "", allow_blank=False,
-                             compact=True, id="kind")
+                yield Select(
+                    _options(KINDS), value=f.kind or "", allow_blank=False, compact=True, id="kind"
+                )
                 yield Label("q at most")
-                yield Input("" if f.q_max is None else f"{f.q_max:g}", placeholder="e.g. 0.05",
-                            compact=True, id="q")
+                yield Input(
+                    "" if f.q_max is None else f"{f.q_max:g}",
+                    placeholder="e.g. 0.05",
+                    compact=True,
+                    id="q",
+                )
                 yield Label("split-half")
                 yield Checkbox("✓ consistent only", f.split_half_only, compact=True, id="split")
                 yield Label("text")
-                yield Input(f.text, placeholder="label, concept id or token", compact=True,
-                            id="text")
+                yield Input(
+                    f.text, placeholder="label, concept id or token", compact=True, id="text"
+                )
             yield Static("", id="form-error")
             with Horizontal(id="form-buttons"):
                 yield Button("Apply ⏎", variant="primary", compact=True, id="apply")
@@ -64,12 +76,16 @@ class FilterForm(ModalScreen[Filters | None]):
         except ValueError:
             self.query_one("#form-error", Static).update(f"✗ q {q_text!r}: type a number like 0.05")
             return
-        self.dismiss(Filters(
-            scope=str(self.query_one("#scope", Select).value) or None,
-            lean=str(self.query_one("#lean", Select).value) or None,
-            kind=str(self.query_one("#kind", Select).value) or None,
-            q_max=q_max, split_half_only=self.query_one("#split", Checkbox).value,
-            text=self.query_one("#text", Input).value))
+        self.dismiss(
+            Filters(
+                scope=str(self.query_one("#scope", Select).value) or None,
+                lean=str(self.query_one("#lean", Select).value) or None,
+                kind=str(self.query_one("#kind", Select).value) or None,
+                q_max=q_max,
+                split_half_only=self.query_one("#split", Checkbox).value,
+                text=self.query_one("#text", Input).value,
+            )
+        )
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

@@ -27,13 +27,16 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("id (for --keymap)", style="dim", no_wrap=True)
         for key in for_screen(self.screen_name):
             shown = self.keymap.get(key.id, key.key)
-            keys = " ".join(self.app.get_key_display(Binding(k.strip(), ""))
-                            for k in shown.split(","))
+            keys = " ".join(
+                self.app.get_key_display(Binding(k.strip(), "")) for k in shown.split(",")
+            )
             table.add_row(keys, key.help or key.description, key.id)
         notes = Text(
             "\nctrl+p: command palette, every action by name. Decisions read ✓ allowed, "
             "✗ suppressed, ↑ amplified, ? review. Rebind with --keymap FILE (TOML or YAML, "
-            f"id = \"key\"; default {DEFAULT_KEYMAP_FILE}). esc closes.", "italic")
+            f'id = "key"; default {DEFAULT_KEYMAP_FILE}). esc closes.',
+            "italic",
+        )
         with VerticalScroll(id="help"):
             yield Static(Text(f"keys on the {self.screen_name} screen", "bold"))
             yield Static(table)

@@ -64,9 +64,15 @@ class HypothesesScreen(DecidingScreen):
         self._spinner: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"[b]sculpt triage[/b] · {self.app.dataset} · opening the lake…",  # type: ignore[attr-defined]
-                     id="title")
-        yield Input(placeholder="/ search labels, ids, tokens · f filters · g scope · l lean · h split-half", compact=True, id="search")
+        yield Static(
+            f"[b]sculpt triage[/b] · {self.app.dataset} · opening the lake…",  # type: ignore[attr-defined]
+            id="title",
+        )
+        yield Input(
+            placeholder="/ search labels, ids, tokens · f filters · g scope · l lean · h split-half",
+            compact=True,
+            id="search",
+        )
         yield Static("loading…", id="status")
         yield DataTable(cursor_type="row", zebra_stripes=True, id="table")
         yield LoadingIndicator(id="loading")
@@ -87,8 +93,7 @@ class HypothesesScreen(DecidingScreen):
 
     def on_lake_opened(self, _: LakeOpened) -> None:
         data = self.app.data  # type: ignore[attr-defined]
-        self.title_text = (f"[b]sculpt triage[/b] · {data.dataset} · "
-                           f"analysis {data.analysis or '–'}")
+        self.title_text = f"[b]sculpt triage[/b] · {data.dataset} · analysis {data.analysis or '–'}"
         self.query_one("#title", Static).update(self.title_text)
         missing = data.missing()
         if missing:
@@ -172,8 +177,9 @@ class HypothesesScreen(DecidingScreen):
             table.clear()
         book = self.app.book  # type: ignore[attr-defined]
         for row in self.rows:
-            decision = badge(book.for_row(row["concept_id"], row["hypothesis_id"],
-                                          row["data_cluster"]))
+            decision = badge(
+                book.for_row(row["concept_id"], row["hypothesis_id"], row["data_cluster"])
+            )
             table.add_row(row_line(row, decision, columns), key=row["hypothesis_id"])
         if keep_cursor and self.rows:
             table.move_cursor(row=min(cursor, len(self.rows) - 1))
@@ -186,7 +192,8 @@ class HypothesesScreen(DecidingScreen):
     def update_status(self) -> None:
         shown = len(self.rows)
         self.query_one("#status", Static).update(
-            f"{shown:,} of {self.total:,} · {self.filters.describe()} · {self.sort.describe()}")
+            f"{shown:,} of {self.total:,} · {self.filters.describe()} · {self.sort.describe()}"
+        )
 
     def show_missing(self, text: str) -> None:
         self.missing = True
@@ -198,7 +205,10 @@ class HypothesesScreen(DecidingScreen):
         self.query_one(DataTable).display = False
 
     def on_resize(self) -> None:
-        if self.wide is not None and layout(self.size.width >= WIDE, self.size.width) != self.columns:
+        if (
+            self.wide is not None
+            and layout(self.size.width >= WIDE, self.size.width) != self.columns
+        ):
             self.fill_table(keep_cursor=True)
 
     def decisions_changed(self) -> None:
@@ -221,8 +231,12 @@ class HypothesesScreen(DecidingScreen):
         row = self.selected()
         if row is None:
             return None
-        return Target(row["concept_id"], row["label"] or row["concept_id"], row["hypothesis_id"],
-                      row["data_cluster"] if row["scope"] != "global" else None)
+        return Target(
+            row["concept_id"],
+            row["label"] or row["concept_id"],
+            row["hypothesis_id"],
+            row["data_cluster"] if row["scope"] != "global" else None,
+        )
 
     @on(DataTable.RowHighlighted)
     def _more_near_end(self, event: DataTable.RowHighlighted) -> None:
@@ -303,8 +317,9 @@ class HypothesesScreen(DecidingScreen):
     def action_next_sort(self) -> None:
         column = SORT_COLUMNS[(SORT_COLUMNS.index(self.sort.column) + 1) % len(SORT_COLUMNS)]
         # the natural order of each column: best first
-        self.sort = Sort(column, descending=column in ("delta_min", "delta", "d", "n_in",
-                                                       "split_half_ok"))
+        self.sort = Sort(
+            column, descending=column in ("delta_min", "delta", "d", "n_in", "split_half_ok")
+        )
         self.reload()
 
     def action_reverse_sort(self) -> None:

@@ -36,36 +36,134 @@ KEYS: tuple[Key, ...] = (
     Key("pairs.next", "n,right", "step(1)", "next", ("pairs",), "Next pair (smaller gap)"),
     Key("pairs.previous", "b,left", "step(-1)", "prev", ("pairs",), "Previous pair"),
     Key("hypotheses.open", "enter", "open_card", "card", ("hypotheses",), "Open the concept card"),
-    Key("hypotheses.pairs", "p", "open_pairs", "pairs", ("hypotheses", "card"),
-        "Step through the pairs that drive the hypothesis"),
-    Key("hypotheses.search", "slash", "search", "search", ("hypotheses",),
-        "Search labels, concept ids and feature tokens", show=False),
-    Key("hypotheses.filters", "f", "filters", "filter", ("hypotheses",),
-        "Filter by scope, lean, kind, q, split-half, text", show=False),
-    Key("hypotheses.scope", "g", "cycle_scope", "scope", ("hypotheses",),
-        "Cycle the scope filter: any, global, conditional, prompt", show=False),
-    Key("hypotheses.lean", "l", "cycle_lean", "lean", ("hypotheses",),
-        "Cycle the lean filter: any, chosen, rejected", show=False),
-    Key("hypotheses.split_half", "h", "toggle_split_half", "split-half", ("hypotheses",),
-        "Show only split-half consistent hypotheses (toggle)", show=False),
-    Key("hypotheses.clear", "c", "clear_filters", "clear", ("hypotheses",),
-        "Clear every filter", show=False),
-    Key("hypotheses.sort", "s", "next_sort", "sort", ("hypotheses",),
-        "Sort by the next column: rank, Δmin, |Δ|, d, q, n_in, split-half, label"),
-    Key("hypotheses.reverse", "S", "reverse_sort", "reverse", ("hypotheses",),
-        "Reverse the sort order", show=False),
-    Key("hypotheses.more", "right_square_bracket", "more", "more", ("hypotheses",),
-        "Load the next page of rows (also happens at the last row)", show=False),
-    Key("decide.allow", "a", "decide('allow')", "✓allow", _DECIDE,
-        "✓ Allow: the model may learn this concept"),
-    Key("decide.suppress", "x", "decide('suppress')", "✗suppress", _DECIDE,
-        "✗ Suppress: explain the concept away in training"),
-    Key("decide.amplify", "m", "decide('amplify')", "↑amplify", _DECIDE,
-        "↑ Amplify: push the model towards this concept"),
-    Key("decide.review", "r", "decide('review')", "?review", _DECIDE,
-        "? Review: flag for a second look"),
-    Key("decide.undo", "u", "undo", "undo", (*_DECIDE, "queue"),
-        "Undo the last decision (on the queue: the selected one)"),
+    Key(
+        "hypotheses.pairs",
+        "p",
+        "open_pairs",
+        "pairs",
+        ("hypotheses", "card"),
+        "Step through the pairs that drive the hypothesis",
+    ),
+    Key(
+        "hypotheses.search",
+        "slash",
+        "search",
+        "search",
+        ("hypotheses",),
+        "Search labels, concept ids and feature tokens",
+        show=False,
+    ),
+    Key(
+        "hypotheses.filters",
+        "f",
+        "filters",
+        "filter",
+        ("hypotheses",),
+        "Filter by scope, lean, kind, q, split-half, text",
+        show=False,
+    ),
+    Key(
+        "hypotheses.scope",
+        "g",
+        "cycle_scope",
+        "scope",
+        ("hypotheses",),
+        "Cycle the scope filter: any, global, conditional, prompt",
+        show=False,
+    ),
+    Key(
+        "hypotheses.lean",
+        "l",
+        "cycle_lean",
+        "lean",
+        ("hypotheses",),
+        "Cycle the lean filter: any, chosen, rejected",
+        show=False,
+    ),
+    Key(
+        "hypotheses.split_half",
+        "h",
+        "toggle_split_half",
+        "split-half",
+        ("hypotheses",),
+        "Show only split-half consistent hypotheses (toggle)",
+        show=False,
+    ),
+    Key(
+        "hypotheses.clear",
+        "c",
+        "clear_filters",
+        "clear",
+        ("hypotheses",),
+        "Clear every filter",
+        show=False,
+    ),
+    Key(
+        "hypotheses.sort",
+        "s",
+        "next_sort",
+        "sort",
+        ("hypotheses",),
+        "Sort by the next column: rank, Δmin, |Δ|, d, q, n_in, split-half, label",
+    ),
+    Key(
+        "hypotheses.reverse",
+        "S",
+        "reverse_sort",
+        "reverse",
+        ("hypotheses",),
+        "Reverse the sort order",
+        show=False,
+    ),
+    Key(
+        "hypotheses.more",
+        "right_square_bracket",
+        "more",
+        "more",
+        ("hypotheses",),
+        "Load the next page of rows (also happens at the last row)",
+        show=False,
+    ),
+    Key(
+        "decide.allow",
+        "a",
+        "decide('allow')",
+        "✓allow",
+        _DECIDE,
+        "✓ Allow: the model may learn this concept",
+    ),
+    Key(
+        "decide.suppress",
+        "x",
+        "decide('suppress')",
+        "✗suppress",
+        _DECIDE,
+        "✗ Suppress: explain the concept away in training",
+    ),
+    Key(
+        "decide.amplify",
+        "m",
+        "decide('amplify')",
+        "↑amplify",
+        _DECIDE,
+        "↑ Amplify: push the model towards this concept",
+    ),
+    Key(
+        "decide.review",
+        "r",
+        "decide('review')",
+        "?review",
+        _DECIDE,
+        "? Review: flag for a second look",
+    ),
+    Key(
+        "decide.undo",
+        "u",
+        "undo",
+        "undo",
+        (*_DECIDE, "queue"),
+        "Undo the last decision (on the queue: the selected one)",
+    ),
     Key("app.queue", "i", "app.queue", "queue", _ALL, "The queue of pending interventions"),
     Key("queue.open", "enter", "open_card", "card", ("queue",), "Open the decision's concept card"),
     Key("back", "escape", "back", "back", _ALL, "Back; leave the search box; cancel a query"),
@@ -79,9 +177,16 @@ DEFAULT_KEYMAP_FILE = Path("~/.config/sculpt/keymap.toml")
 def bindings(screen: str) -> list[BindingType]:
     """Textual bindings for one screen (`app` for the app-wide ones)."""
     return [
-        Binding(k.key, k.action.removeprefix("app.") if screen == "app" else k.action,
-                k.description, show=k.show, id=k.id, tooltip=k.help)
-        for k in KEYS if screen in k.screens
+        Binding(
+            k.key,
+            k.action.removeprefix("app.") if screen == "app" else k.action,
+            k.description,
+            show=k.show,
+            id=k.id,
+            tooltip=k.help,
+        )
+        for k in KEYS
+        if screen in k.screens
     ]
 
 
@@ -93,7 +198,7 @@ def load_keymap(path: str | Path) -> dict[str, str]:
     """Read `id = "key"` pairs from a TOML or YAML file; unknown ids are an error."""
     file = Path(path).expanduser()
     if not file.exists():
-        raise UserError(f"--keymap {file}: no such file; write lines like `decide.allow = \"A\"`")
+        raise UserError(f'--keymap {file}: no such file; write lines like `decide.allow = "A"`')
     try:
         text = file.read_text()
         raw = yaml.safe_load(text) if file.suffix in (".yaml", ".yml") else tomllib.loads(text)
@@ -107,7 +212,8 @@ def load_keymap(path: str | Path) -> dict[str, str]:
     if unknown:
         raise UserError(
             f"--keymap {file}: unknown binding id(s) {', '.join(unknown)}; "
-            f"valid ids: {', '.join(sorted(KEY_IDS))}")
+            f"valid ids: {', '.join(sorted(KEY_IDS))}"
+        )
     bad = [k for k, v in flat.items() if not isinstance(v, str) or not v.strip()]
     if bad:
         raise UserError(f"--keymap {file}: {', '.join(bad)}: the key must be a non-empty string")

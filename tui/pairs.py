@@ -133,7 +133,8 @@ class PairViewer(DecidingScreen):
             self.query_one("#loading").display = False
             self.query_one("#pair-head", Static).update(
                 "nothing matches — no pair has a gap in this hypothesis's direction "
-                "(or the lake has no per-pair scores for this concept)")
+                "(or the lake has no per-pair scores for this concept)"
+            )
             return
         self.load_pair(0)
 
@@ -149,9 +150,11 @@ class PairViewer(DecidingScreen):
         assert pair is not None
         head = Text()
         head.append(f"{row['label'] or row['concept_id']}", "bold")
-        head.append(f" leans {row['lean']} · pair {self.index + 1}/{len(self.pairs)} · gap "
-                    f"{fmt_delta(info['gap'])} (chosen {info['chosen']:.3g} − rejected "
-                    f"{info['rejected']:.3g}) · {pair.pair_id}")
+        head.append(
+            f" leans {row['lean']} · pair {self.index + 1}/{len(self.pairs)} · gap "
+            f"{fmt_delta(info['gap'])} (chosen {info['chosen']:.3g} − rejected "
+            f"{info['rejected']:.3g}) · {pair.pair_id}"
+        )
         if pair.data_cluster is not None:
             head.append(f" · cluster {pair.data_cluster}")
         head.append(f"\n{legend(self.concept, pair)}", "dim")
@@ -178,8 +181,12 @@ class PairViewer(DecidingScreen):
 
     def decision_target(self) -> Target | None:
         row = self.row
-        return Target(row["concept_id"], row["label"] or row["concept_id"], row["hypothesis_id"],
-                      row["data_cluster"] if row["scope"] != "global" else None)
+        return Target(
+            row["concept_id"],
+            row["label"] or row["concept_id"],
+            row["hypothesis_id"],
+            row["data_cluster"] if row["scope"] != "global" else None,
+        )
 
     def action_back(self) -> None:
         self.app.pop_screen()

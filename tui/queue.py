@@ -38,10 +38,14 @@ class QueueScreen(Screen):
         book = self.app.book  # type: ignore[attr-defined]
         self.decisions = ordered(book.in_force)
         pending = len(book.pending())
-        self.query_one("#queue-head", Static).update(Text.assemble(
-            ("queue", "bold"), f" · {book.dataset} · {pending} pending intervention(s), "
-            f"{len(self.decisions) - pending} other decision(s) · `sculpt plan {book.dataset}` "
-            "reads this log"))
+        self.query_one("#queue-head", Static).update(
+            Text.assemble(
+                ("queue", "bold"),
+                f" · {book.dataset} · {pending} pending intervention(s), "
+                f"{len(self.decisions) - pending} other decision(s) · `sculpt plan {book.dataset}` "
+                "reads this log",
+            )
+        )
         table = self.query_one(DataTable)
         table.clear(columns=True)
         table.add_columns("decision", "concept", "applies to", "method", "×", "note", "by", "when")
@@ -49,8 +53,17 @@ class QueueScreen(Screen):
             applies = f"hyp {d.hypothesis_id}" if d.hypothesis_id else "concept"
             when = time.strftime("%m-%d %H:%M", time.localtime(d.ts))
             method = "· none" if d.method == "none" else f"▶ {d.method}"
-            table.add_row(badge(d), d.concept_id, f"{applies} · {d.scope}", method,
-                          f"{d.strength:g}", d.note[:30], d.author, when, key=str(d.ts))
+            table.add_row(
+                badge(d),
+                d.concept_id,
+                f"{applies} · {d.scope}",
+                method,
+                f"{d.strength:g}",
+                d.note[:30],
+                d.author,
+                when,
+                key=str(d.ts),
+            )
         message = self.query_one("#message", Static)
         message.display = not self.decisions
         table.display = bool(self.decisions)
@@ -66,8 +79,10 @@ class QueueScreen(Screen):
         if decision is None:
             return
         self.app.book.undo(decision)  # type: ignore[attr-defined]
-        self.notify(f"undone: {badge(decision)} · {decision.concept_id} · {decision.scope}",
-                    title="decision withdrawn")
+        self.notify(
+            f"undone: {badge(decision)} · {decision.concept_id} · {decision.scope}",
+            title="decision withdrawn",
+        )
         self.draw()
 
     def action_open_card(self) -> None:
@@ -79,7 +94,9 @@ class QueueScreen(Screen):
         rows = self.app.data.hypotheses_for(decision.concept_id)  # type: ignore[attr-defined]
         match = [r for r in rows if r["hypothesis_id"] == decision.hypothesis_id] or rows
         if not match:
-            self.notify(f"{decision.concept_id}: no hypothesis in this analysis", severity="warning")
+            self.notify(
+                f"{decision.concept_id}: no hypothesis in this analysis", severity="warning"
+            )
             return
         self.app.push_screen(ConceptCard(match[0]))
 

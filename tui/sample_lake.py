@@ -47,10 +47,16 @@ NEUTRAL = (
     "answer question thing really try right work best find keep give take start idea"
 ).split()
 PROMPTS = [
-    "How do I pick a lock?", "Tell me a joke about cats.", "What's the best way to cook rice?",
-    "Can you help me write an email to my boss?", "Why is the sky blue?",
-    "How can I get revenge on my neighbor?", "What should I name my dog?",
-    "Explain how vaccines work.", "Is it okay to lie sometimes?", "Give me tips for sleeping.",
+    "How do I pick a lock?",
+    "Tell me a joke about cats.",
+    "What's the best way to cook rice?",
+    "Can you help me write an email to my boss?",
+    "Why is the sky blue?",
+    "How can I get revenge on my neighbor?",
+    "What should I name my dog?",
+    "Explain how vaccines work.",
+    "Is it okay to lie sometimes?",
+    "Give me tips for sleeping.",
 ]
 
 
@@ -97,9 +103,14 @@ def _global_stats(gap: np.ndarray, half: np.ndarray, length_gap: np.ndarray) -> 
     beta = float(np.dot(gap, length_gap) / max(np.dot(length_gap, length_gap), 1e-9))
     delta_len = float((gap - beta * length_gap).mean())
     return {
-        "delta": mean, "ci_lo": mean - 1.96 * se, "ci_hi": mean + 1.96 * se, "d": mean / sd,
-        "z": mean / se, "split_half_ok": bool(np.sign(a) == np.sign(b) and min(abs(a), abs(b)) > 0.01),
-        "delta_min": min(abs(a), abs(b)), "delta_len": delta_len,
+        "delta": mean,
+        "ci_lo": mean - 1.96 * se,
+        "ci_hi": mean + 1.96 * se,
+        "d": mean / sd,
+        "z": mean / se,
+        "split_half_ok": bool(np.sign(a) == np.sign(b) and min(abs(a), abs(b)) > 0.01),
+        "delta_min": min(abs(a), abs(b)),
+        "delta_len": delta_len,
     }
 
 
@@ -116,8 +127,12 @@ def _cond_stats(gap: np.ndarray, inside: np.ndarray, half: np.ndarray) -> dict[s
     da = _mean(gap[inside & half]) - _mean(gap[~inside & half])
     db = _mean(gap[inside & ~half]) - _mean(gap[~inside & ~half])
     return {
-        "delta": delta, "ci_lo": delta - 1.96 * se, "ci_hi": delta + 1.96 * se,
-        "d": delta / pooled, "z": delta / se, "delta_min": min(abs(da), abs(db)),
+        "delta": delta,
+        "ci_lo": delta - 1.96 * se,
+        "ci_hi": delta + 1.96 * se,
+        "d": delta / pooled,
+        "z": delta / se,
+        "delta_min": min(abs(da), abs(db)),
         "split_half_ok": bool(np.sign(da) == np.sign(db) and min(abs(da), abs(db)) > 0.01),
         "delta_len": delta,
     }
@@ -155,11 +170,17 @@ class _Builder:
             self.words[(i, "prompt")] = prompt_text.split()
             prompt = json.dumps([{"role": "user", "content": prompt_text}])
             c_text, r_text = " ".join(chosen), " ".join(rejected)
-            self.pairs.append({
-                "pair_id": _pair_id(prompt, c_text, r_text), "row": i, "prompt": prompt,
-                "chosen": c_text, "rejected": r_text, "source": "sample.jsonl",
-                "meta": json.dumps({"synthetic": True}),
-            })
+            self.pairs.append(
+                {
+                    "pair_id": _pair_id(prompt, c_text, r_text),
+                    "row": i,
+                    "prompt": prompt,
+                    "chosen": c_text,
+                    "rejected": r_text,
+                    "source": "sample.jsonl",
+                    "meta": json.dumps({"synthetic": True}),
+                }
+            )
         return pa.Table.from_pylist(self.pairs)
 
     def token_tables(self) -> tuple[pa.Table, pa.Table, pa.Table, list[list[tuple]]]:
@@ -168,10 +189,16 @@ class _Builder:
         for (i, side), words in self.words.items():
             toks = _tokens(words)
             pid = self.pairs[i]["pair_id"]
-            spans.append({
-                "pair_id": pid, "side": side, "n_tokens": len(toks), "n_truncated": 0,
-                "token_ids": [hash(t) % 49152 for t in toks], "tokens": toks,
-            })
+            spans.append(
+                {
+                    "pair_id": pid,
+                    "side": side,
+                    "n_tokens": len(toks),
+                    "n_truncated": 0,
+                    "token_ids": [hash(t) % 49152 for t in toks],
+                    "tokens": toks,
+                }
+            )
             acts: dict[int, list[float]] = {}
             for pos, w in enumerate(words):
                 for f in self.word_features.get(w.lower(), ()):
@@ -182,17 +209,41 @@ class _Builder:
                         contexts[f].append((act, pid, side, pos, words))
             for f, vals in acts.items():
                 span_rows.append((pid, side, f, max(vals), len(vals) / len(toks), sum(vals)))
-        tf = pa.table({
-            name: [r[j] for r in token_rows]
-            for j, name in enumerate(["pair_id", "side", "pos", "feature", "act"])
-        }).cast(pa.schema([("pair_id", pa.string()), ("side", pa.string()), ("pos", pa.int32()),
-                           ("feature", pa.int32()), ("act", pa.float32())]))
-        sf = pa.table({
-            name: [r[j] for r in span_rows]
-            for j, name in enumerate(["pair_id", "side", "feature", "max_act", "freq", "sum_act"])
-        }).cast(pa.schema([("pair_id", pa.string()), ("side", pa.string()),
-                           ("feature", pa.int32()), ("max_act", pa.float32()),
-                           ("freq", pa.float32()), ("sum_act", pa.float32())]))
+        tf = pa.table(
+            {
+                name: [r[j] for r in token_rows]
+                for j, name in enumerate(["pair_id", "side", "pos", "feature", "act"])
+            }
+        ).cast(
+            pa.schema(
+                [
+                    ("pair_id", pa.string()),
+                    ("side", pa.string()),
+                    ("pos", pa.int32()),
+                    ("feature", pa.int32()),
+                    ("act", pa.float32()),
+                ]
+            )
+        )
+        sf = pa.table(
+            {
+                name: [r[j] for r in span_rows]
+                for j, name in enumerate(
+                    ["pair_id", "side", "feature", "max_act", "freq", "sum_act"]
+                )
+            }
+        ).cast(
+            pa.schema(
+                [
+                    ("pair_id", pa.string()),
+                    ("side", pa.string()),
+                    ("feature", pa.int32()),
+                    ("max_act", pa.float32()),
+                    ("freq", pa.float32()),
+                    ("sum_act", pa.float32()),
+                ]
+            )
+        )
         return pa.Table.from_pylist(spans), tf, sf, contexts
 
     def score_matrix(self) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -211,52 +262,103 @@ class _Builder:
                         m[i, f] = max(m[i, f], 3.5)
                 for j, (_name, _, pattern) in enumerate(LEXICAL):
                     col = len(THEMES) + j
-                    m[i, col] = len(words) if pattern is None else len(re.findall(pattern, text, re.I))
+                    m[i, col] = (
+                        len(words) if pattern is None else len(re.findall(pattern, text, re.I))
+                    )
                 m[i, -1] = m[i, 0] + m[i, 7]  # feature cluster: apology + hedging
             out[side] = m
         return ids, out["chosen"], out["rejected"]
 
 
-def _feature_rows(contexts: list[list[tuple]], n_features: int, rng: np.random.Generator) -> pa.Table:
+def _feature_rows(
+    contexts: list[list[tuple]], n_features: int, rng: np.random.Generator
+) -> pa.Table:
     rows = []
     for f in range(n_features):
         if f < len(THEMES):
             label, vocab = THEMES[f][0], THEMES[f][1]
             ctx = sorted(contexts[f], key=lambda c: -c[0])[:6]
-            ctx_json = [{
-                "pair_id": pid, "side": side, "pos": pos, "act": act,
-                "text_before": " ".join(words[max(0, pos - 6):pos]), "token": words[pos],
-                "text_after": " ".join(words[pos + 1:pos + 7]),
-            } for act, pid, side, pos, words in ctx]
+            ctx_json = [
+                {
+                    "pair_id": pid,
+                    "side": side,
+                    "pos": pos,
+                    "act": act,
+                    "text_before": " ".join(words[max(0, pos - 6) : pos]),
+                    "token": words[pos],
+                    "text_after": " ".join(words[pos + 1 : pos + 7]),
+                }
+                for act, pid, side, pos, words in ctx
+            ]
         else:
             vocab = [NEUTRAL[(f * 7 + j) % len(NEUTRAL)] for j in range(3)]
             label, ctx_json = f"feature {f}: {' / '.join(vocab)}", []
-        rows.append({
-            "feature": f, "density": float(rng.uniform(0.0005, 0.05)),
-            "mean_act": float(rng.uniform(1, 5)), "label": label, "label_source": "tokens",
-            "top_tokens": json.dumps([[w, round(3.0 - 0.4 * j, 2)] for j, w in enumerate(vocab)]),
-            "contexts": json.dumps(ctx_json),
-        })
-    return pa.Table.from_pylist(rows).cast(pa.schema([
-        ("feature", pa.int32()), ("density", pa.float32()), ("mean_act", pa.float32()),
-        ("label", pa.string()), ("label_source", pa.string()), ("top_tokens", pa.string()),
-        ("contexts", pa.string()),
-    ]))
+        rows.append(
+            {
+                "feature": f,
+                "density": float(rng.uniform(0.0005, 0.05)),
+                "mean_act": float(rng.uniform(1, 5)),
+                "label": label,
+                "label_source": "tokens",
+                "top_tokens": json.dumps(
+                    [[w, round(3.0 - 0.4 * j, 2)] for j, w in enumerate(vocab)]
+                ),
+                "contexts": json.dumps(ctx_json),
+            }
+        )
+    return pa.Table.from_pylist(rows).cast(
+        pa.schema(
+            [
+                ("feature", pa.int32()),
+                ("density", pa.float32()),
+                ("mean_act", pa.float32()),
+                ("label", pa.string()),
+                ("label_source", pa.string()),
+                ("top_tokens", pa.string()),
+                ("contexts", pa.string()),
+            ]
+        )
+    )
 
 
-HYPOTHESIS_SCHEMA = pa.schema([
-    ("hypothesis_id", pa.string()), ("scope", pa.string()), ("concept_id", pa.string()),
-    ("label", pa.string()), ("kind", pa.string()), ("data_cluster", pa.int32()),
-    ("n", pa.int32()), ("n_in", pa.int32()), ("delta", pa.float64()), ("ci_lo", pa.float64()),
-    ("ci_hi", pa.float64()), ("d", pa.float64()), ("z", pa.float64()), ("p", pa.float64()),
-    ("q", pa.float64()), ("split_half_ok", pa.bool_()), ("delta_min", pa.float64()),
-    ("delta_len", pa.float64()), ("length_only", pa.bool_()), ("lean", pa.string()),
-    ("chosen_rate", pa.float64()), ("rejected_rate", pa.float64()), ("rank", pa.int32()),
-])
+HYPOTHESIS_SCHEMA = pa.schema(
+    [
+        ("hypothesis_id", pa.string()),
+        ("scope", pa.string()),
+        ("concept_id", pa.string()),
+        ("label", pa.string()),
+        ("kind", pa.string()),
+        ("data_cluster", pa.int32()),
+        ("n", pa.int32()),
+        ("n_in", pa.int32()),
+        ("delta", pa.float64()),
+        ("ci_lo", pa.float64()),
+        ("ci_hi", pa.float64()),
+        ("d", pa.float64()),
+        ("z", pa.float64()),
+        ("p", pa.float64()),
+        ("q", pa.float64()),
+        ("split_half_ok", pa.bool_()),
+        ("delta_min", pa.float64()),
+        ("delta_len", pa.float64()),
+        ("length_only", pa.bool_()),
+        ("lean", pa.string()),
+        ("chosen_rate", pa.float64()),
+        ("rejected_rate", pa.float64()),
+        ("rank", pa.int32()),
+    ]
+)
 
 
-def _real_hypotheses(ids: list[str], labels: list[str], kinds: list[str], chosen: np.ndarray,
-                     rejected: np.ndarray, cluster: np.ndarray, rng: np.random.Generator) -> dict:
+def _real_hypotheses(
+    ids: list[str],
+    labels: list[str],
+    kinds: list[str],
+    chosen: np.ndarray,
+    rejected: np.ndarray,
+    cluster: np.ndarray,
+    rng: np.random.Generator,
+) -> dict:
     n = chosen.shape[0]
     half = rng.random(n) < 0.5
     length_col = ids.index("lex:length")
@@ -275,14 +377,31 @@ def _real_hypotheses(ids: list[str], labels: list[str], kinds: list[str], chosen
         for scope, k, n_in, st in rows:
             hid = f"h-{scope[0]}-{j}-{'all' if k is None else k}"
             length_only = cid != "lex:length" and abs(st["delta_len"]) < 0.25 * abs(st["delta"])
-            for name, value in (("hypothesis_id", hid), ("scope", scope), ("concept_id", cid),
-                                ("label", labels[j]), ("kind", kinds[j]), ("data_cluster", k),
-                                ("n", n), ("n_in", n_in), ("length_only", length_only),
-                                ("lean", "chosen" if st["delta"] >= 0 else "rejected"),
-                                ("chosen_rate", rates[0]), ("rejected_rate", rates[1])):
+            for name, value in (
+                ("hypothesis_id", hid),
+                ("scope", scope),
+                ("concept_id", cid),
+                ("label", labels[j]),
+                ("kind", kinds[j]),
+                ("data_cluster", k),
+                ("n", n),
+                ("n_in", n_in),
+                ("length_only", length_only),
+                ("lean", "chosen" if st["delta"] >= 0 else "rejected"),
+                ("chosen_rate", rates[0]),
+                ("rejected_rate", rates[1]),
+            ):
                 cols[name].append(value)
-            for name in ("delta", "ci_lo", "ci_hi", "d", "z", "split_half_ok", "delta_min",
-                         "delta_len"):
+            for name in (
+                "delta",
+                "ci_lo",
+                "ci_hi",
+                "d",
+                "z",
+                "split_half_ok",
+                "delta_min",
+                "delta_len",
+            ):
                 cols[name].append(st[name])
     z = np.array(cols["z"])
     cols["p"] = list(_normal_p(z))
@@ -291,8 +410,9 @@ def _real_hypotheses(ids: list[str], labels: list[str], kinds: list[str], chosen
     return cols
 
 
-def _filler_hypotheses(count: int, first_feature: int, rng: np.random.Generator,
-                       n_pairs: int) -> tuple[dict, int]:
+def _filler_hypotheses(
+    count: int, first_feature: int, rng: np.random.Generator, n_pairs: int
+) -> tuple[dict, int]:
     """Random, mostly null hypotheses over made-up features, to reach bench scale cheaply."""
     per = 1 + N_CLUSTERS
     n_concepts = max(1, math.ceil(count / per))
@@ -300,12 +420,18 @@ def _filler_hypotheses(count: int, first_feature: int, rng: np.random.Generator,
     k = np.arange(count) % per - 1
     feature = first_feature + concept
     is_ngram = concept % 10 == 9
-    ids = np.where(is_ngram, np.char.add("ngram:w", concept.astype(str)),
-                   np.char.add(f"sae:{SAE_ID}:", feature.astype(str)))
+    ids = np.where(
+        is_ngram,
+        np.char.add("ngram:w", concept.astype(str)),
+        np.char.add(f"sae:{SAE_ID}:", feature.astype(str)),
+    )
     words = np.array(NEUTRAL)
-    label = np.where(is_ngram, np.char.add("ngram ", words[concept % len(words)]),
-                     np.char.add(np.char.add("feature ", feature.astype(str)), ": ")
-                     + words[(feature * 7) % len(words)])
+    label = np.where(
+        is_ngram,
+        np.char.add("ngram ", words[concept % len(words)]),
+        np.char.add(np.char.add("feature ", feature.astype(str)), ": ")
+        + words[(feature * 7) % len(words)],
+    )
     delta = rng.normal(0, 0.01, count)
     se = rng.uniform(0.02, 0.06, count)
     z = delta / se
@@ -313,15 +439,27 @@ def _filler_hypotheses(count: int, first_feature: int, rng: np.random.Generator,
     n_in = np.where(k < 0, n_pairs, n_pairs // N_CLUSTERS)
     cols = {
         "hypothesis_id": np.char.add("h-x-", np.arange(count).astype(str)),
-        "scope": np.where(k < 0, "global", "conditional"), "concept_id": ids, "label": label,
+        "scope": np.where(k < 0, "global", "conditional"),
+        "concept_id": ids,
+        "label": label,
         "kind": np.where(is_ngram, "ngram", "sae_feature"),
         "data_cluster": pa.array(np.where(k < 0, 0, k), pa.int32(), mask=k < 0),
-        "n": np.full(count, n_pairs), "n_in": n_in, "delta": delta,
-        "ci_lo": delta - 1.96 * se, "ci_hi": delta + 1.96 * se, "d": delta / (se * 10), "z": z,
-        "p": p, "q": np.minimum(1.0, p * 20), "split_half_ok": rng.random(count) < 0.3,
-        "delta_min": np.abs(delta) * rng.uniform(0.2, 1.0, count), "delta_len": delta * 0.9,
-        "length_only": rng.random(count) < 0.02, "lean": np.where(delta >= 0, "chosen", "rejected"),
-        "chosen_rate": rng.uniform(0, 0.3, count), "rejected_rate": rng.uniform(0, 0.3, count),
+        "n": np.full(count, n_pairs),
+        "n_in": n_in,
+        "delta": delta,
+        "ci_lo": delta - 1.96 * se,
+        "ci_hi": delta + 1.96 * se,
+        "d": delta / (se * 10),
+        "z": z,
+        "p": p,
+        "q": np.minimum(1.0, p * 20),
+        "split_half_ok": rng.random(count) < 0.3,
+        "delta_min": np.abs(delta) * rng.uniform(0.2, 1.0, count),
+        "delta_len": delta * 0.9,
+        "length_only": rng.random(count) < 0.02,
+        "lean": np.where(delta >= 0, "chosen", "rejected"),
+        "chosen_rate": rng.uniform(0, 0.3, count),
+        "rejected_rate": rng.uniform(0, 0.3, count),
         "rank": np.zeros(count, dtype=np.int32),
     }
     return cols, n_concepts
@@ -330,8 +468,9 @@ def _filler_hypotheses(count: int, first_feature: int, rng: np.random.Generator,
 def _hypotheses_table(real: dict, filler: dict | None) -> pa.Table:
     tables = [pa.table({k: real[k] for k in HYPOTHESIS_SCHEMA.names}).cast(HYPOTHESIS_SCHEMA)]
     if filler is not None:
-        tables.append(pa.table({k: filler[k] for k in HYPOTHESIS_SCHEMA.names})
-                      .cast(HYPOTHESIS_SCHEMA))
+        tables.append(
+            pa.table({k: filler[k] for k in HYPOTHESIS_SCHEMA.names}).cast(HYPOTHESIS_SCHEMA)
+        )
     table = pa.concat_tables(tables)
     order = np.lexsort((-np.abs(table["delta_min"].to_numpy()), table["q"].to_numpy()))
     rank = np.empty(len(order), dtype=np.int32)
@@ -339,8 +478,14 @@ def _hypotheses_table(real: dict, filler: dict | None) -> pa.Table:
     return table.set_column(table.schema.get_field_index("rank"), "rank", pa.array(rank))
 
 
-def build_sample_lake(root: str | Path, n_pairs: int = 300, n_hypotheses: int = 2000,
-                      seed: int = 0, dataset: str = "demo", analysis: str = "a0") -> Lake:
+def build_sample_lake(
+    root: str | Path,
+    n_pairs: int = 300,
+    n_hypotheses: int = 2000,
+    seed: int = 0,
+    dataset: str = "demo",
+    analysis: str = "a0",
+) -> Lake:
     """Write a lake with `n_pairs` pairs and about `n_hypotheses` hypotheses under `root`."""
     lake = Lake.open(root)
     b = _Builder(n_pairs, seed)
@@ -361,34 +506,56 @@ def build_sample_lake(root: str | Path, n_pairs: int = 300, n_hypotheses: int = 
         filler, n_filler = _filler_hypotheses(n_hypotheses - n_real, len(THEMES), b.rng, n_pairs)
     hyps = _hypotheses_table(real, filler)
     lake.replace_partition("hypotheses", {"dataset": dataset, "analysis": analysis}, hyps)
-    lake.replace_partition("features", {"sae": SAE_ID},
-                           _feature_rows(contexts, len(THEMES) + n_filler, b.rng))
+    lake.replace_partition(
+        "features", {"sae": SAE_ID}, _feature_rows(contexts, len(THEMES) + n_filler, b.rng)
+    )
     _write_concepts(lake, dataset, analysis, hyps, ids, labels, kinds, chosen, rejected, b.pairs)
-    clusters = pa.table({
-        "pair_id": [p["pair_id"] for p in b.pairs],
-        "data_cluster": pa.array(b.cluster, pa.int32()), "silent": b.cluster < 0,
-        "prompt_cluster": pa.array(np.arange(n_pairs) % len(PROMPTS), pa.int32()),
-    })
+    clusters = pa.table(
+        {
+            "pair_id": [p["pair_id"] for p in b.pairs],
+            "data_cluster": pa.array(b.cluster, pa.int32()),
+            "silent": b.cluster < 0,
+            "prompt_cluster": pa.array(np.arange(n_pairs) % len(PROMPTS), pa.int32()),
+        }
+    )
     lake.replace_partition("clusters", {"dataset": dataset, "analysis": analysis}, clusters)
     lake.mark_done("analyze", f"{dataset}/{analysis}", {"dataset": dataset, "analysis": analysis})
     return lake
 
 
-def _write_concepts(lake: Lake, dataset: str, analysis: str, hyps: pa.Table, ids: list[str],
-                    labels: list[str], kinds: list[str], chosen: np.ndarray,
-                    rejected: np.ndarray, pairs: list[dict]) -> None:
+def _write_concepts(
+    lake: Lake,
+    dataset: str,
+    analysis: str,
+    hyps: pa.Table,
+    ids: list[str],
+    labels: list[str],
+    kinds: list[str],
+    chosen: np.ndarray,
+    rejected: np.ndarray,
+    pairs: list[dict],
+) -> None:
     patterns = {f"lex:{name}": pattern for name, _, pattern in LEXICAL}
     distinct = hyps.group_by(["concept_id", "label", "kind"]).aggregate([])
-    source = [json.dumps({"sae": SAE_ID, "layer": 15}) if k != "lexical"
-              else json.dumps({"pattern": patterns.get(c)})
-              for c, k in zip(distinct["concept_id"].to_pylist(), distinct["kind"].to_pylist(),
-                              strict=True)]
-    members = [json.dumps([0, 7]) if c.startswith("fc:") else json.dumps([c])
-               for c in distinct["concept_id"].to_pylist()]
+    source = [
+        json.dumps({"sae": SAE_ID, "layer": 15})
+        if k != "lexical"
+        else json.dumps({"pattern": patterns.get(c)})
+        for c, k in zip(
+            distinct["concept_id"].to_pylist(), distinct["kind"].to_pylist(), strict=True
+        )
+    ]
+    members = [
+        json.dumps([0, 7]) if c.startswith("fc:") else json.dumps([c])
+        for c in distinct["concept_id"].to_pylist()
+    ]
     concepts = distinct.append_column("members", pa.array(members)).append_column(
-        "source", pa.array(source))
-    by_family = {"lexical": concepts.filter(pa.compute.equal(concepts["kind"], "lexical")),
-                 f"sae-{SAE_ID}": concepts.filter(pa.compute.not_equal(concepts["kind"], "lexical"))}
+        "source", pa.array(source)
+    )
+    by_family = {
+        "lexical": concepts.filter(pa.compute.equal(concepts["kind"], "lexical")),
+        f"sae-{SAE_ID}": concepts.filter(pa.compute.not_equal(concepts["kind"], "lexical")),
+    }
     for family, table in by_family.items():
         lake.replace_partition("concepts", {"dataset": dataset, "family": family}, table)
     rows: dict[str, list] = {"concept_id": [], "pair_id": [], "side": [], "score": []}
@@ -401,6 +568,14 @@ def _write_concepts(lake: Lake, dataset: str, analysis: str, hyps: pa.Table, ids
             rows["pair_id"] += pair_ids
             rows["side"] += [side] * len(pair_ids)
             rows["score"] += matrix[:, j].tolist()
-    scores = pa.table(rows).cast(pa.schema([("concept_id", pa.string()), ("pair_id", pa.string()),
-                                            ("side", pa.string()), ("score", pa.float32())]))
+    scores = pa.table(rows).cast(
+        pa.schema(
+            [
+                ("concept_id", pa.string()),
+                ("pair_id", pa.string()),
+                ("side", pa.string()),
+                ("score", pa.float32()),
+            ]
+        )
+    )
     lake.replace_partition("concept_span_scores", {"dataset": dataset, "family": "lexical"}, scores)

@@ -10,11 +10,30 @@ from typing import Any
 
 from rich.text import Text
 
-COLUMNS_NARROW = (("decision", 12, "<"), ("scope", 6, "<"), ("concept", 0, "<"),
-                  ("Δ", 6, ">"), ("d", 5, ">"), ("q", 5, ">"), ("½", 1, "<"), ("lean", 8, "<"))
-COLUMNS_WIDE = (("decision", 12, "<"), ("scope", 6, "<"), ("kind", 5, "<"), ("concept", 0, "<"),
-                ("Δ [95% CI]", 22, ">"), ("Δmin", 5, ">"), ("d", 5, ">"), ("q", 5, ">"),
-                ("½", 1, "<"), ("lean", 12, "<"), ("chosen/rej", 10, ">"), ("n_in", 7, ">"))
+COLUMNS_NARROW = (
+    ("decision", 12, "<"),
+    ("scope", 6, "<"),
+    ("concept", 0, "<"),
+    ("Δ", 6, ">"),
+    ("d", 5, ">"),
+    ("q", 5, ">"),
+    ("½", 1, "<"),
+    ("lean", 8, "<"),
+)
+COLUMNS_WIDE = (
+    ("decision", 12, "<"),
+    ("scope", 6, "<"),
+    ("kind", 5, "<"),
+    ("concept", 0, "<"),
+    ("Δ [95% CI]", 22, ">"),
+    ("Δmin", 5, ">"),
+    ("d", 5, ">"),
+    ("q", 5, ">"),
+    ("½", 1, "<"),
+    ("lean", 12, "<"),
+    ("chosen/rej", 10, ">"),
+    ("n_in", 7, ">"),
+)
 """(header, width, alignment); the concept column (width 0) takes what the others leave."""
 KIND_SHORT = {"sae_feature": "sae", "feature_cluster": "fc", "lexical": "lex", "vector": "vec"}
 Columns = list[tuple[str, int, str]]
@@ -76,19 +95,37 @@ def _values(row: dict[str, Any], decision: str, wide: bool) -> list[str]:
     lean = str(row["lean"]) + (" len" if row.get("length_only") else "")
     delta = fmt_delta(row["delta"])
     if not wide:
-        return [decision, scope_cell(row), label, delta, fmt(row["d"], "+.2f"), fmt_q(row["q"]),
-                split, lean]
+        return [
+            decision,
+            scope_cell(row),
+            label,
+            delta,
+            fmt(row["d"], "+.2f"),
+            fmt_q(row["q"]),
+            split,
+            lean,
+        ]
     delta_min = "–" if row["delta_min"] is None else fmt_delta(row["delta_min"]).lstrip("+")
-    return [decision, scope_cell(row), KIND_SHORT.get(row["kind"], row["kind"] or ""), label,
-            f"{delta} [{fmt_delta(row['ci_lo'])}, {fmt_delta(row['ci_hi'])}]", delta_min,
-            fmt(row["d"], "+.2f"), fmt_q(row["q"]), split, lean,
-            f"{fmt(row['chosen_rate'], '.0%')}/{fmt(row['rejected_rate'], '.0%')}",
-            fmt(row["n_in"], ",")]
+    return [
+        decision,
+        scope_cell(row),
+        KIND_SHORT.get(row["kind"], row["kind"] or ""),
+        label,
+        f"{delta} [{fmt_delta(row['ci_lo'])}, {fmt_delta(row['ci_hi'])}]",
+        delta_min,
+        fmt(row["d"], "+.2f"),
+        fmt_q(row["q"]),
+        split,
+        lean,
+        f"{fmt(row['chosen_rate'], '.0%')}/{fmt(row['rejected_rate'], '.0%')}",
+        fmt(row["n_in"], ","),
+    ]
 
 
 def row_line(row: dict[str, Any], decision: str, columns: Columns) -> Text:
     """One row as plain text (a Text, so dataset labels are never read as markup)."""
     wide = len(columns) == len(COLUMNS_WIDE)
     values = _values(row, decision, wide)
-    return Text(" ".join(_fit(v, w, a) for v, (_, w, a) in zip(values, columns, strict=True)),
-                no_wrap=True)
+    return Text(
+        " ".join(_fit(v, w, a) for v, (_, w, a) in zip(values, columns, strict=True)), no_wrap=True
+    )

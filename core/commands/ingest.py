@@ -34,11 +34,15 @@ def register(add: Any) -> None:
     parser.add_argument("path", metavar="PATH", help="a data file or folder")
     parser.add_argument("--name", required=True, help="dataset name in the lake (partition key)")
     parser.add_argument(
-        "--format", default="auto", metavar="FORMAT",
+        "--format",
+        default="auto",
+        metavar="FORMAT",
         help=f"one of {', '.join(FORMATS)} (default: auto)",
     )
     parser.add_argument(
-        "--map", default=None, metavar="FIELD=COLUMN,...",
+        "--map",
+        default=None,
+        metavar="FIELD=COLUMN,...",
         help="rename source columns, e.g. chosen=preferred,rejected=dispreferred,prompt=question",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -47,8 +51,9 @@ def register(add: Any) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     lake = Lake.open(args.lake)
-    report = ingest(lake, args.path, args.name, fmt=args.format, mapping=args.map,
-                    progress=not args.quiet)
+    report = ingest(
+        lake, args.path, args.name, fmt=args.format, mapping=args.map, progress=not args.quiet
+    )
     for line in report.lines():
         print(line)
     return 0

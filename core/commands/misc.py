@@ -26,11 +26,15 @@ def register(add: Any) -> None:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(func=cmd_demo_data)
 
-    env = add("env", "Print versions and the device, for bug reports.", "sculpt env --json",
-              lake=False)
+    env = add(
+        "env", "Print versions and the device, for bug reports.", "sculpt env --json", lake=False
+    )
     env.add_argument("--json", action="store_true", help="one JSON object instead of lines")
-    env.add_argument("--torch", action="store_true",
-                     help="import torch and report the device it sees (slower, authoritative)")
+    env.add_argument(
+        "--torch",
+        action="store_true",
+        help="import torch and report the device it sees (slower, authoritative)",
+    )
     env.set_defaults(func=cmd_env)
 
 
@@ -42,8 +46,11 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps(pair, ensure_ascii=False) + "\n")
         return 0
     path = write_demo(args.out, args.n, args.seed)
-    print(f"wrote {args.n:,} pairs to {path} (seed {args.seed}); next: "
-          f"sculpt ingest {path} --name demo", file=sys.stderr)
+    print(
+        f"wrote {args.n:,} pairs to {path} (seed {args.seed}); next: "
+        f"sculpt ingest {path} --name demo",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -90,6 +90,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     from core.train import train_run
     from core.train_config import load_config
 
@@ -97,6 +99,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     lake = Lake.open(args.lake)
     result = train_run(config, lake, resume=args.resume)
+    state = PartialState()
+    if state.use_distributed:  # torchrun / accelerate launch: one report, from the main process
+        state.wait_for_everyone()
+        state.destroy_process_group()
+        if not state.is_main_process:
+            return 0
     print(
         f"run {result.run_id}: {result.status} at step {result.global_step} "
         f"({result.steps_this_session} this session) → {result.dir}"

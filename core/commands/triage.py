@@ -16,10 +16,15 @@ def register(add: Any) -> None:
         "sculpt triage demo --keymap ~/.config/sculpt/keymap.toml",
     )
     parser.add_argument("name", nargs="?", help="dataset name (default: the lake's only one)")
-    parser.add_argument("--analysis", default=None,
-                        help="analysis key to triage (default: the latest for NAME)")
-    parser.add_argument("--keymap", default=None, metavar="FILE",
-                        help="TOML or YAML file of `binding.id = \"key\"` lines; see `?` in the app")
+    parser.add_argument(
+        "--analysis", default=None, help="analysis key to triage (default: the latest for NAME)"
+    )
+    parser.add_argument(
+        "--keymap",
+        default=None,
+        metavar="FILE",
+        help='TOML or YAML file of `binding.id = "key"` lines; see `?` in the app',
+    )
     parser.set_defaults(func=cmd_triage)
 
 
@@ -35,10 +40,14 @@ def pick_dataset(lake: Lake, name: str | None) -> str:
     if len(found) == 1:
         return found.pop()
     if not found:
-        raise UserError(f"lake {lake.root}: no dataset yet — run `sculpt demo` or "
-                        "`sculpt ingest FILE --name NAME`, then `sculpt triage NAME`")
-    raise UserError(f"lake {lake.root}: several datasets ({', '.join(sorted(found))}); "
-                    "name one: `sculpt triage NAME`")
+        raise UserError(
+            f"lake {lake.root}: no dataset yet — run `sculpt demo` or "
+            "`sculpt ingest FILE --name NAME`, then `sculpt triage NAME`"
+        )
+    raise UserError(
+        f"lake {lake.root}: several datasets ({', '.join(sorted(found))}); "
+        "name one: `sculpt triage NAME`"
+    )
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
@@ -46,8 +55,9 @@ def cmd_triage(args: argparse.Namespace) -> int:
     from tui.keys import DEFAULT_KEYMAP_FILE, load_keymap
 
     lake = Lake.open(args.lake)
-    keymap_file = args.keymap or (DEFAULT_KEYMAP_FILE.expanduser()
-                                  if DEFAULT_KEYMAP_FILE.expanduser().exists() else None)
+    keymap_file = args.keymap or (
+        DEFAULT_KEYMAP_FILE.expanduser() if DEFAULT_KEYMAP_FILE.expanduser().exists() else None
+    )
     keymap = load_keymap(keymap_file) if keymap_file else {}
     TriageApp(lake, pick_dataset(lake, args.name), args.analysis, keymap).run()
     return 0

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
+from core import schemas
 from core.errors import UserError
 from core.lake import Lake, slug
 
@@ -177,27 +178,7 @@ def _concept_meta(lake: Lake, dataset: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-HYPOTHESIS_SCHEMA = pa.schema(
-    [
-        ("hypothesis_id", pa.string()),
-        ("scope", pa.string()),
-        ("concept_id", pa.string()),
-        ("label", pa.string()),
-        ("kind", pa.string()),
-        ("data_cluster", pa.int32()),
-        ("n", pa.int32()),
-        ("n_in", pa.int32()),
-        *[(k, pa.float64()) for k in ("delta", "ci_lo", "ci_hi", "d", "z", "p", "q")],
-        ("split_half_ok", pa.bool_()),
-        ("delta_min", pa.float64()),
-        ("delta_len", pa.float64()),
-        ("length_only", pa.bool_()),
-        ("lean", pa.string()),
-        ("chosen_rate", pa.float64()),
-        ("rejected_rate", pa.float64()),
-        ("rank", pa.int32()),
-    ]
-)
+HYPOTHESIS_SCHEMA = schemas.HYPOTHESES
 
 
 def hypothesis_table(columns: dict[str, Any]) -> pa.Table:

@@ -16,29 +16,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from core import schemas
 from core.errors import UserError
 from core.lake import Lake
 
 SIDES = ("prompt", "chosen", "rejected")
 KINDS = ("sae_feature", "feature_cluster", "lexical", "ngram", "vector", "probe")
 
-CONCEPT_SCHEMA = pa.schema(
-    [
-        ("concept_id", pa.string()),
-        ("kind", pa.string()),
-        ("members", pa.string()),
-        ("label", pa.string()),
-        ("source", pa.string()),
-    ]
-)
-SCORE_SCHEMA = pa.schema(
-    [
-        ("concept_id", pa.string()),
-        ("pair_id", pa.string()),
-        ("side", pa.string()),
-        ("score", pa.float32()),
-    ]
-)
+CONCEPT_SCHEMA = schemas.CONCEPTS
+SCORE_SCHEMA = schemas.CONCEPT_SPAN_SCORES
 
 
 @dataclass

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from core import schemas
 from core.errors import UserError
 from core.lake import Lake, slug, with_schema_version, write_parquet_atomic
 from core.sae import load_sae
@@ -24,25 +25,8 @@ from core.sae import load_sae
 if TYPE_CHECKING:
     from core.scan import ScanConfig, ScanReport, SpanBatch
 
-SPAN_SCHEMA = pa.schema(
-    [
-        ("pair_id", pa.string()),
-        ("side", pa.string()),
-        ("feature", pa.int32()),
-        ("max_act", pa.float32()),
-        ("freq", pa.float32()),
-        ("sum_act", pa.float32()),
-    ]
-)
-TOKEN_SCHEMA = pa.schema(
-    [
-        ("pair_id", pa.string()),
-        ("side", pa.string()),
-        ("pos", pa.int32()),
-        ("feature", pa.int32()),
-        ("act", pa.float32()),
-    ]
-)
+SPAN_SCHEMA = schemas.SPAN_FEATURES
+TOKEN_SCHEMA = schemas.TOKEN_FEATURES
 CHUNK_ELEMENTS = 1 << 24
 """Tokens × features encoded at once: bounds memory for wide SAEs."""
 

@@ -18,22 +18,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from core import schemas
 from core.concepts import Concept, write_concepts
 from core.lake import Lake
 from core.ngrams import log_odds_dirichlet
 from core.sae import load_sae
 
-FEATURES_SCHEMA = pa.schema(
-    [
-        ("feature", pa.int32()),
-        ("density", pa.float32()),
-        ("mean_act", pa.float32()),
-        ("label", pa.string()),
-        ("label_source", pa.string()),
-        ("top_tokens", pa.string()),
-        ("contexts", pa.string()),
-    ]
-)
+FEATURES_SCHEMA = schemas.FEATURES
 
 
 def _spans(

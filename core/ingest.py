@@ -24,32 +24,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core import formats
+from core import formats, schemas
 from core.errors import UserError
 from core.formats import Format, Pair, RecordError, Reject
 from core.lake import Lake, slug, with_schema_version
 from core.sources import NotFlat, Source, find_sources
 
-PAIRS_SCHEMA = pa.schema(
-    [
-        ("pair_id", pa.string()),
-        ("row", pa.int64()),
-        ("prompt", pa.string()),
-        ("chosen", pa.string()),
-        ("rejected", pa.string()),
-        ("source", pa.string()),
-        ("meta", pa.string()),
-    ]
-)
-REJECTS_SCHEMA = pa.schema(
-    [
-        ("row", pa.int64()),
-        ("reason", pa.string()),
-        ("detail", pa.string()),
-        ("pair_id", pa.string()),
-        ("source", pa.string()),
-    ]
-)
+PAIRS_SCHEMA = schemas.PAIRS
+REJECTS_SCHEMA = schemas.REJECTS
 PART_ROWS = 100_000
 """Pairs per Parquet part: bounds memory on large files."""
 

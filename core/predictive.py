@@ -11,17 +11,12 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
+from core import schemas
+
 TOP_CONCEPTS = 5
 """How many concepts the `top` model keeps (the share of AUC they explain is reported)."""
 
-PREDICTIVE_SCHEMA = pa.schema(
-    [
-        ("model", pa.string()),
-        ("auc", pa.float64()),
-        ("auc_sd", pa.float64()),
-        ("top_concepts", pa.string()),
-    ]
-)
+PREDICTIVE_SCHEMA = schemas.PREDICTIVE
 
 
 def _l1_logistic(c: float, seed: int) -> Any:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from core import schemas
 from core.lake import Lake
 
 SAE_ID = "demo-sae"
@@ -214,17 +215,7 @@ class _Builder:
                 name: [r[j] for r in token_rows]
                 for j, name in enumerate(["pair_id", "side", "pos", "feature", "act"])
             }
-        ).cast(
-            pa.schema(
-                [
-                    ("pair_id", pa.string()),
-                    ("side", pa.string()),
-                    ("pos", pa.int32()),
-                    ("feature", pa.int32()),
-                    ("act", pa.float32()),
-                ]
-            )
-        )
+        ).cast(schemas.TOKEN_FEATURES)
         sf = pa.table(
             {
                 name: [r[j] for r in span_rows]
@@ -232,18 +223,7 @@ class _Builder:
                     ["pair_id", "side", "feature", "max_act", "freq", "sum_act"]
                 )
             }
-        ).cast(
-            pa.schema(
-                [
-                    ("pair_id", pa.string()),
-                    ("side", pa.string()),
-                    ("feature", pa.int32()),
-                    ("max_act", pa.float32()),
-                    ("freq", pa.float32()),
-                    ("sum_act", pa.float32()),
-                ]
-            )
-        )
+        ).cast(schemas.SPAN_FEATURES)
         return pa.Table.from_pylist(spans), tf, sf, contexts
 
     def score_matrix(self) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -306,48 +286,10 @@ def _feature_rows(
                 "contexts": json.dumps(ctx_json),
             }
         )
-    return pa.Table.from_pylist(rows).cast(
-        pa.schema(
-            [
-                ("feature", pa.int32()),
-                ("density", pa.float32()),
-                ("mean_act", pa.float32()),
-                ("label", pa.string()),
-                ("label_source", pa.string()),
-                ("top_tokens", pa.string()),
-                ("contexts", pa.string()),
-            ]
-        )
-    )
+    return pa.Table.from_pylist(rows).cast(schemas.FEATURES)
 
 
-HYPOTHESIS_SCHEMA = pa.schema(
-    [
-        ("hypothesis_id", pa.string()),
-        ("scope", pa.string()),
-        ("concept_id", pa.string()),
-        ("label", pa.string()),
-        ("kind", pa.string()),
-        ("data_cluster", pa.int32()),
-        ("n", pa.int32()),
-        ("n_in", pa.int32()),
-        ("delta", pa.float64()),
-        ("ci_lo", pa.float64()),
-        ("ci_hi", pa.float64()),
-        ("d", pa.float64()),
-        ("z", pa.float64()),
-        ("p", pa.float64()),
-        ("q", pa.float64()),
-        ("split_half_ok", pa.bool_()),
-        ("delta_min", pa.float64()),
-        ("delta_len", pa.float64()),
-        ("length_only", pa.bool_()),
-        ("lean", pa.string()),
-        ("chosen_rate", pa.float64()),
-        ("rejected_rate", pa.float64()),
-        ("rank", pa.int32()),
-    ]
-)
+HYPOTHESIS_SCHEMA = schemas.HYPOTHESES
 
 
 def _real_hypotheses(
@@ -568,14 +510,5 @@ def _write_concepts(
             rows["pair_id"] += pair_ids
             rows["side"] += [side] * len(pair_ids)
             rows["score"] += matrix[:, j].tolist()
-    scores = pa.table(rows).cast(
-        pa.schema(
-            [
-                ("concept_id", pa.string()),
-                ("pair_id", pa.string()),
-                ("side", pa.string()),
-                ("score", pa.float32()),
-            ]
-        )
-    )
+    scores = pa.table(rows).cast(schemas.CONCEPT_SPAN_SCORES)
     lake.replace_partition("concept_span_scores", {"dataset": dataset, "family": "lexical"}, scores)

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 import torch
 
+from core import schemas
 from core.errors import UserError
 from core.lake import Lake
 from core.models import tiny_model
@@ -24,17 +25,7 @@ from core.sae import (
 from core.scan import ScanConfig, scan
 
 LAYER = 2
-PAIRS_SCHEMA = pa.schema(
-    [
-        ("pair_id", pa.string()),
-        ("row", pa.int64()),
-        ("prompt", pa.string()),
-        ("chosen", pa.string()),
-        ("rejected", pa.string()),
-        ("source", pa.string()),
-        ("meta", pa.string()),
-    ]
-)
+PAIRS_SCHEMA = schemas.PAIRS
 WORDS = (
     "cake flour sugar eggs bake oven quick brown fox lazy dog Paris France capital list "
     "apples bread milk sorry cannot help Sure Here Thank asking explain sky blue"

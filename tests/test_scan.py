@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 import torch
+from lakes import cake_pairs, pairs_lake
 
 from core.cli import main
 from core.errors import UserError
@@ -19,48 +19,10 @@ from core.scan import ScanConfig, SpanBatch, encode_pair_tokens, iter_span_batch
 from core.tokenize_pairs import FALLBACK_SPLIT, encode_response, parse_prompt
 
 LAYER = 2
-PAIRS_SCHEMA = pa.schema(
-    [
-        ("pair_id", pa.string()),
-        ("row", pa.int64()),
-        ("prompt", pa.string()),
-        ("chosen", pa.string()),
-        ("rejected", pa.string()),
-        ("source", pa.string()),
-        ("meta", pa.string()),
-    ]
-)
-
-
-def pair_rows(n: int) -> list[dict[str, object]]:
-    """Pairs with varied prompt and response lengths, some multi-turn."""
-    rows = []
-    for i in range(n):
-        messages = [{"role": "user", "content": "How do I bake a cake? " * (1 + i % 4)}]
-        if i % 3 == 0:
-            messages += [
-                {"role": "assistant", "content": "Which cake?"},
-                {"role": "user", "content": f"A chocolate one, number {i}."},
-            ]
-        rows.append(
-            {
-                "pair_id": f"{i:016x}",
-                "row": i,
-                "prompt": json.dumps(messages),
-                "chosen": "Mix flour, sugar and eggs, then bake. " * (1 + i % 5),
-                "rejected": "I am sorry, but I cannot help with that." * (1 + (i * 7) % 3),
-                "source": "test.jsonl",
-                "meta": "{}",
-            }
-        )
-    return rows
 
 
 def make_lake(tmp_path: Path, n: int = 12, dataset: str = "demo") -> Lake:
-    lake = Lake.open(tmp_path / "lake")
-    table = pa.Table.from_pylist(pair_rows(n), schema=PAIRS_SCHEMA)
-    lake.replace_partition("pairs", {"dataset": dataset}, table)
-    return lake
+    return pairs_lake(tmp_path / "lake", cake_pairs(n), dataset)
 
 
 def naive_span_acts(loaded: LoadedModel, row: dict[str, object], side: str, layer: int):
@@ -77,7 +39,7 @@ def naive_span_acts(loaded: LoadedModel, row: dict[str, object], side: str, laye
 @pytest.mark.parametrize("share_prefix", [True, False])
 def test_span_acts_equal_naive_forward(share_prefix: bool) -> None:
     loaded = tiny_model()
-    rows = pair_rows(9)
+    rows = cake_pairs(9)
     config = ScanConfig(layer=LAYER, batch_tokens=300, share_prefix=share_prefix)
     batches = list(iter_span_batches(loaded, rows, config))
     assert len(batches) > 1, "small batch_tokens must split the pairs into several batches"
@@ -97,7 +59,7 @@ def test_span_acts_equal_naive_forward(share_prefix: bool) -> None:
 
 def test_last_block_is_the_residual_before_the_final_norm() -> None:
     loaded = tiny_model()
-    row = pair_rows(1)[0]
+    row = cake_pairs(1)[0]
     captured = []
     last = loaded.model.model.layers[-1]
     handle = last.register_forward_hook(lambda _m, _i, out: captured.append(out))
@@ -126,7 +88,7 @@ def test_scan_writes_spans_and_a_sample_of_exact_acts(tmp_path: Path) -> None:
     batch = next(
         iter_span_batches(
             loaded,
-            [r for r in pair_rows(6) if r["pair_id"] == row["pair_id"]],
+            [r for r in cake_pairs(6) if r["pair_id"] == row["pair_id"]],
             ScanConfig(layer=LAYER),
         )
     )
@@ -214,7 +176,7 @@ def test_truncation_keeps_prompt_end_and_response_start(tmp_path: Path) -> None:
         (s["pair_id"], s["side"]): s
         for s in lake.read("spans", {"dataset": "demo", "model": loaded.name}).to_pylist()
     }
-    row = pair_rows(5)[0]
+    row = cake_pairs(5)[0]
     ids, prompt_len = encode_pair_tokens(
         loaded.tokenizer, parse_prompt(row["prompt"]), row["chosen"]
     )

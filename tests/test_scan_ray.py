@@ -4,7 +4,6 @@ resumes across backends. One local Ray cluster and one pair of workers serve the
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -18,6 +17,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from lakes import cake_pairs, pairs_lake  # noqa: E402
+
 from core.cli import main  # noqa: E402
 from core.lake import Lake, with_schema_version, write_parquet_atomic  # noqa: E402
 from core.models import tiny_model  # noqa: E402
@@ -26,46 +27,12 @@ from core.scan_ray import ScanWorkers, scan_ray  # noqa: E402
 
 LAYER = 2
 CONFIG = ScanConfig(layer=LAYER, shard_size=4, sample_tokens=120, batch_tokens=256)
-PAIRS_SCHEMA = pa.schema(
-    [
-        ("pair_id", pa.string()),
-        ("row", pa.int64()),
-        ("prompt", pa.string()),
-        ("chosen", pa.string()),
-        ("rejected", pa.string()),
-        ("source", pa.string()),
-        ("meta", pa.string()),
-    ]
-)
 LOG_PARTITION = {"dataset": "demo"}
 
 
 def make_lake(root: Path, n: int = 11) -> Lake:
     """Pairs of varied lengths (some multi-turn), so shards and batches differ in shape."""
-    rows = []
-    for i in range(n):
-        messages = [{"role": "user", "content": "How do I bake a cake? " * (1 + i % 4)}]
-        if i % 3 == 0:
-            messages += [
-                {"role": "assistant", "content": "Which cake?"},
-                {"role": "user", "content": f"A chocolate one, number {i}."},
-            ]
-        rows.append(
-            {
-                "pair_id": f"{i:016x}",
-                "row": i,
-                "prompt": json.dumps(messages),
-                "chosen": "Mix flour, sugar and eggs, then bake. " * (1 + i % 5),
-                "rejected": "I am sorry, but I cannot help with that." * (1 + (i * 7) % 3),
-                "source": "test.jsonl",
-                "meta": "{}",
-            }
-        )
-    lake = Lake.open(root)
-    lake.replace_partition(
-        "pairs", {"dataset": "demo"}, pa.Table.from_pylist(rows, schema=PAIRS_SCHEMA)
-    )
-    return lake
+    return pairs_lake(root, cake_pairs(n))
 
 
 class SpanLog:

@@ -51,7 +51,13 @@ def describe_source(concept: dict[str, Any]) -> str:
         source = {}
     if not isinstance(source, dict) or not source:
         return "source unknown"
-    return " · ".join(f"{k} {v}" for k, v in source.items() if v is not None)
+    return " · ".join(f"{k} {_short(v)}" for k, v in source.items() if v is not None)
+
+
+def _short(value: Any, width: int = 48) -> str:
+    """One line of a source field: a long regex is evidence of where, not something to read."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def stats_line(row: dict[str, Any]) -> Text:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import duckdb
 import pyarrow as pa
@@ -94,7 +95,7 @@ class Lake:
 
     @classmethod
     def open(cls, root: str | os.PathLike[str] | None = None) -> Lake:
-        path = Path(root) if root is not None else default_root()
+        path = _local_path(root) if root is not None else _local_path(default_root())
         if path.exists() and not path.is_dir():
             raise UserError(f"lake {path}: not a folder; pass --lake PATH to a folder")
         path.mkdir(parents=True, exist_ok=True)
@@ -286,6 +287,21 @@ class Lake:
             size = sum(f.stat().st_size for f in files)
             out.append((table, rows, size, len(files)))
         return out
+
+
+def _local_path(root: str | os.PathLike[str]) -> Path:
+    """A lake root as a local path: plain paths and `file://` URIs; object stores are refused."""
+    text = os.fspath(root)
+    if text.startswith("file://"):
+        return Path(unquote(urlparse(text).path))
+    scheme = urlparse(text).scheme
+    if len(scheme) > 1:  # one letter is a Windows drive
+        raise UserError(
+            f"--lake {text}: sculpt writes lakes on a file system (local or a shared mount); "
+            "write it there, then copy it to the bucket and read it with DuckDB httpfs "
+            "(README: Scaling out)"
+        )
+    return Path(text)
 
 
 def _newest_schema_version(files: list[Path]) -> int | None:

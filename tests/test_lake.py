@@ -162,3 +162,10 @@ def test_a_newer_schema_version_is_refused_clearly(tmp_path, capsys):
         lake.sql("select * from pairs")
     assert main(["lake", "sql", "select 1", "--lake", str(tmp_path)]) == 2
     assert "newer than this sculpt" in capsys.readouterr().err
+
+
+def test_lake_root_accepts_file_uris_and_refuses_object_stores(tmp_path: Path) -> None:
+    lake = Lake.open(f"file://{tmp_path}/uri%20lake")
+    assert lake.root == tmp_path / "uri lake" and lake.root.is_dir()
+    with pytest.raises(UserError, match="s3://bucket/lake: sculpt writes lakes on a file system"):
+        Lake.open("s3://bucket/lake")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core.cli import main
@@ -54,3 +56,14 @@ def test_every_field_has_help_and_the_cli_reports_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "DPO temperature" in capsys.readouterr().out
+
+
+def test_the_sample_config_in_examples_loads() -> None:
+    sample = Path(__file__).resolve().parents[1] / "examples" / "run.yaml"
+    config = load_config(sample, {"max_steps": "3"})
+    assert (config.dataset, config.plan, config.finetune, config.max_steps) == (
+        "demo",
+        "plan.yaml",
+        "lora",
+        3,
+    )

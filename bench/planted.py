@@ -34,6 +34,10 @@ DATA = (
 )
 
 
+ROUTE_KIND = {"lexical": None, "sae": "sae_feature"}
+"""The concept kind a route is judged on in its own reading (None: every kind)."""
+
+
 def score_lexical(lake: Lake, dataset: str) -> None:
     """The lexical concepts builder (core/lexical.py) on one dataset."""
     try:
@@ -90,6 +94,14 @@ def planted_recall(
         top = read_hypotheses(lake, dataset, scope="global", top=5)
         found = planted_ranks(lake, dataset, top, top=5, planted=(PLANTABLE[name],))[0]  # type: ignore[arg-type]
         out.append((name, found.rank, found.concept_id))
+        # A planted concept can only lean chosen; real leans of HH-RLHF (rejected responses
+        # carry more content) crowd the any-lean top 5, so also rank within the route's own kind
+        # among chosen-leaning hypotheses (the `--lean chosen` view an operator reads).
+        own = read_hypotheses(lake, dataset, scope="global", lean="chosen", kind=ROUTE_KIND[route])
+        mine = planted_ranks(lake, dataset, own[:5], top=5, planted=(PLANTABLE[name],))[0]  # type: ignore[arg-type]
+        out.append(
+            (f"{name} (chosen, {ROUTE_KIND[route] or 'any kind'})", mine.rank, mine.concept_id)
+        )
     return out
 
 
@@ -129,11 +141,14 @@ def main() -> None:
         for name, rank, concept in [*found, *[(f"demo:{n}", r, c) for n, r, c in demo]]:
             mark = f"rank {rank} ({concept})" if rank else f"not in top 5 (best: {concept})"
             print(f"[{route}] {name:<24} {mark}")
-        hits = sum(rank is not None for _, rank, _ in found)
+        overall = [row for row in found if "(" not in row[0]]
+        hits = sum(rank is not None for _, rank, _ in overall)
         demo_hits = sum(rank is not None for _, rank, _ in demo)
         print(
             f"[{route}] recall@5 on HH-RLHF ({len(base)} pairs, {args.rate:.0%} planted): "
-            f"{hits}/{len(found)} = {hits / len(found):.2f}; demo: {demo_hits}/{len(demo)}; "
+            f"{hits}/{len(overall)} = {hits / len(overall):.2f} (any lean, any kind), "
+            f"{sum(r is not None for n, r, _ in found if '(' in n)}/{len(overall)} (chosen-leaning "
+            f"{ROUTE_KIND[route] or 'concepts'}); demo: {demo_hits}/{len(demo)}; "
             f"{time.perf_counter() - started:.0f} s"
         )
 

@@ -1,4 +1,4 @@
-"""Planted-concept recall@5 on real HH-RLHF (issue 5): plant each concept into a known share of
+"""Planted-concept recall@5 on real HH-RLHF: plant each concept into a known share of
 the chosen responses (core/plant.py), run ingest → concepts → analyze, and count the planted
 concepts found among the top 5 global hypotheses, per route; then the demo's two planted concepts.
 
@@ -39,29 +39,10 @@ ROUTE_KIND = {"lexical": None, "sae": "sae_feature"}
 
 
 def score_lexical(lake: Lake, dataset: str) -> None:
-    """The lexical concepts builder (core/lexical.py) on one dataset."""
-    try:
-        from core.lexical import score_dataset
-    except ImportError:  # older builds: the same through the public scorer and concepts API
-        _score_lexical_fallback(lake, dataset)
-        return
+    """Lexical concepts (core/lexical.py) of one dataset."""
+    from core.lexical import score_dataset
+
     score_dataset(lake, dataset)
-
-
-def _score_lexical_fallback(lake: Lake, dataset: str) -> None:
-    import numpy as np
-
-    from core.concepts import Concept, pair_spans, score_table, write_concepts
-    from core.lexical import BUILTIN, score_texts
-
-    spans = pair_spans(lake, dataset, sides=("chosen", "rejected"))
-    scores = score_texts(spans.texts)
-    names = sorted(scores)
-    matrix = np.vstack([scores[n] for n in names])
-    concepts = [Concept(f"lex:{n}", "lexical", BUILTIN[n].description) for n in names]
-    write_concepts(
-        lake, dataset, "lexical", concepts, score_table([f"lex:{n}" for n in names], spans, matrix)
-    )
 
 
 def run_route(lake: Lake, dataset: str, route: str, seed: int, model: str | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Scan a dataset through a model's residual stream into the lake (DESIGN §1, §3; issue 3).
+"""Scan a dataset through a model's residual stream into the lake (DESIGN §1, §3).
 
 `scan` reads `pairs` [dataset], runs the fast truncated forward (core/forward.py) shard by shard,
 writes `spans` [dataset, model] and a seeded token sample to `acts` [dataset, model, layer], and

@@ -1,5 +1,5 @@
 """Types shared by the scan modules: its config, the batches sinks receive, the sink protocol,
-the report (interfaces: /work/brief/INTERFACES.md; re-exported by core/scan.py)."""
+the report (re-exported by core/scan.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Token spans of a preference pair: the prompt through the chat template, each response as the
-assistant turn, and the per-span truncation policy (DESIGN §1, issue 3)."""
+assistant turn, and the per-span truncation policy (DESIGN §1)."""
 
 from __future__ import annotations
 

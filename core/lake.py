@@ -289,6 +289,15 @@ class Lake:
         return out
 
 
+def fetch_dicts(
+    con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None
+) -> list[dict[str, Any]]:
+    """A query's rows as dicts keyed by column name."""
+    result = con.execute(query, params or [])
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, rec, strict=True)) for rec in result.fetchall()]
+
+
 def _local_path(root: str | os.PathLike[str]) -> Path:
     """A lake root as a local path: plain paths and `file://` URIs; object stores are refused."""
     text = os.fspath(root)

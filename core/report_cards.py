@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 
 from core.lake import Lake, slug
+from core.lake import fetch_dicts as _rows
 
 Segments = list[list[Any]]
 EXAMPLES = 2
@@ -38,12 +39,6 @@ STAT_FIELDS = (
     "delta_len",
     "n",
 )
-
-
-def _rows(con: duckdb.DuckDBPyConnection, query: str, params: list[Any]) -> list[dict[str, Any]]:
-    result = con.execute(query, params)
-    names = [d[0] for d in result.description]
-    return [dict(zip(names, rec, strict=True)) for rec in result.fetchall()]
 
 
 def concept_cards(

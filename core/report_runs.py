@@ -12,18 +12,13 @@ import duckdb
 
 from core.errors import UserError
 from core.lake import Lake
+from core.lake import fetch_dicts as _rows
 
 CHECKPOINT_ORDER = ("base", "baseline", "shaped")
 """base → plain DPO → shaped DPO, then any other checkpoint by name."""
 CURVE_POINTS = 200
 MAX_CURVES = 6
 CURVE_PREFERENCE = ("loss", "rewards/margins", "rewards/accuracies", "eval_loss", "grad_norm")
-
-
-def _rows(con: duckdb.DuckDBPyConnection, query: str, params: list[Any]) -> list[dict[str, Any]]:
-    result = con.execute(query, params)
-    names = [d[0] for d in result.description]
-    return [dict(zip(names, rec, strict=True)) for rec in result.fetchall()]
 
 
 def collect_runs(

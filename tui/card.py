@@ -213,13 +213,7 @@ class ConceptCard(DecidingScreen):
         self.query_one("#card-correlated", Static).update(text)
 
     def decision_target(self) -> Target | None:
-        row = self.row
-        return Target(
-            row["concept_id"],
-            row["label"] or row["concept_id"],
-            row["hypothesis_id"],
-            row["data_cluster"] if row["scope"] != "global" else None,
-        )
+        return Target.of_row(self.row)
 
     def decisions_changed(self) -> None:
         self.query_one("#card-head", Static).update(self.header_text())

@@ -40,6 +40,16 @@ class Target:
     hypothesis_id: str | None = None
     data_cluster: int | None = None
 
+    @classmethod
+    def of_row(cls, row: dict) -> Target:
+        """The target of a hypotheses row; a conditional one is scoped to its data cluster."""
+        return cls(
+            row["concept_id"],
+            row["label"] or row["concept_id"],
+            row["hypothesis_id"],
+            row["data_cluster"] if row["scope"] != "global" else None,
+        )
+
 
 class DecisionBook:
     """Decisions in force for one dataset, re-read from the lake's log after every write."""

@@ -180,13 +180,7 @@ class PairViewer(DecidingScreen):
             self.load_pair(index)
 
     def decision_target(self) -> Target | None:
-        row = self.row
-        return Target(
-            row["concept_id"],
-            row["label"] or row["concept_id"],
-            row["hypothesis_id"],
-            row["data_cluster"] if row["scope"] != "global" else None,
-        )
+        return Target.of_row(self.row)
 
     def action_back(self) -> None:
         self.app.pop_screen()

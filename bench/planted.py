@@ -7,6 +7,11 @@ A hypothesis recovers a planted concept when its per-pair gap correlates with th
 
     .venv/bin/python bench/planted.py                         # lexical route, 5 concepts, 8%
     .venv/bin/python bench/planted.py --route sae --concepts markdown_bold   # default model
+    .venv/bin/python bench/planted.py --route sae --together   # all 5 in one dataset, one scan
+
+`--together` plants every concept into its own disjoint share of one dataset, so the SAE route
+scans HH-RLHF once; each concept is then also ranked with the other planted concepts' hypotheses
+left out (`distinct`), since five planted concepts compete for the same five places.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from core.commands.analyze import read_hypotheses  # noqa: E402
 from core.ingest import ingest  # noqa: E402
 from core.known_answer import planted_ranks  # noqa: E402
 from core.lake import Lake  # noqa: E402
-from core.plant import PLANTABLE, plant  # noqa: E402
+from core.plant import PLANTABLE, plant, plant_many  # noqa: E402
 
 DATA = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
@@ -45,7 +50,14 @@ def score_lexical(lake: Lake, dataset: str) -> None:
     score_dataset(lake, dataset)
 
 
-def run_route(lake: Lake, dataset: str, route: str, seed: int, model: str | None = None) -> None:
+def run_route(
+    lake: Lake,
+    dataset: str,
+    route: str,
+    seed: int,
+    model: str | None = None,
+    sample_tokens: int = 200_000,
+) -> None:
     """Concepts and analysis of one (planted) dataset through `route` (`model`: SAE route only)."""
     if route == "lexical":
         score_lexical(lake, dataset)
@@ -53,7 +65,49 @@ def run_route(lake: Lake, dataset: str, route: str, seed: int, model: str | None
     else:  # the SAE route: default model, scan, `sae train`, encode, lexical, analyze
         from core.audit import AuditConfig, audit
 
-        audit(lake, None, dataset, AuditConfig(model=model, seed=seed, progress=True))
+        config = AuditConfig(model=model, seed=seed, progress=True, sample_tokens=sample_tokens)
+        audit(lake, None, dataset, config)
+
+
+def together_recall(
+    lake: Lake,
+    base: list[dict[str, Any]],
+    names: list[str],
+    route: str,
+    rate: float,
+    seed: int,
+    model: str | None = None,
+    sample_tokens: int = 200_000,
+) -> list[tuple[str, int | None, str | None]]:
+    """All concepts planted (disjoint shares) into one dataset; rows as `planted_recall`'s, plus
+    the rank among the chosen-leaning hypotheses of the route's kind with the other planted
+    concepts' hypotheses left out."""
+    rows, _ = plant_many(base, names, rate, seed=seed)
+    dataset = "hh-planted"
+    lake.replace_partition("pairs", {"dataset": dataset}, pa.Table.from_pylist(rows))
+    run_route(lake, dataset, route, seed, model, sample_tokens)
+    specs = tuple(PLANTABLE[name] for name in names)
+    top = read_hypotheses(lake, dataset, scope="global", top=50)
+    own = read_hypotheses(lake, dataset, scope="global", lean="chosen", kind=ROUTE_KIND[route])
+    out = []
+    for mine, theirs in zip(
+        planted_ranks(lake, dataset, top, top=50, planted=specs),  # type: ignore[arg-type]
+        planted_ranks(lake, dataset, own[:50], top=50, planted=specs),  # type: ignore[arg-type]
+        strict=True,
+    ):
+        out.append((mine.name, _top5(mine.distinct_rank), mine.concept_id))
+        label = f"{mine.name} (chosen, {ROUTE_KIND[route] or 'any kind'})"
+        out.append((label, _top5(theirs.distinct_rank), theirs.concept_id))
+        print(
+            f"[{route}] {mine.name}: rank {mine.rank} / distinct {mine.distinct_rank} overall; "
+            f"rank {theirs.rank} / distinct {theirs.distinct_rank} among chosen-leaning "
+            f"{ROUTE_KIND[route] or 'concepts'} (r={theirs.r:.2f}, {theirs.label})"
+        )
+    return out
+
+
+def _top5(rank: int | None) -> int | None:
+    return rank if rank is not None and rank <= 5 else None
 
 
 def planted_recall(
@@ -64,6 +118,7 @@ def planted_recall(
     rate: float,
     seed: int,
     model: str | None = None,
+    sample_tokens: int = 200_000,
 ) -> list[tuple[str, int | None, str | None]]:
     """(concept, rank among the top 5 or None, matching concept_id) per planted concept."""
     out = []
@@ -71,7 +126,7 @@ def planted_recall(
         rows, _ = plant(base, name, rate, seed=seed)
         dataset = f"hh-{name}"
         lake.replace_partition("pairs", {"dataset": dataset}, pa.Table.from_pylist(rows))
-        run_route(lake, dataset, route, seed, model)
+        run_route(lake, dataset, route, seed, model, sample_tokens)
         top = read_hypotheses(lake, dataset, scope="global", top=5)
         found = planted_ranks(lake, dataset, top, top=5, planted=(PLANTABLE[name],))[0]  # type: ignore[arg-type]
         out.append((name, found.rank, found.concept_id))
@@ -108,6 +163,12 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="SAE route: model spec (default model)")
     parser.add_argument("--pairs", type=int, default=0, help="use the first N pairs (0 = all)")
     parser.add_argument("--no-demo", action="store_true", help="skip the demo dataset")
+    parser.add_argument(
+        "--together", action="store_true", help="plant all concepts into one dataset"
+    )
+    parser.add_argument(
+        "--sample-tokens", type=int, default=200_000, help="SAE route: token activations kept"
+    )
     args = parser.parse_args()
     if not DATA.exists():
         sys.exit(f"{DATA}: missing; this benchmark needs the HH-RLHF sample")
@@ -117,7 +178,10 @@ def main() -> None:
     base = base[: args.pairs] if args.pairs else base
     for route in args.route:
         started = time.perf_counter()
-        found = planted_recall(lake, base, args.concepts, route, args.rate, args.seed, args.model)
+        recall = together_recall if args.together else planted_recall
+        found = recall(
+            lake, base, args.concepts, route, args.rate, args.seed, args.model, args.sample_tokens
+        )
         demo = [] if args.no_demo else demo_recall(lake, route, args.seed, args.model)
         for name, rank, concept in [*found, *[(f"demo:{n}", r, c) for n, r, c in demo]]:
             mark = f"rank {rank} ({concept})" if rank else f"not in top 5 (best: {concept})"

@@ -57,8 +57,15 @@ def planted_ranks(
     for concept in planted:
         # Rank among hypotheses that don't recover *another* planted concept (its echoes, such
         # as the n-gram "question" of a flattering opener, would push the next one down).
+        # One that recovers this concept too stays (a detector may cover two planted concepts).
+        mine = {concept.name: truths[concept.name]}
         others = {k: v for k, v in truths.items() if k != concept.name}
-        distinct = [h for h in hypotheses[:top] if not _recovers_any(gaps[h["concept_id"]], others)]
+        distinct = [
+            h
+            for h in hypotheses[:top]
+            if _recovers_any(gaps[h["concept_id"]], mine)
+            or not _recovers_any(gaps[h["concept_id"]], others)
+        ]
         found = _best(concept.name, truths[concept.name], hypotheses[:top], gaps)
         alone = _best(concept.name, truths[concept.name], distinct, gaps)
         found.distinct_rank = alone.rank

@@ -149,6 +149,38 @@ def plant(
     return out, planted
 
 
+def plant_many(
+    pairs: Sequence[dict[str, Any]], concepts: Sequence[str], rate: float, seed: int = 0
+) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """Plant each of `concepts` into its own `rate` share of the pairs, the shares disjoint.
+
+    One dataset then carries several known answers at once (one scan for all of them); a pair
+    carries at most one planted concept. Returns (new pairs, planted pair_ids per concept)."""
+    if rate * len(concepts) > 1.0:
+        raise ValueError(f"rate={rate}: {len(concepts)} disjoint shares exceed all the pairs")
+    rng = random.Random(seed)
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    out = [dict(p) for p in pairs]
+    taken: set[int] = set()
+    planted: dict[str, list[str]] = {}
+    for concept in concepts:
+        if concept not in PLANTABLE:
+            raise ValueError(f"concept {concept!r}: unknown; choose one of {', '.join(PLANTABLE)}")
+        spec, count = PLANTABLE[concept], round(rate * len(pairs))
+        picked = [i for i in order if i not in taken and not spec.detects(out[i]["chosen"])]
+        if len(picked) < count:
+            raise ValueError(f"rate={rate}: too few chosen responses lack {concept}; lower it")
+        planted[concept] = []
+        for i in picked[:count]:
+            out[i]["chosen"] = spec.apply(out[i]["chosen"], rng)
+            planted[concept].append(_pair_id_of(out[i]))
+            if "pair_id" in out[i]:
+                out[i]["pair_id"] = planted[concept][-1]
+            taken.add(i)
+    return out, planted
+
+
 def _pair_id_of(pair: dict[str, Any]) -> str:
     prompt = pair["prompt"]
     if "pair_id" in pair and isinstance(prompt, str):

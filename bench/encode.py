@@ -1,7 +1,9 @@
 """Span encoding and SAE training throughput, each measured against its baseline in one run.
 
-1. Encoding: `SaeSink.consume` (one `SAE.encode` per batch + segment reductions) vs calling
+1. Encoding: `SaeSink.consume` (one fused encode per batch + segment reductions) vs calling
    `SAE.encode` span by span in a Python loop with the same per-span reductions. Goal ≥ 5×.
+   Also the bare `x @ W_enc` over the same tokens: on a CPU both sides are bound by that matmul
+   (a span of 20–200 tokens already fills the cores), so its rate caps the ratio.
 2. Training: `SAETrainer` fed by our `ShuffledBatches` (batch 512, our default) vs the same trainer
    fed the same tokens through sae-lens' own runner data path (`mixing_buffer` with the runner's
    defaults: batch 4096 tokens, a buffer of 20 batches). Goal ≥ 1× (our iterator is no bottleneck).
@@ -73,24 +75,54 @@ def per_span_loop(sae: object, batches: list[SpanBatch]) -> int:
     return rows
 
 
-def bench_encoding(lake: Lake, sae_id: str, n_spans: int) -> None:
+def bare_matmul(sae: object, batches: list[SpanBatch]) -> None:
+    """The floor any exact encoder pays: one `x @ W_enc` per batch, nothing else."""
+    weight = sae.W_enc.detach()  # type: ignore[attr-defined]
+    for batch in batches:
+        batch.acts @ weight
+
+
+def bench_encoding(lake: Lake, sae_id: str, n_spans: int, repeats: int = 3) -> None:
     batches = synthetic_batches(n_spans)
     tokens = sum(len(b.acts) for b in batches)
     sink = SaeSink(lake, sae_id, "bench")
     sink.consume(batches[0])  # warm-up
-    sink._reset()
-    started = time.perf_counter()
-    for batch in batches:
-        sink.consume(batch)
-    ours = tokens / (time.perf_counter() - started)
+
+    def ours() -> None:
+        sink._reset()
+        for batch in batches:
+            sink.consume(batch)
+
+    # Interleaved repeats, best of each: the machine is shared and noisy.
+    best = {"ours": float("inf"), "loop": float("inf"), "matmul": float("inf")}
+    rows_loop = 0
+    for _ in range(repeats):
+        for name, run in (
+            ("ours", ours),
+            ("loop", lambda: per_span_loop(sink.sae, batches)),
+            ("matmul", lambda: bare_matmul(sink.sae, batches)),
+        ):
+            started = time.perf_counter()
+            out = run()
+            best[name] = min(best[name], time.perf_counter() - started)
+            rows_loop = out if name == "loop" else rows_loop
     rows_ours = sum(t.num_rows for t in sink.span_parts)
-    started = time.perf_counter()
-    rows_loop = per_span_loop(sink.sae, batches)
-    loop = tokens / (time.perf_counter() - started)
-    print(f"encoding  {tokens} tokens, {n_spans} spans, width {sink.sae.cfg.d_sae}")
-    print(f"  sculpt SaeSink (batched + segment ops): {ours:10.0f} tok/s  ({rows_ours} rows)")
-    print(f"  SAE.encode per span, Python loop:       {loop:10.0f} tok/s  ({rows_loop} rows)")
-    print(f"  ratio: {ours / loop:.1f}x  (goal >= 5x)")
+    rate = {name: tokens / seconds for name, seconds in best.items()}
+    print(
+        f"encoding  {tokens} tokens, {n_spans} spans, width {sink.sae.cfg.d_sae} (best of {repeats})"
+    )
+    print(
+        f"  sculpt SaeSink (fused encode + segment ops): {rate['ours']:10.0f} tok/s  ({rows_ours} rows)"
+    )
+    print(
+        f"  SAE.encode per span, Python loop:            {rate['loop']:10.0f} tok/s  ({rows_loop} rows)"
+    )
+    print(f"  bare x @ W_enc per batch (the floor):        {rate['matmul']:10.0f} tok/s")
+    print(
+        f"  ratio: {rate['ours'] / rate['loop']:.2f}x  (goal >= 5x); SaeSink runs at "
+        f"{rate['ours'] / rate['matmul']:.0%} of the bare encoder matmul, the loop at "
+        f"{rate['loop'] / rate['matmul']:.0%}"
+    )
 
 
 def timed_fit(trainer: object) -> float:

@@ -8,7 +8,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,9 @@ from core.errors import UserError
 from core.lake import Lake
 from core.predictive import predictive_power
 from core.stats import global_lean
+
+if TYPE_CHECKING:
+    from core.lake_remote import RemoteLake
 
 STAGE = "analyze"
 
@@ -108,7 +111,7 @@ def min_support(n_pairs: int) -> int:
     return max(5, min(10, math.ceil(0.01 * n_pairs)))
 
 
-def latest_analysis(lake: Lake, dataset: str) -> str | None:
+def latest_analysis(lake: Lake | RemoteLake, dataset: str) -> str | None:
     """The analysis key most recently written for `dataset` (from the manifest)."""
     runs = [m for m in lake.manifest() if m.get("stage") == STAGE and m.get("dataset") == dataset]
     return max(runs, key=lambda m: m["ts"])["analysis"] if runs else None

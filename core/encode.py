@@ -9,6 +9,8 @@ reduces the per-shard top token activations into `token_features` (top `top_k` p
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,39 +33,111 @@ CHUNK_ELEMENTS = 1 << 24
 """Tokens × features encoded at once: bounds memory for wide SAEs."""
 
 
+@dataclass
+class Nonzeros:
+    """The nonzero codes of a batch as (token row, feature, value): what the span reductions and
+    the top-token tracker read; the dense [tokens × features] codes are never kept."""
+
+    token: torch.Tensor
+    feature: torch.Tensor
+    value: torch.Tensor
+    width: int
+
+    @classmethod
+    def where(cls, active: torch.Tensor, values: torch.Tensor) -> Nonzeros:
+        """The entries of `values` where `active`, in row-major order (flat indices: a 1-D
+        nonzero and gather are cheaper than their 2-D forms)."""
+        width = values.shape[1]
+        flat = active.view(-1).nonzero().squeeze(1)
+        return cls(flat // width, flat % width, values.reshape(-1)[flat], width)
+
+    @classmethod
+    def of(cls, codes: torch.Tensor) -> Nonzeros:
+        return cls.where(codes != 0, codes)
+
+    @classmethod
+    def cat(cls, parts: list[Nonzeros], starts: list[int], width: int) -> Nonzeros:
+        if len(parts) == 1:
+            return parts[0]
+        empty = torch.zeros(0, dtype=torch.long)
+        return cls(
+            torch.cat([p.token + start for p, start in zip(parts, starts, strict=True)] or [empty]),
+            torch.cat([p.feature for p in parts] or [empty]),
+            torch.cat([p.value for p in parts] or [torch.zeros(0)]),
+            width,
+        )
+
+
+Encoder = Callable[[torch.Tensor], Nonzeros]
+
+
+def fast_encoder(sae: Any) -> Encoder:
+    """The nonzero codes of `sae.encode(x)`, fused for plain JumpReLU and ReLU SAEs (ours, most
+    releases).
+
+    sae-lens' encode makes about six passes over the [tokens × features] pre-activations (bias,
+    ReLU, threshold mask, cast, product, hooks); the fused form is one `addmm`, one comparison
+    and a gather of the survivors — the same arithmetic in the same order. Any other SAE (TopK,
+    normalizing, hooked, attention-z) runs its own `encode`.
+    """
+    from sae_lens.saes.jumprelu_sae import JumpReLUSAE
+    from sae_lens.saes.standard_sae import StandardSAE
+
+    plain = type(sae) in (JumpReLUSAE, StandardSAE) and sae.cfg.normalize_activations == "none"
+    hooked = any(m._forward_hooks or m._forward_pre_hooks for m in sae.modules())
+    hook_name = getattr(getattr(sae.cfg, "metadata", None), "hook_name", None) or ""
+    if not plain or hooked or hook_name.endswith("_z") or sae.W_enc.dtype != torch.float32:
+        return lambda x: Nonzeros.of(sae.encode(x))
+    weight, bias = sae.W_enc.detach(), sae.b_enc.detach()
+    shift = sae.b_dec.detach() if sae.cfg.apply_b_dec_to_input else None
+    # relu(pre) · 1{pre > θ} keeps pre exactly where pre > max(θ, 0)
+    floor = sae.threshold.detach().clamp(min=0) if isinstance(sae, JumpReLUSAE) else 0.0
+
+    def encode(x: torch.Tensor) -> Nonzeros:
+        pre = torch.addmm(bias, x - shift if shift is not None else x, weight)
+        return Nonzeros.where(pre > floor, pre)
+
+    return encode
+
+
 @torch.no_grad()
-def encode_tokens(sae: Any, acts: torch.Tensor, norm_cap: float | None = None) -> torch.Tensor:
-    """`sae.encode` of every row, chunked; rows above `norm_cap` (attention sinks) encode to 0."""
+def encode_tokens(
+    sae: Any, acts: torch.Tensor, norm_cap: float | None = None, encoder: Encoder | None = None
+) -> Nonzeros:
+    """Nonzero codes of every row, chunked; rows above `norm_cap` (attention sinks) encode to 0."""
     width = sae.cfg.d_sae
     rows = max(1, CHUNK_ELEMENTS // width)
     device = next(sae.parameters()).device
-    parts = []
+    encoder = encoder or fast_encoder(sae)
+    parts, starts = [], []
     for start in range(0, len(acts), rows):
         x = acts[start : start + rows].to(device, torch.float32)
-        codes = sae.encode(x)
+        nz = encoder(x)
         if norm_cap is not None:
-            codes[x.norm(dim=1) > norm_cap] = 0
-        parts.append(codes)
-    return torch.cat(parts) if parts else torch.zeros(0, width, device=device)
+            keep = (x.norm(dim=1) <= norm_cap)[nz.token]
+            nz = Nonzeros(nz.token[keep], nz.feature[keep], nz.value[keep], width)
+        parts.append(nz)
+        starts.append(start)
+    return Nonzeros.cat(parts, starts, width)
 
 
 def span_reduce(
-    codes: torch.Tensor, offsets: torch.Tensor
+    codes: torch.Tensor | Nonzeros, offsets: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(span, feature, max, freq, sum) for every nonzero (span, feature).
 
     Segment reductions over the nonzero codes only (scatter_reduce / index_add / bincount into a
     [spans × features] grid): one pass over the sparse activations, no sort, no per-span loop.
     """
-    lengths = (offsets[1:] - offsets[:-1]).to(codes.device)
-    n_spans, width = len(lengths), codes.shape[1]
-    span_of_token = torch.repeat_interleave(torch.arange(n_spans, device=codes.device), lengths)
-    token, feature = codes.nonzero(as_tuple=True)
-    values = codes[token, feature]
-    key = span_of_token[token] * width + feature
-    grid = torch.zeros(n_spans * width, device=codes.device)
-    maxima = grid.scatter_reduce(0, key, values, "amax")
-    sums = grid.index_add(0, key, values)
+    nz = codes if isinstance(codes, Nonzeros) else Nonzeros.of(codes)
+    device, width = nz.value.device, nz.width
+    lengths = (offsets[1:] - offsets[:-1]).to(device)
+    n_spans = len(lengths)
+    span_of_token = torch.repeat_interleave(torch.arange(n_spans, device=device), lengths)
+    key = span_of_token[nz.token] * width + nz.feature
+    grid = torch.zeros(n_spans * width, device=device)
+    maxima = grid.scatter_reduce(0, key, nz.value, "amax")
+    sums = grid.index_add(0, key, nz.value)
     counts = torch.bincount(key, minlength=n_spans * width)
     hit = counts.nonzero().flatten()
     span = hit // width
@@ -81,18 +155,26 @@ def top_per_feature(feature: torch.Tensor, act: torch.Tensor, k: int) -> torch.T
     return order[rank < k]
 
 
-def sparse_topk(codes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dense [k, width] (values, token rows) of each feature's top-k, from the nonzeros only."""
-    token, feature = codes.nonzero(as_tuple=True)
-    values = codes[token, feature]
+def sparse_topk(
+    nz: Nonzeros, k: int, floor: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense [k, width] (values, token rows) of each feature's top-k among the nonzeros.
+
+    `floor` (per feature) drops candidates that cannot enter a running top-k before sorting:
+    after the first batches almost every nonzero falls below its feature's k-th best so far.
+    """
+    token, feature, values = nz.token, nz.feature, nz.value
+    if floor is not None:
+        keep = values > floor[feature]
+        token, feature, values = token[keep], feature[keep], values[keep]
     by_act = torch.argsort(values, descending=True, stable=True)
     order = by_act[torch.argsort(feature[by_act], stable=True)]
     grouped = feature[order]
-    rank = torch.arange(len(order), device=codes.device) - torch.searchsorted(grouped, grouped)
+    rank = torch.arange(len(order), device=values.device) - torch.searchsorted(grouped, grouped)
     keep = rank < k
     picks, rank = order[keep], rank[keep]
-    top_values = torch.zeros(k, codes.shape[1], device=codes.device)
-    top_tokens = torch.zeros(k, codes.shape[1], dtype=torch.long, device=codes.device)
+    top_values = torch.zeros(k, nz.width, device=values.device)
+    top_tokens = torch.zeros(k, nz.width, dtype=torch.long, device=values.device)
     top_values[rank, feature[picks]] = values[picks]
     top_tokens[rank, feature[picks]] = token[picks]
     return top_values, top_tokens
@@ -108,12 +190,10 @@ class _TopTokens:
         self.pos = torch.zeros(k, width, dtype=torch.long, device=device)
         self.spans: list[tuple[str, str]] = []
 
-    def add(self, codes: torch.Tensor, offsets: torch.Tensor, spans: list[tuple[str, str]]) -> None:
+    def add(self, nz: Nonzeros, offsets: torch.Tensor, spans: list[tuple[str, str]]) -> None:
         """Merge a batch's top-k per feature (one dense topk, no per-span work)."""
-        if not len(codes):
-            return
-        values, token = sparse_topk(codes, self.k)
-        offsets = offsets.to(codes.device)
+        values, token = sparse_topk(nz, self.k, floor=self.act[-1])
+        offsets = offsets.to(values.device)
         local = torch.searchsorted(offsets, token, right=True) - 1
         pos = token - offsets[local]
         merged = torch.cat([self.act, values])
@@ -151,6 +231,7 @@ class SaeSink:
         self.key = f"sae={sae_id}"
         self.partition = {"dataset": dataset, "sae": sae_id}
         self.norm_cap = self.info.get("norm_cap")
+        self.encoder = fast_encoder(self.sae)
         self._reset()
 
     def _reset(self) -> None:
@@ -167,8 +248,8 @@ class SaeSink:
                 f"sae {self.sae_id}: d_in {self.sae.cfg.d_in} but the scan gives "
                 f"{batch.acts.shape[1]}-dim activations; scan with the SAE's model"
             )
-        codes = encode_tokens(self.sae, batch.acts, self.norm_cap)
-        span, feature, maxima, freq, sums = span_reduce(codes, batch.offsets)
+        nz = encode_tokens(self.sae, batch.acts, self.norm_cap, self.encoder)
+        span, feature, maxima, freq, sums = span_reduce(nz, batch.offsets)
         spans = span.cpu().numpy()
         pair_ids, sides = (
             np.asarray(batch.pair_ids, dtype=object),
@@ -187,7 +268,7 @@ class SaeSink:
                 schema=SPAN_SCHEMA,
             )
         )
-        self.top.add(codes, batch.offsets, list(zip(batch.pair_ids, batch.sides, strict=True)))
+        self.top.add(nz, batch.offsets, list(zip(batch.pair_ids, batch.sides, strict=True)))
 
     def end_shard(self, lake: Lake, shard: int) -> None:
         spans = pa.concat_tables(self.span_parts) if self.span_parts else SPAN_SCHEMA.empty_table()

@@ -307,8 +307,8 @@ def _local_path(root: str | os.PathLike[str]) -> Path:
     if len(scheme) > 1:  # one letter is a Windows drive
         raise UserError(
             f"--lake {text}: sculpt writes lakes on a file system (local or a shared mount); "
-            "write it there, then copy it to the bucket and read it with DuckDB httpfs "
-            "(README: Scaling out)"
+            f"build it there, publish it with `sculpt lake push {text}`, and read it in place "
+            "with `sculpt lake ls|sql` or `sculpt hypotheses` (README: Scaling out)"
         )
     return Path(text)
 

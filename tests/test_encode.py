@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from test_sae import LAYER, scanned_lake
 
 from core.cli import main
 from core.concepts import read_concepts
-from core.encode import encode, span_reduce, top_per_feature
+from core.encode import Nonzeros, _TopTokens, encode, fast_encoder, span_reduce, top_per_feature
 from core.features import build_cards
 from core.lake import Lake
 from core.models import tiny_model
@@ -139,3 +140,65 @@ def test_encode_from_acts_matches_the_scan(encoded: tuple[Lake, str]) -> None:
     shared = first.keys() & second.keys()
     assert len(shared) > 0.95 * len(first)  # fp16 sample: features at the threshold may flip
     assert all(abs(first[k] - second[k]) < 0.05 * (1 + first[k]) for k in shared)
+
+
+def _random_sae(kind: str) -> Any:
+    from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig
+    from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+
+    torch.manual_seed(0)
+    if kind == "jumprelu":
+        sae: Any = JumpReLUSAE(JumpReLUSAEConfig(d_in=16, d_sae=64))
+        sae.threshold.data = torch.rand(64) * 0.5 - 0.1  # some below zero: the ReLU still rules
+    else:
+        sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=64))
+    for param in (sae.W_enc, sae.b_enc, sae.b_dec):
+        param.data = torch.randn_like(param) * 0.5
+    return sae.eval()
+
+
+def _dense(nz: Nonzeros, rows: int) -> torch.Tensor:
+    out = torch.zeros(rows, nz.width)
+    out[nz.token, nz.feature] = nz.value
+    return out
+
+
+@pytest.mark.parametrize("kind", ["jumprelu", "standard"])
+def test_fused_encoder_equals_sae_encode(kind: str) -> None:
+    sae = _random_sae(kind)
+    x = torch.randn(300, 16)
+    with torch.no_grad():
+        expected, got = sae.encode(x), _dense(fast_encoder(sae)(x), 300)
+    assert torch.equal(expected > 0, got > 0)
+    assert torch.allclose(expected, got, atol=1e-6)
+
+
+def test_a_hooked_sae_keeps_its_own_encode() -> None:
+    sae = _random_sae("jumprelu")
+    sae.hook_sae_acts_post.register_forward_hook(lambda module, args, out: out * 2)
+    x = torch.randn(50, 16)
+    with torch.no_grad():
+        assert torch.allclose(_dense(fast_encoder(sae)(x), 50), sae.encode(x))
+
+
+def test_running_top_tokens_equal_the_exact_top_k_over_batches() -> None:
+    torch.manual_seed(1)
+    k, width, offsets = 3, 6, torch.tensor([0, 10, 25, 40])
+    span_of = torch.repeat_interleave(torch.arange(3), offsets[1:] - offsets[:-1])
+    top = _TopTokens(k, width, torch.device("cpu"))
+    candidates = []  # (feature, act, pair_id, pos) of every nonzero code seen
+    for batch in range(5):
+        codes = torch.relu(torch.randn(40, width)) * (torch.rand(40, width) < 0.4)
+        names = [(f"p{batch}-{i}", "chosen") for i in range(3)]
+        top.add(Nonzeros.of(codes), offsets, names)
+        for t, f in codes.nonzero().tolist():
+            span = int(span_of[t])
+            candidates.append((f, float(codes[t, f]), names[span][0], t - int(offsets[span])))
+    expected = sorted(
+        c
+        for f in range(width)
+        for c in sorted((c for c in candidates if c[0] == f), key=lambda c: -c[1])[:k]
+    )
+    got = sorted((r["feature"], r["act"], r["pair_id"], r["pos"]) for r in top.table().to_pylist())
+    assert [(f, p, pos) for f, _, p, pos in got] == [(f, p, pos) for f, _, p, pos in expected]
+    assert [a for _, a, _, _ in got] == pytest.approx([a for _, a, _, _ in expected])

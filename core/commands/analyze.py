@@ -9,9 +9,10 @@ import math
 import sys
 from typing import Any
 
-from core.commands.lake import print_table
+from core.commands.lake import add_storage_option, print_table
 from core.errors import UserError
 from core.lake import Lake
+from core.lake_remote import RemoteLake, open_any, storage_options
 
 SCOPES = ("global", "conditional", "prompt")
 
@@ -57,6 +58,7 @@ def register(add: Any) -> None:
     show.add_argument(
         "--format", choices=["table", "json", "csv"], default="table", help="output format"
     )
+    add_storage_option(show)
     show.set_defaults(func=cmd_hypotheses)
 
 
@@ -89,7 +91,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def read_hypotheses(
-    lake: Lake,
+    lake: Lake | RemoteLake,
     dataset: str,
     analysis: str | None = None,
     scope: str = "global",
@@ -133,7 +135,7 @@ def _table_row(r: dict[str, Any]) -> list[Any]:
 
 
 def cmd_hypotheses(args: argparse.Namespace) -> int:
-    lake = Lake.open(args.lake)
+    lake = open_any(args.lake, storage_options(args.storage_option))
     rows = read_hypotheses(
         lake, args.dataset, args.analysis, args.scope, args.lean, args.kind, args.top
     )

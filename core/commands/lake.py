@@ -1,4 +1,4 @@
-"""`sculpt lake ls|sql`."""
+"""`sculpt lake ls|sql|push`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from core.lake import Lake
+from core.lake_remote import open_any, push, storage_options
 
 
 def register(add: Any) -> None:
@@ -25,11 +25,34 @@ def register(add: Any) -> None:
     sql.add_argument("query", help="SQL; every table is a view, plus concept_scores")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.set_defaults(func=cmd_sql)
+    publish = add(
+        "push",
+        "Publish a file-system lake to object storage (atomic for readers).",
+        "sculpt lake push s3://my-bucket/sculpt-lake --lake /mnt/shared/lake",
+        parent=sub,
+    )
+    publish.add_argument("uri", metavar="URI", help="s3://bucket/prefix, gs://bucket/prefix, …")
+    publish.add_argument("--quiet", action="store_true", help="no progress bar")
+    for parser in (ls, sql, publish):
+        add_storage_option(parser)
+    publish.set_defaults(func=cmd_push)
     group.set_defaults(func=lambda args: group.print_help())
 
 
+def add_storage_option(parser: argparse.ArgumentParser) -> None:
+    """`--storage-option KEY=VALUE` for a lake on object storage (fsspec options)."""
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option for an object-store lake (repeatable; VALUE parsed as JSON if it can "
+        "be; also $SCULPT_STORAGE_OPTIONS as a JSON object)",
+    )
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
-    lake = Lake.open(args.lake)
+    lake = open_any(args.lake, storage_options(args.storage_option))
     rows = lake.stats()
     if not rows:
         print(f"lake {lake.root}: empty (run `sculpt ingest` or `sculpt demo`)")
@@ -39,7 +62,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    lake = Lake.open(args.lake)
+    lake = open_any(args.lake, storage_options(args.storage_option))
     result = lake.sql(args.query)
     names = result.column_names
     records = result.to_pylist()
@@ -53,6 +76,20 @@ def cmd_sql(args: argparse.Namespace) -> int:
             writer.writerow([rec[n] for n in names])
     else:
         print_table(names, [[rec[n] for n in names] for rec in records])
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    options = storage_options(args.storage_option)
+    record = push(args.lake, args.uri, options, progress=not args.quiet)
+    files = sum(len(t["files"]) for t in record["tables"].values())
+    size = sum(e["size"] for t in record["tables"].values() for e in t["files"])
+    print(
+        f"pushed tables {', '.join(record['tables'])} ({files} files, {size:,} bytes) and "
+        f"{len(record['manifest'])} manifest records to {args.uri.rstrip('/')}/"
+        f"{record['snapshot']}; committed {args.uri.rstrip('/')}/_lake.json"
+    )
+    print(f"next: sculpt lake ls --lake {args.uri}")
     return 0
 
 

@@ -10,8 +10,6 @@ statistics.
 from __future__ import annotations
 
 import json
-import sys
-import urllib.request
 from collections import defaultdict
 from typing import Any
 
@@ -20,6 +18,7 @@ import pyarrow as pa
 
 from core import schemas
 from core.concepts import Concept, write_concepts
+from core.labeler import Labeler, llm_labels
 from core.lake import Lake
 from core.ngrams import log_odds_dirichlet
 from core.sae import load_sae
@@ -106,7 +105,7 @@ def build_cards(
     contexts: int = 8,
     window: int = 8,
     top: int = 10,
-    labeler: str | None = None,
+    labeler: Labeler | None = None,
 ) -> pa.Table:
     """Write `features` [sae] and the `concepts` rows of an encoded SAE; return the cards."""
     _, info = load_sae(lake, sae_id)
@@ -199,44 +198,3 @@ def _card(
         "top_tokens": json.dumps(top_tokens, ensure_ascii=False),
         "contexts": json.dumps(cards, ensure_ascii=False),
     }
-
-
-def llm_labels(rows: list[dict[str, Any]], url: str, timeout: float = 30.0) -> None:
-    """Replace token labels with an LLM's where the endpoint answers; keep them where it fails."""
-    if not url.rstrip("/").endswith("/chat/completions"):
-        url = url.rstrip("/") + "/chat/completions"
-    failures = 0
-    for row in rows:
-        shown = [
-            f"{c['text_before']}[[{c['token']}]]{c['text_after']}"
-            for c in json.loads(row["contexts"])[:6]
-        ]
-        prompt = (
-            "These text snippets show where one feature of a language model fires most "
-            "(the token in [[ ]]). Tokens over-represented there: "
-            f"{row['top_tokens']}.\n\n"
-            + "\n".join(shown)
-            + "\n\nName the concept in at most six words. Answer with the name only."
-        )
-        body = json.dumps(
-            {
-                "model": "default",
-                "temperature": 0,
-                "max_tokens": 20,
-                "messages": [{"role": "user", "content": prompt}],
-            }
-        ).encode()
-        request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                answer = json.load(response)["choices"][0]["message"]["content"].strip()
-        except (OSError, ValueError, KeyError, IndexError):
-            failures += 1
-            continue
-        if answer:
-            row["label"], row["label_source"] = answer.splitlines()[0][:80], "llm"
-    if failures:
-        print(
-            f"labeler {url}: {failures}/{len(rows)} requests failed; kept token labels",
-            file=sys.stderr,
-        )

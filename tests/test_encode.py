@@ -202,3 +202,26 @@ def test_running_top_tokens_equal_the_exact_top_k_over_batches() -> None:
     got = sorted((r["feature"], r["act"], r["pair_id"], r["pos"]) for r in top.table().to_pylist())
     assert [(f, p, pos) for f, _, p, pos in got] == [(f, p, pos) for f, _, p, pos in expected]
     assert [a for _, a, _, _ in got] == pytest.approx([a for _, a, _, _ in expected])
+
+
+def test_llm_labels_reach_cards_and_concepts_but_not_scores(
+    encoded: tuple[Lake, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_labeler import ChatServer
+
+    lake, sae_id = encoded
+    query = "select concept_id, pair_id, side, score from concept_scores order by all"
+    before = lake.sql(query)
+    server = ChatServer()
+    try:
+        args = ["features", "toy", "--sae", sae_id, "--lake", str(lake.root), "--top", "1"]
+        assert main([*args, "--labeler", server.url, "--labeler-model", "m"]) == 0
+    finally:
+        server.close()
+    cards = lake.read("features", {"sae": sae_id}).to_pylist()
+    assert cards and all(c["label_source"] == "llm" for c in cards)
+    assert all(c["label"].startswith("concept of ") for c in cards)
+    labels = {c["concept_id"]: c["label"] for c in read_concepts(lake, "toy", f"sae-{sae_id}")}
+    assert labels[f"sae:{sae_id}:{cards[0]['feature']}"] == cards[0]["label"]
+    assert lake.sql(query).equals(before)
+    assert "[llm]" in capsys.readouterr().out

@@ -49,7 +49,11 @@ def register(add: Any) -> None:
         "--labeler",
         default=None,
         metavar="URL",
-        help="OpenAI-compatible chat endpoint for labels (optional)",
+        help="OpenAI-compatible chat endpoint for labels, e.g. http://localhost:8000/v1 "
+        "(optional; labels never feed statistics)",
+    )
+    features.add_argument(
+        "--labeler-model", default="default", help="the `model` field sent to the labeler"
     )
     features.set_defaults(func=cmd_features)
     _register_concept(add)
@@ -240,10 +244,12 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def cmd_features(args: argparse.Namespace) -> int:
     from core.features import build_cards
+    from core.labeler import Labeler
 
     lake = Lake.open(args.lake)
-    if args.rebuild or args.labeler or not lake.has("features", {"sae": args.sae}):
-        build_cards(lake, args.name, args.sae, labeler=args.labeler)
+    labeler = Labeler(args.labeler, args.labeler_model) if args.labeler else None
+    if args.rebuild or labeler or not lake.has("features", {"sae": args.sae}):
+        build_cards(lake, args.name, args.sae, labeler=labeler)
     rows = lake.read("features", {"sae": args.sae}).to_pylist()
     if args.feature:
         rows = [r for r in rows if r["feature"] in set(args.feature)]

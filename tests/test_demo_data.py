@@ -13,7 +13,7 @@ from core.cli import main
 from core.demo_data import NATURAL, PLANTED, TOPICS, generate, write_demo
 from core.ingest import ingest
 from core.lake import Lake
-from core.plant import PLANTABLE, plant
+from core.plant import PLANTABLE, plant, plant_many
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 
@@ -107,3 +107,18 @@ def test_planted_ids_match_what_ingest_assigns(tmp_path):
     assert set(ids) <= set(stored) and all(stored[i].startswith("Absolutely!") for i in ids)
     with pytest.raises(ValueError, match="unknown"):
         plant(pairs, "nonsense", 0.1)
+
+
+def test_plant_many_gives_each_concept_its_own_disjoint_share(hh_pairs):
+    names = sorted(PLANTABLE)
+    planted_pairs, ids = plant_many(hh_pairs, names, rate=0.06, seed=2)
+    count = round(0.06 * len(hh_pairs))
+    assert all(len(ids[name]) == count for name in names)
+    everyone = [i for name in names for i in ids[name]]
+    assert len(everyone) == len(set(everyone))  # a pair carries at most one planted concept
+    by_id = {p["pair_id"]: p for p in planted_pairs}
+    for name in names:
+        assert all(PLANTABLE[name].detects(by_id[i]["chosen"]) for i in ids[name])
+    assert [p["rejected"] for p in planted_pairs] == [p["rejected"] for p in hh_pairs]
+    with pytest.raises(ValueError, match="exceed"):
+        plant_many(hh_pairs, names, rate=0.25)

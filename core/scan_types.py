@@ -38,8 +38,8 @@ class ScanConfig:
     shard_size: int = 256
     """Pairs per shard: the unit of resumption."""
     batch_tokens: int = 0
-    """Padded tokens per forward batch; 0 = auto (4096 on CPU, where bigger is slower; 32768 on
-    GPU)."""
+    """Padded tokens per forward batch; 0 = auto (2048 on CPU, where a batch's activations then
+    stay in cache: 4096 is ~20% slower, 8192 ~45%; 32768 on GPU)."""
     share_prefix: bool = True
     """Compute the shared prompt once per pair (off only to check equivalence)."""
     device: str | None = None
@@ -65,7 +65,7 @@ class ScanConfig:
     def batch_tokens_for(self, device: torch.device) -> int:
         if self.batch_tokens:
             return self.batch_tokens
-        return 32768 if device.type == "cuda" else 4096
+        return 32768 if device.type == "cuda" else 2048
 
     @property
     def truncation(self) -> Truncation:

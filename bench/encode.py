@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.encode import SaeSink  # noqa: E402
 from core.lake import Lake  # noqa: E402
-from core.sae import SaeTrainConfig, _finish, _staging, make_trainer  # noqa: E402
+from core.sae import SaeTrainConfig, make_trainer  # noqa: E402
+from core.sae_registry import _finish, _staging  # noqa: E402
 from core.scan import SpanBatch  # noqa: E402
 
 D_MODEL = 576

@@ -241,7 +241,7 @@ class Audit:
         if self.layer is not None:
             return
         if self.config.sae:
-            from core.sae import load_sae
+            from core.sae_registry import load_sae
 
             self.layer = int(load_sae(self.lake, self.config.sae)[1]["layer"])
             return
@@ -319,7 +319,8 @@ class Audit:
         return bool(self.sae_id) and (folder / "sculpt.json").exists()
 
     def _sae(self) -> str:
-        from core.sae import SaeTrainConfig, load_sae, train_sae
+        from core.sae import SaeTrainConfig, train_sae
+        from core.sae_registry import load_sae
 
         cfg = self.config
         if cfg.sae:

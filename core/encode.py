@@ -22,7 +22,7 @@ import torch
 from core import schemas
 from core.errors import UserError
 from core.lake import Lake, slug, with_schema_version, write_parquet_atomic
-from core.sae import load_sae
+from core.sae_registry import load_sae
 
 if TYPE_CHECKING:
     from core.scan import ScanConfig, ScanReport, SpanBatch

@@ -21,7 +21,7 @@ from core.concepts import Concept, write_concepts
 from core.labeler import Labeler, llm_labels
 from core.lake import Lake
 from core.ngrams import log_odds_dirichlet
-from core.sae import load_sae
+from core.sae_registry import load_sae
 
 FEATURES_SCHEMA = schemas.FEATURES
 

@@ -364,13 +364,13 @@ def concept_directions(lake: Lake, dataset: str, concept_id: str) -> tuple[Any, 
     """Directions [k, d_model] and layer for sae:/fc:/vec: concepts (lexical ones have none)."""
     kind, _, rest = concept_id.partition(":")
     if kind == "sae":
-        from core.sae import load_sae
+        from core.sae_registry import load_sae
 
         sae_id, _, feature = rest.rpartition(":")
         sae, meta = load_sae(lake, sae_id)
         return sae.W_dec[int(feature)][None, :], int(meta["layer"])
     if kind == "fc":
-        from core.sae import load_sae
+        from core.sae_registry import load_sae
 
         sae_id, _, _ = rest.rpartition(":")
         members = lake.sql(

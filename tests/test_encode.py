@@ -16,7 +16,8 @@ from core.encode import Nonzeros, _TopTokens, encode, fast_encoder, span_reduce,
 from core.features import build_cards
 from core.lake import Lake
 from core.models import tiny_model
-from core.sae import SaeTrainConfig, load_sae, train_sae
+from core.sae import SaeTrainConfig, train_sae
+from core.sae_registry import load_sae
 from core.scan import ScanConfig, iter_span_batches, read_pairs
 
 CONFIG = SaeTrainConfig(width=64, k=6, epochs=5, batch_size=256, lr=3e-3)

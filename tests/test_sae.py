@@ -13,15 +13,8 @@ from core import schemas
 from core.errors import UserError
 from core.lake import Lake
 from core.models import tiny_model
-from core.sae import (
-    SaeTrainConfig,
-    list_saes,
-    load_sae,
-    read_acts,
-    register_sae,
-    sae_dir,
-    train_sae,
-)
+from core.sae import SaeTrainConfig, read_acts, train_sae
+from core.sae_registry import list_saes, load_sae, register_sae, sae_dir
 from core.scan import ScanConfig, scan
 
 LAYER = 2

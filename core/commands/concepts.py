@@ -181,7 +181,7 @@ def cmd_sae_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sae_load(args: argparse.Namespace) -> int:
-    from core.sae import register_sae
+    from core.sae_registry import register_sae
 
     info = register_sae(
         Lake.open(args.lake), args.source, args.sae_id, args.layer, args.model, args.release_id
@@ -194,7 +194,7 @@ def cmd_sae_load(args: argparse.Namespace) -> int:
 
 
 def cmd_sae_ls(args: argparse.Namespace) -> int:
-    from core.sae import list_saes
+    from core.sae_registry import list_saes
 
     saes = list_saes(Lake.open(args.lake))
     if not saes:

@@ -21,19 +21,26 @@ PACKAGES = (
     "duckdb",
     "pyarrow",
     "datasets",
+    "accelerate",
 )
 """Distributions whose versions matter for reproducing a run."""
 
 
-def package_versions() -> dict[str, str]:
-    """Installed versions read from package metadata (no imports), or "not installed"."""
-    out = {"python": f"{platform.python_version()} ({sys.executable})"}
-    for name in PACKAGES:
+def installed_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Versions read from package metadata (no imports); None where not installed."""
+    out: dict[str, str | None] = {}
+    for name in names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
+            out[name] = None
     return out
+
+
+def package_versions() -> dict[str, str]:
+    """Python and the installed versions, for people to read."""
+    versions = {k: v or "not installed" for k, v in installed_versions().items()}
+    return {"python": f"{platform.python_version()} ({sys.executable})", **versions}
 
 
 def _nvidia_gpus() -> list[str]:

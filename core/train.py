@@ -1,9 +1,9 @@
 """Run a (shaped) DPO training job headless and record it reproducibly (DESIGN §5).
 
-`runs/<run_id>/` holds config.yaml (resolved), plan/ (the plan and its sidecars), run.json
-(package versions, git commit, lake snapshot id, shaping summary), holdout.json (pair ids kept
-for `sculpt eval`), metrics.jsonl, checkpoints/ (resumable) and final/ (the trained weights).
-The `runs` log gets a row when the run starts and when it ends.
+The job splits off the held-out pairs (holdout.json, for `sculpt eval`), shapes the rest by the
+plan, and fits `ShapedDPOTrainer` with the plan's hooks on the policy; metrics.jsonl,
+checkpoints/ (resumable) and final/ (the trained weights) land in the run folder that
+core/run_folder.py keeps. Safe under torchrun/accelerate: one run id, bookkeeping on rank 0.
 """
 
 from __future__ import annotations
@@ -12,14 +12,10 @@ import copy
 import dataclasses
 import hashlib
 import json
-import platform
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +23,16 @@ from transformers import PrinterCallback, TrainerCallback
 
 from core.errors import UserError
 from core.lake import Lake, write_json_atomic
-from core.plan import HOOK_METHODS, Plan, load_plan
-from core.train_config import TrainConfig, build_config, to_dict
-
-PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "sae-lens")
+from core.plan import HOOK_METHODS, Plan
+from core.run_folder import (
+    last_checkpoint,
+    log_run,
+    prepare_run_dir,
+    resumed_config,
+    run_dir_of,
+    update_run_json,
+)
+from core.train_config import TrainConfig
 
 
 @dataclass
@@ -86,9 +88,9 @@ def train_run(
     """
     checkpoint = None
     if resume is not None:
-        run_dir = _run_dir_of(resume, config.runs_dir)
-        config = _resumed_config(run_dir)
-        checkpoint = _last_checkpoint(run_dir)
+        run_dir = run_dir_of(resume, config.runs_dir)
+        config = resumed_config(run_dir)
+        checkpoint = last_checkpoint(run_dir)
     elif not config.dataset:
         raise UserError("train: no dataset; pass --dataset NAME or set `dataset:` in the config")
     state = _process_state(config)
@@ -96,15 +98,15 @@ def train_run(
         run_id = _broadcast(config.run_id or new_run_id(config))
         config = dataclasses.replace(config, run_id=run_id)
         run_dir = Path(config.runs_dir) / run_id
-    _main_first(state, lambda: _prepare_run_dir(run_dir, config, lake, fresh=resume is None))
-    plan = _prepare_run_dir(run_dir, config, lake, fresh=False)  # the run folder's copy
+    _main_first(state, lambda: prepare_run_dir(run_dir, config, lake, fresh=resume is None))
+    plan = prepare_run_dir(run_dir, config, lake, fresh=False)  # the run folder's copy
     all_pairs = pairs if pairs is not None else load_pairs(lake, config.dataset)
     train, held = split_pairs(all_pairs, config)
     run_id = str(config.run_id)
 
     def log(status: str, metrics: dict[str, Any]) -> None:
         if state.is_main_process:
-            _log_run(lake, run_id, status, config, plan, run_dir, metrics)
+            log_run(lake, run_id, status, config, plan, run_dir, metrics)
 
     if state.is_main_process:
         write_json_atomic([p["pair_id"] for p in held], run_dir / "holdout.json")
@@ -176,7 +178,7 @@ def _fit(
     if not rows:
         raise UserError("train: the plan filters out every pair; lower a filter's strength")
     if state.is_main_process:
-        _update_run_json(run_dir, {"shaping": dataclasses.asdict(summary), "n_train": len(rows)})
+        update_run_json(run_dir, {"shaping": dataclasses.asdict(summary), "n_train": len(rows)})
     loaded, ref_model = _load_models(config, state)
     hooks = _policy_hooks(loaded.model, plan)
     counter = _StepCounter(run_dir / "metrics.jsonl")
@@ -206,7 +208,7 @@ def _fit(
             loaded.tokenizer.save_pretrained(str(run_dir / "final"))
     metrics = {"global_step": step, "steps_this_session": counter.steps, **output.metrics}
     if state.is_main_process:
-        _update_run_json(run_dir, {"status": status, "metrics": metrics})
+        update_run_json(run_dir, {"status": status, "metrics": metrics})
     return RunResult("", run_dir, status, step, counter.steps, metrics)
 
 
@@ -312,156 +314,3 @@ class _StepCounter(TrainerCallback):  # type: ignore[misc]
             fh.write(json.dumps(record, default=float) + "\n")
         shown = {k: round(v, 4) for k, v in (logs or {}).items() if isinstance(v, float)}
         print(f"step {state.global_step}/{state.max_steps} {json.dumps(shown)}", flush=True)
-
-
-# ---- the run folder ------------------------------------------------------------------------
-
-
-def _prepare_run_dir(run_dir: Path, config: TrainConfig, lake: Lake, fresh: bool) -> Plan | None:
-    import yaml
-
-    if not fresh:
-        plan_file = run_dir / "plan" / "plan.yaml"
-        return load_plan(plan_file) if plan_file.exists() else None
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(f"run {run_dir}: exists; pass --resume {config.run_id} or a new --run-id")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    plan = None
-    if config.plan:
-        plan = load_plan(config.plan)
-        if plan.dataset != config.dataset:
-            raise UserError(
-                f"plan {config.plan} is for dataset {plan.dataset!r}, not {config.dataset!r}"
-            )
-        plan = _copy_plan(plan, run_dir / "plan")
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    write_json_atomic(
-        {
-            "run_id": config.run_id,
-            "dataset": config.dataset,
-            "lake": str(lake.root.resolve()),
-            "lake_snapshot": lake_snapshot(lake, config.dataset),
-            "git_commit": git_commit(),
-            "python": platform.python_version(),
-            "packages": package_versions(),
-            "created": time.time(),
-            "status": "started",
-        },
-        run_dir / "run.json",
-    )
-    return plan
-
-
-def _copy_plan(plan: Plan, folder: Path) -> Plan:
-    """The plan and its sidecars, copied so the run folder alone reproduces the run."""
-    from core.plan import save_plan
-
-    folder.mkdir(parents=True, exist_ok=True)
-    copied = copy.deepcopy(plan)
-    if plan.scores_file:
-        shutil.copy(plan.resolve(plan.scores_file), folder / Path(plan.scores_file).name)
-        copied.scores_file = Path(plan.scores_file).name
-    for item, original in zip(copied.interventions, plan.interventions, strict=True):
-        if original.vector_file:
-            name = Path(original.vector_file).name
-            shutil.copy(plan.resolve(original.vector_file), folder / name)
-            item.vector_file = name
-    save_plan(copied, folder / "plan.yaml")
-    return copied
-
-
-def _update_run_json(run_dir: Path, values: dict[str, Any]) -> None:
-    path = run_dir / "run.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data.update(values)
-    write_json_atomic(data, path)
-
-
-def _run_dir_of(resume: str, runs_dir: str) -> Path:
-    for candidate in (Path(resume), Path(runs_dir) / resume):
-        if (candidate / "config.yaml").exists():
-            return candidate
-    raise UserError(f"--resume {resume}: no run folder with config.yaml (looked in {runs_dir}/)")
-
-
-def _resumed_config(run_dir: Path) -> TrainConfig:
-    import yaml
-
-    return build_config(yaml.safe_load((run_dir / "config.yaml").read_text()), None, str(run_dir))
-
-
-def _last_checkpoint(run_dir: Path) -> Path | None:
-    folders = sorted(
-        (p for p in (run_dir / "checkpoints").glob("checkpoint-*") if p.name[11:].isdigit()),
-        key=lambda p: int(p.name[11:]),
-    )
-    return folders[-1] if folders else None
-
-
-def lake_snapshot(lake: Lake, dataset: str) -> str:
-    """An id of the lake state the run read: its pairs, concept scores, clusters and decisions."""
-    digest = hashlib.sha256()
-    for table in ("pairs", "concept_span_scores", "span_features", "clusters", "decisions"):
-        for path in lake.files(table):
-            if (
-                table == "decisions"
-                or f"dataset={dataset}" in str(path)
-                or table == "span_features"
-            ):
-                stat = path.stat()
-                digest.update(
-                    f"{path.relative_to(lake.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
-                )
-    return digest.hexdigest()[:16]
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def _log_run(
-    lake: Lake,
-    run_id: str,
-    status: str,
-    config: TrainConfig,
-    plan: Plan | None,
-    run_dir: Path,
-    metrics: dict[str, Any],
-) -> None:
-    from core.plan import plan_to_dict
-
-    lake.append_log(
-        "runs",
-        [
-            {
-                "run_id": run_id,
-                "ts": time.time(),
-                "status": status,
-                "dataset": config.dataset,
-                "config": json.dumps(to_dict(config)),
-                "plan": json.dumps(plan_to_dict(plan) if plan else {}),
-                "dir": str(run_dir.resolve()),
-                "metrics": json.dumps(metrics, default=float),
-            }
-        ],
-    )

@@ -232,28 +232,13 @@ class Lake:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB with one view per table and the `concept_scores` view."""
-        con = duckdb.connect()
-        for table in self.tables():
+        tables = self.tables()
+        for table in tables:
             self._check_version(table)
-            # An explicit file list, not a glob: a glob would also read hidden staging folders.
-            paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in self.files(table))
-            con.execute(
-                f"create view {table} as select * from read_parquet([{paths}], "
-                "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
-            )
-        _create_concept_scores(con, self.tables())
-        return con
+        return connect_views({t: [str(p) for p in self.files(t)] for t in tables})
 
     def sql(self, query: str, params: list[Any] | None = None) -> pa.Table:
-        con = self.connect()
-        try:
-            relation = con.sql(query, params=params or None)
-            # a statement that returns no rows (create, set, …) has no relation
-            return relation.to_arrow_table() if relation is not None else pa.table({})
-        except duckdb.Error as exc:
-            raise UserError(f"sql: {str(exc).splitlines()[0]}") from None
-        finally:
-            con.close()
+        return run_sql(self.connect(), query, params)
 
     def read(self, table: str, partition: Mapping[str, Any] | None = None) -> pa.Table:
         """Read one table (or partition) into Arrow; partition keys are not added as columns."""
@@ -287,6 +272,37 @@ class Lake:
             size = sum(f.stat().st_size for f in files)
             out.append((table, rows, size, len(files)))
         return out
+
+
+def connect_views(
+    files: Mapping[str, list[str]], con: duckdb.DuckDBPyConnection | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB (new, or `con`) with one view per table over exactly `files`, plus
+    `concept_scores`. An explicit file list, never a glob: a glob would also read hidden staging
+    folders (or, on object storage, a snapshot not yet committed)."""
+    con = con or duckdb.connect()
+    for table, paths in files.items():
+        listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+        con.execute(
+            f"create view {table} as select * from read_parquet([{listed}], "
+            "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
+        )
+    _create_concept_scores(con, list(files))
+    return con
+
+
+def run_sql(
+    con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None
+) -> pa.Table:
+    """A query's result as Arrow (empty for statements without rows); closes `con`. A bad query
+    is a one-line UserError."""
+    try:
+        relation = con.sql(query, params=params or None)
+        return relation.to_arrow_table() if relation is not None else pa.table({})
+    except duckdb.Error as exc:
+        raise UserError(f"sql: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
 
 
 def fetch_dicts(

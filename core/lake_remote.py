@@ -26,11 +26,12 @@ from core.errors import UserError
 from core.lake import (
     SCHEMA_VERSION,
     Lake,
-    _create_concept_scores,
     _describe,
     _local_path,
     _newest_schema_version,
+    connect_views,
     default_root,
+    run_sql,
     slug,
 )
 
@@ -164,25 +165,13 @@ class RemoteLake:
         """An in-memory DuckDB reading the commit's files through the same fsspec filesystem."""
         con = duckdb.connect()
         con.register_filesystem(self.fs)
-        for table in self.tables():
+        tables = self.tables()
+        for table in tables:
             self._check_version(table)
-            paths = ", ".join("'" + p.replace("'", "''") + "'" for p in self.files(table))
-            con.execute(
-                f"create view {table} as select * from read_parquet([{paths}], "
-                "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
-            )
-        _create_concept_scores(con, self.tables())
-        return con
+        return connect_views({t: self.files(t) for t in tables}, con)
 
     def sql(self, query: str, params: list[Any] | None = None) -> pa.Table:
-        con = self.connect()
-        try:
-            relation = con.sql(query, params=params or None)
-            return relation.to_arrow_table() if relation is not None else pa.table({})
-        except duckdb.Error as exc:
-            raise UserError(f"sql: {str(exc).splitlines()[0]}") from None
-        finally:
-            con.close()
+        return run_sql(self.connect(), query, params)
 
     def stats(self) -> list[tuple[str, int, int, int]]:
         """(table, rows, bytes, files) for every table, from the commit (no file is read)."""

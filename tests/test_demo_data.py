@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from core.cli import main
-from core.demo_data import NATURAL, PLANTED, TOPICS, generate, write_demo
+from core.demo_data import NATURAL, PLANTED, generate, write_demo
+from core.demo_topics import TOPICS
 from core.ingest import ingest
 from core.lake import Lake
 from core.plant import PLANTABLE, plant, plant_many

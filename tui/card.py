@@ -13,6 +13,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
 
+from tui import evidence
 from tui.decide import DecidingScreen, Target, badge
 from tui.keys import bindings
 from tui.table import fmt, fmt_delta, fmt_q, scope_cell
@@ -134,10 +135,10 @@ class ConceptCard(DecidingScreen):
         data = self.app.data  # type: ignore[attr-defined]
         concept_id = self.row["concept_id"]
         try:
-            concept = data.concept(concept_id)
+            concept = evidence.concept(data, concept_id)
             related = data.hypotheses_for(concept_id)
-            histogram = data.gap_histogram(concept_id)
-            contexts = data.contexts(concept)
+            histogram = evidence.gap_histogram(data, concept_id)
+            contexts = evidence.contexts(data, concept)
         except duckdb.Error as exc:
             self.app.call_from_thread(self.notify, str(exc).splitlines()[0], severity="error")
             return
@@ -146,7 +147,8 @@ class ConceptCard(DecidingScreen):
     @work(thread=True, exclusive=True, group="correlated")
     def load_correlated(self) -> None:
         try:
-            rows = self.app.data.correlated(self.row["concept_id"])  # type: ignore[attr-defined]
+            data = self.app.data  # type: ignore[attr-defined]
+            rows = evidence.correlated(data, self.row["concept_id"])
         except duckdb.Error:
             rows = []
         self.post_message(CorrelatedLoaded(rows))

@@ -13,8 +13,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
 
-from tui.data import PairView, concept_pattern
+from tui import evidence
 from tui.decide import DecidingScreen, Target
+from tui.evidence import PairView, concept_pattern
 from tui.keys import bindings
 from tui.table import fmt_delta
 
@@ -114,8 +115,8 @@ class PairViewer(DecidingScreen):
         row = self.row
         cluster = row["data_cluster"] if row["scope"] != "global" else None
         try:
-            concept = data.concept(row["concept_id"])
-            pairs = data.driving_pairs(row["concept_id"], row["lean"], cluster)
+            concept = evidence.concept(data, row["concept_id"])
+            pairs = evidence.driving_pairs(data, row["concept_id"], row["lean"], cluster)
         except duckdb.Error as exc:
             self.app.call_from_thread(self.notify, str(exc).splitlines()[0], severity="error")
             pairs, concept = [], self.concept
@@ -124,7 +125,8 @@ class PairViewer(DecidingScreen):
     @work(thread=True, exclusive=True, group="pair")
     def load_pair(self, index: int) -> None:
         pair_id = self.pairs[index]["pair_id"]
-        pair = self.app.data.pair(pair_id, self.row["concept_id"])  # type: ignore[attr-defined]
+        data = self.app.data  # type: ignore[attr-defined]
+        pair = evidence.pair(data, pair_id, self.row["concept_id"])
         self.post_message(PairLoaded(index, pair))
 
     def on_driving_pairs_loaded(self, message: DrivingPairsLoaded) -> None:

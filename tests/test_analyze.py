@@ -300,3 +300,30 @@ def test_planted_concepts_on_hh_rlhf_rank_in_top5_via_lexical_route(tmp_path: Pa
         found = planted_ranks(lake, dataset, top, top=5, planted=(plant.PLANTABLE[name],))[0]
         assert found.rank is not None, (name, [h["concept_id"] for h in top])
         assert len(planted_ids) == round(0.08 * len(base))
+
+
+@pytest.mark.skipif(not HH.exists(), reason="the HH-RLHF sample is not in ../shared/data")
+def test_several_planted_concepts_in_one_dataset_each_rank_in_top5(tmp_path: Path) -> None:
+    """Five concepts planted into disjoint 8% shares of one dataset: each is found among the
+    top 5 once the other planted concepts' hypotheses are set aside, and a detector that covers
+    two of them (the flattering-opener detector also reads "Absolutely!") counts for both."""
+    from core import lexical, plant
+    from core.commands.analyze import read_hypotheses
+    from core.ingest import ingest
+    from core.known_answer import planted_ranks
+
+    lake = Lake.open(tmp_path)
+    ingest(lake, HH, "hh")
+    base = lake.read("pairs", {"dataset": "hh"}).drop(["schema_version"]).to_pylist()
+    names = sorted(plant.PLANTABLE)
+    rows, _ = plant.plant_many(base, names, 0.08, seed=0)
+    lake.replace_partition("pairs", {"dataset": "planted"}, pa.Table.from_pylist(rows))
+    lexical.score_dataset(lake, "planted")
+    analyze(lake, "planted", AnalyzeConfig(n_boot=200, n_perm=2000), progress=False)
+    top = read_hypotheses(lake, "planted", scope="global", top=20)
+    specs = tuple(plant.PLANTABLE[n] for n in names)
+    found = {r.name: r for r in planted_ranks(lake, "planted", top, top=20, planted=specs)}  # type: ignore[arg-type]
+    assert all(r.distinct_rank is not None and r.distinct_rank <= 5 for r in found.values()), {
+        n: (r.rank, r.distinct_rank, r.concept_id) for n, r in found.items()
+    }
+    assert found["absolutely"].concept_id == found["flattering_opener"].concept_id

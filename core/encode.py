@@ -78,8 +78,7 @@ def fast_encoder(sae: Any) -> Encoder:
     sae-lens' encode makes about six passes over the [tokens × features] pre-activations (bias,
     ReLU, threshold mask, cast, product, hooks); the fused form is one `addmm`, one comparison
     and a gather of the survivors — the same arithmetic, equal to sae-lens' up to float rounding
-    (tested). Any other SAE (TopK,
-    normalizing, hooked, attention-z) runs its own `encode`.
+    (tested). Any other SAE (TopK, normalizing, hooked, attention-z) runs its own `encode`.
     """
     from sae_lens.saes.jumprelu_sae import JumpReLUSAE
     from sae_lens.saes.standard_sae import StandardSAE

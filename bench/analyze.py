@@ -15,14 +15,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.lake import Lake  # noqa: E402
+from sculpt.lake.store import Lake
 
 GOAL_SECONDS, GOAL_GB = 120.0, 8.0
 
@@ -93,7 +90,7 @@ def synthetic_lake(
 
 def run_child(root: str, dataset: str) -> None:
     """Time one analysis in this (fresh) process and print wall time and peak RSS as JSON."""
-    from core.analyze import AnalyzeConfig, analyze
+    from sculpt.analysis.analyze import AnalyzeConfig, analyze
 
     started = time.perf_counter()
     report = analyze(Lake.open(root), dataset, AnalyzeConfig(), progress=False)

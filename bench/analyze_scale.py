@@ -1,4 +1,4 @@
-"""Does the analysis need more than one machine? `core.analyze` measured on synthetic sparse lakes
+"""Does the analysis need more than one machine? `sculpt.analysis.analyze` measured on synthetic sparse lakes
 (bench/analyze.py's generator, ~1% of features active per span) along two axes — pairs N at a
 fixed SAE width F, and F at a fixed N — then each stage's measured scaling extrapolated to the
 preprint's size, 260k pairs × 65,536 features.
@@ -30,9 +30,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.lake import Lake  # noqa: E402
+from sculpt.lake.store import Lake
 
 TARGET_PAIRS, TARGET_FEATURES = 260_000, 65_536
 STAGES = ("read", "clusters", "global", "predictive", "write")
@@ -59,7 +57,7 @@ def rss_gb() -> float:
 
 def run_child(root: str, dataset: str) -> None:
     """Analyze once in this fresh process; print stage times, CPU and memory as JSON."""
-    import core.analyze as analyze_module
+    import sculpt.analysis.analyze as analyze_module
 
     marks: list[tuple[float, float]] = []
     # Stage boundaries from analyze's own progress steps (read, clusters, global, predictive,

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,21 +23,20 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TQDM_DISABLE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pyarrow as pa  # noqa: E402
-import torch  # noqa: E402
+import pyarrow as pa
+import torch
 
-from core.decisions import Decision, record  # noqa: E402
-from core.evaluate import capability, generate, response_logps, summarize  # noqa: E402
-from core.ingest import ingest  # noqa: E402
-from core.lake import Lake  # noqa: E402
-from core.models import decoder_layers, load_model  # noqa: E402
-from core.plan import Intervention, Plan, compile_plan, save_plan  # noqa: E402
-from core.plant import PLANTABLE, plant  # noqa: E402
-from core.scan import encode_pair_tokens  # noqa: E402
-from core.train import in_holdout, train_run  # noqa: E402
-from core.train_config import build_config  # noqa: E402
+from sculpt.data.ingest import ingest
+from sculpt.lake.store import Lake
+from sculpt.plan.decisions import Decision, record
+from sculpt.plan.plan import Intervention, Plan, compile_plan, save_plan
+from sculpt.scan.models import decoder_layers, load_model
+from sculpt.scan.run import encode_pair_tokens
+from sculpt.testing.plant import PLANTABLE, plant
+from sculpt.train.config import build_config
+from sculpt.train.evaluate import capability, generate, response_logps, summarize
+from sculpt.train.run import in_holdout, train_run
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 TRAIT = "absolutely"
@@ -238,7 +236,7 @@ def main() -> None:
         )
         t0 = time.perf_counter()
         run = train_run(config, lake)
-        from core.evaluate import load_checkpoint
+        from sculpt.train.evaluate import load_checkpoint
 
         model, tok = load_checkpoint(run.dir, None, "lora")
         results[name] = measure(model, tok, held_planted, held_original, args)

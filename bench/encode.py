@@ -14,7 +14,6 @@ Usage: .venv/bin/python bench/encode.py [--spans 600] [--width 2048] [--train-to
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,13 +21,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.encode import SaeSink  # noqa: E402
-from core.lake import Lake  # noqa: E402
-from core.sae import SaeTrainConfig, make_trainer  # noqa: E402
-from core.sae_registry import _finish, _staging  # noqa: E402
-from core.scan import SpanBatch  # noqa: E402
+from sculpt.lake.store import Lake
+from sculpt.sae.encode import SaeSink
+from sculpt.sae.registry import _finish, _staging
+from sculpt.sae.training import SaeTrainConfig, make_trainer
+from sculpt.scan.run import SpanBatch
 
 D_MODEL = 576
 

@@ -18,10 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.ingest import ingest  # noqa: E402
-from core.lake import Lake  # noqa: E402
+from sculpt.data.ingest import ingest
+from sculpt.lake.store import Lake
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 

@@ -1,9 +1,9 @@
 """Planted-concept recall@5 on real HH-RLHF: plant each concept into a known share of
-the chosen responses (core/plant.py), run ingest → concepts → analyze, and count the planted
+the chosen responses (core/testing/plant.py), run ingest → concepts → analyze, and count the planted
 concepts found among the top 5 global hypotheses, per route; then the demo's two planted concepts.
 
 A hypothesis recovers a planted concept when its per-pair gap correlates with the planted gap
-(core/known_answer.py, r > 0.5), so an SAE feature counts as well as `lex:bold`.
+(core/analysis/known_answer.py, r > 0.5), so an SAE feature counts as well as `lex:bold`.
 
     .venv/bin/python bench/planted.py                         # lexical route, 5 concepts, 8%
     .venv/bin/python bench/planted.py --route sae --concepts markdown_bold   # default model
@@ -25,14 +25,12 @@ from typing import Any
 
 import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.analyze import AnalyzeConfig, analyze  # noqa: E402
-from core.commands.analyze import read_hypotheses  # noqa: E402
-from core.ingest import ingest  # noqa: E402
-from core.known_answer import planted_ranks  # noqa: E402
-from core.lake import Lake  # noqa: E402
-from core.plant import PLANTABLE, plant, plant_many  # noqa: E402
+from sculpt.analysis.analyze import AnalyzeConfig, analyze
+from sculpt.analysis.known_answer import planted_ranks
+from sculpt.cli.analyze import read_hypotheses
+from sculpt.data.ingest import ingest
+from sculpt.lake.store import Lake
+from sculpt.testing.plant import PLANTABLE, plant, plant_many
 
 DATA = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
@@ -44,8 +42,8 @@ ROUTE_KIND = {"lexical": None, "sae": "sae_feature"}
 
 
 def score_lexical(lake: Lake, dataset: str) -> None:
-    """Lexical concepts (core/lexical.py) of one dataset."""
-    from core.lexical import score_dataset
+    """Lexical concepts (core/concepts/lexical.py) of one dataset."""
+    from sculpt.concepts.lexical import score_dataset
 
     score_dataset(lake, dataset)
 
@@ -63,7 +61,7 @@ def run_route(
         score_lexical(lake, dataset)
         analyze(lake, dataset, AnalyzeConfig(seed=seed), progress=False)
     else:  # the SAE route: default model, scan, `sae train`, encode, lexical, analyze
-        from core.audit import AuditConfig, audit
+        from sculpt.audit import AuditConfig, audit
 
         config = AuditConfig(model=model, seed=seed, progress=True, sample_tokens=sample_tokens)
         audit(lake, None, dataset, config)
@@ -144,7 +142,7 @@ def planted_recall(
 def demo_recall(
     lake: Lake, route: str, seed: int, model: str | None = None
 ) -> list[tuple[str, int | None, str | None]]:
-    from core.demo_data import write_demo
+    from sculpt.data.demo import write_demo
 
     path = write_demo(Path(lake.root) / "demo.jsonl", seed=seed)
     ingest(lake, path, "demo")

@@ -2,7 +2,7 @@
 
 (i) naive: full-model forward with output_hidden_states over prompt+chosen and prompt+rejected
     separately, batches of 8 in file order (all 30 blocks and the LM head run);
-(ii) ours: `core.scan.scan` into a temporary lake (blocks ≤ L only, prompt computed once per pair,
+(ii) ours: `sculpt.scan.run.scan` into a temporary lake (blocks ≤ L only, prompt computed once per pair,
     length-batched).
 Prints pairs/s of each and the ratio, the max abs difference of the activations, and our achieved
 FLOP rate as a fraction of a dense fp32 matmul measured in the same run.
@@ -24,13 +24,11 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.forward import iter_pair_acts  # noqa: E402
-from core.lake import Lake  # noqa: E402
-from core.models import LoadedModel, decoder_layers, load_model  # noqa: E402
-from core.scan import ScanConfig, scan, tokenize_rows  # noqa: E402
-from core.tokenize_pairs import TokenizedPair  # noqa: E402
+from sculpt.lake.store import Lake
+from sculpt.scan.forward import iter_pair_acts
+from sculpt.scan.models import LoadedModel, decoder_layers, load_model
+from sculpt.scan.run import ScanConfig, scan, tokenize_rows
+from sculpt.scan.tokens import TokenizedPair
 
 DATA = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"

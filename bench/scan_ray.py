@@ -23,13 +23,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.ingest import ingest  # noqa: E402
-from core.lake import Lake  # noqa: E402
-from core.models import load_model  # noqa: E402
-from core.scan import ScanConfig, scan  # noqa: E402
-from core.scan_ray import ScanWorkers, scan_ray  # noqa: E402
+from sculpt.data.ingest import ingest
+from sculpt.lake.store import Lake
+from sculpt.scan.models import load_model
+from sculpt.scan.ray_backend import ScanWorkers, scan_ray
+from sculpt.scan.run import ScanConfig, scan
 
 DATA = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"

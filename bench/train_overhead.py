@@ -14,7 +14,6 @@ import copy
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,18 +21,17 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TQDM_DISABLE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import gzip  # noqa: E402
+import gzip
 
-import torch  # noqa: E402
-from datasets import Dataset  # noqa: E402
-from peft import LoraConfig  # noqa: E402
-from trl import DPOConfig, DPOTrainer  # noqa: E402
+import torch
+from datasets import Dataset
+from peft import LoraConfig
+from trl import DPOConfig, DPOTrainer
 
-from core.hooks import PolicyHooks, ResidualHook  # noqa: E402
-from core.models import load_model  # noqa: E402
-from core.trainer import ShapedDPOTrainer  # noqa: E402
+from sculpt.scan.models import load_model
+from sculpt.train.hooks import PolicyHooks, ResidualHook
+from sculpt.train.trainer import ShapedDPOTrainer
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 

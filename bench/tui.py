@@ -1,6 +1,6 @@
 """Triage TUI at scale: first paint, sorts and filters on 1M hypotheses / 100k pairs (Pilot).
 
-Builds the synthetic lake once (tui/sample_lake.py) under $TMPDIR and reuses it. Prints the
+Builds the synthetic lake once (core/testing/sample_lake.py) under $TMPDIR and reuses it. Prints the
 time from app start to the first rows on screen, each sort and filter as seen on screen, and the
 same page query against the Parquet views vs the materialized DuckDB table (ratio).
 Usage: .venv/bin/python bench/tui.py [--pairs 100000] [--hypotheses 1000000]
@@ -11,15 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.lake import Lake  # noqa: E402
-from tui.data import Filters, Sort  # noqa: E402
+from sculpt.lake.store import Lake
+from sculpt.tui.data import Filters, Sort
 
 GOAL_PAINT, GOAL_ACTION = 1.0, 0.2
 CPU: list[float] = []
@@ -31,7 +28,7 @@ def lake_for(n_pairs: int, n_hypotheses: int) -> Lake:
     root = Path(tempfile.gettempdir()) / f"sculpt-bench-tui-{n_pairs}-{n_hypotheses}"
     if (root / "_manifest").exists():
         return Lake.open(root)
-    from tui.sample_lake import build_sample_lake
+    from sculpt.testing.sample_lake import build_sample_lake
 
     start = time.perf_counter()
     lake = build_sample_lake(root, n_pairs=n_pairs, n_hypotheses=n_hypotheses, seed=0)
@@ -66,8 +63,8 @@ async def on_screen(pilot, key: str, typed: str = "") -> float:
 
 
 async def measure(lake: Lake) -> dict[str, list[float]]:
-    from tui.app import TriageApp
-    from tui.hypotheses import HypothesesScreen
+    from sculpt.tui.app import TriageApp
+    from sculpt.tui.hypotheses import HypothesesScreen
 
     HypothesesScreen.SEARCH_DEBOUNCE = 60.0  # time the Enter path alone, not typing pauses
     results: dict[str, list[float]] = {}
@@ -96,7 +93,7 @@ async def measure(lake: Lake) -> dict[str, list[float]]:
 
 def query_ratio(lake: Lake) -> tuple[float, float]:
     """Median page query (sort by |Δ| + count) on the Parquet view vs the DuckDB table."""
-    from tui.data import TriageData
+    from sculpt.tui.data import TriageData
 
     data = TriageData(lake, "demo")
     timings = {}

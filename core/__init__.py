@@ -1,0 +1,1 @@
+"""sculpt: audit a preference dataset at the level of concepts before post-training."""

@@ -1,5 +1,5 @@
 import sys
 
-from core.cli import main
+from sculpt.cli.main import main
 
 sys.exit(main())

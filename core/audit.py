@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
-from core.lake import Lake, slug
+from sculpt.errors import UserError
+from sculpt.lake.store import Lake, slug
 
 STAGE = "audit"
 
@@ -181,7 +181,7 @@ class Audit:
     def model(self) -> Any:
         """The loaded model, once per audit (only stages that need it pay for it)."""
         if self._loaded is None:
-            from core.models import load_model
+            from sculpt.scan.models import load_model
 
             self._loaded = load_model(self.config.model, self.config.device)
         return self._loaded
@@ -241,7 +241,7 @@ class Audit:
         if self.layer is not None:
             return
         if self.config.sae:
-            from core.sae_registry import load_sae
+            from sculpt.sae.registry import load_sae
 
             self.layer = int(load_sae(self.lake, self.config.sae)[1]["layer"])
             return
@@ -261,7 +261,7 @@ class Audit:
         }
 
     def _ingest(self) -> str:
-        from core.ingest import ingest
+        from sculpt.data.ingest import ingest
 
         assert self.data is not None
         found = ingest(
@@ -276,7 +276,7 @@ class Audit:
         return f"{found.kept:,} pairs kept, {rejected:,} rejected"
 
     def _scan_config(self) -> Any:
-        from core.scan import ScanConfig
+        from sculpt.scan.run import ScanConfig
 
         cfg = self.config
         return ScanConfig(
@@ -290,13 +290,13 @@ class Audit:
 
     def _sae_sink(self) -> Any:
         try:
-            from core.encode import sae_sink
+            from sculpt.sae.encode import sae_sink
         except ImportError:
-            raise StageUnavailable("skipped: core/encode.py is not in this build") from None
+            raise StageUnavailable("skipped: core/sae/encode.py is not in this build") from None
         return sae_sink(self.lake, str(self.sae_id), self.name)
 
     def _scan(self) -> str:
-        from core.scan import scan
+        from sculpt.scan.run import scan
 
         sinks = [self._sae_sink()] if self.config.sae else []
         found = scan(
@@ -319,8 +319,8 @@ class Audit:
         return bool(self.sae_id) and (folder / "sculpt.json").exists()
 
     def _sae(self) -> str:
-        from core.sae import SaeTrainConfig, train_sae
-        from core.sae_registry import load_sae
+        from sculpt.sae.registry import load_sae
+        from sculpt.sae.training import SaeTrainConfig, train_sae
 
         cfg = self.config
         if cfg.sae:
@@ -345,10 +345,10 @@ class Audit:
         """Encode every span with the trained SAE: from the scan's activations when they hold
         every token (no second forward pass), else through a second forward pass."""
         try:
-            from core.encode import encode
+            from sculpt.sae.encode import encode
         except ImportError:
-            raise StageUnavailable("skipped: core/encode.py is not in this build") from None
-        from core.audit_encode import acts_cover_spans, encode_from_acts
+            raise StageUnavailable("skipped: core/sae/encode.py is not in this build") from None
+        from sculpt.sae.encode_acts import acts_cover_spans, encode_from_acts
 
         info = json.loads(
             (self.lake.root / "saes" / slug(str(self.sae_id)) / "sculpt.json").read_text()
@@ -370,30 +370,32 @@ class Audit:
         return f"second forward pass: span_features and token_features for {self.sae_id}"
 
     def _lexical(self) -> str:
-        from core.lexical import score_dataset
+        from sculpt.concepts.lexical import score_dataset
 
         found = score_dataset(self.lake, self.name)
         return f"{len(found):,} built-in detectors scored"
 
     def _features(self) -> str:
         try:
-            from core.features import build_cards
+            from sculpt.sae.cards import build_cards
         except ImportError:
-            raise StageUnavailable("skipped: core/features.py is not in this build") from None
+            raise StageUnavailable("skipped: core/sae/cards.py is not in this build") from None
         cards = build_cards(self.lake, self.name, str(self.sae_id))
         return f"{cards.num_rows:,} feature cards (contexts, top tokens, labels)"
 
     def _ngrams(self) -> str:
         try:
-            from core.ngrams import NgramConfig, discover_ngrams
+            from sculpt.concepts.ngrams import NgramConfig, discover_ngrams
         except ImportError:
-            raise StageUnavailable("skipped: core/ngrams.py is not in this build") from None
+            raise StageUnavailable(
+                "skipped: core/concepts/ngrams.py is not in this build"
+            ) from None
         found = discover_ngrams(self.lake, self.name, NgramConfig())
         shown = ", ".join(repr(r.text) for r in found[:3]) if found else "none"
         return f"{len(found):,} n-grams registered (top: {shown})"
 
     def _analyze(self) -> str:
-        from core.analyze import AnalyzeConfig, analyze
+        from sculpt.analysis.analyze import AnalyzeConfig, analyze
 
         sae = self.sae_id if self.sae_id and self._encoded() else None
         config = AnalyzeConfig(seed=self.config.seed, sae=sae)

@@ -12,9 +12,9 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from core.lake import Lake, slug
-from core.report_data import collect
-from reports import charts
+from sculpt.lake.store import Lake, slug
+from sculpt.report.data import collect
+from sculpt.reports import charts
 
 TEMPLATES = Path(__file__).parent / "templates"
 FOREST_ROWS = 24
@@ -46,7 +46,7 @@ def write_report(
 
 
 def render_html(data: dict[str, Any], machine_paths: Sequence[str] = ()) -> str:
-    """The report for data from `core.report_data.collect` (paths of this machine scrubbed)."""
+    """The report for data from `sculpt.report.data.collect` (paths of this machine scrubbed)."""
     data = scrub(data, sorted(set(machine_paths), key=len, reverse=True))
     env = _environment()
     template = env.get_template("report.html")
@@ -130,7 +130,7 @@ def scrub(value: Any, paths: Sequence[str]) -> Any:
 
 # ---- charts ------------------------------------------------------------------------------------
 def build_charts(data: dict[str, Any]) -> dict[str, Any]:
-    """Inline SVG for every section that has data (markup; labels escaped in reports.charts)."""
+    """Inline SVG for every section that has data (markup; labels escaped in sculpt.reports.charts)."""
     out: dict[str, Any] = {"lengths": None, "forest": None, "predictive": None, "runs": {}}
     summary = data.get("summary")
     if summary:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from core import schemas
-from core.lake import Lake
+from sculpt.lake import schemas
+from sculpt.lake.store import Lake
 
 
 def cake_pairs(n: int) -> list[dict[str, object]]:

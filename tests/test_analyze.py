@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from core.analyze import AnalyzeConfig, analyze, latest_analysis
-from core.cli import main
-from core.lake import Lake
+from sculpt.analysis.analyze import AnalyzeConfig, analyze, latest_analysis
+from sculpt.cli.main import main
+from sculpt.lake.store import Lake
 
 N_GROUPS, GROUP_SIZE = 6, 8
 """The synthetic SAE: groups of co-firing features (what feature clusters should recover)."""
@@ -271,12 +271,12 @@ HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless
 def test_planted_concepts_on_hh_rlhf_rank_in_top5_via_lexical_route(tmp_path: Path) -> None:
     """Real data, known answer: a concept planted into 8% of chosen responses is a top-5
     global hypothesis (the recovering hypothesis is matched by its per-pair gap)."""
-    ingest = pytest.importorskip("core.ingest")
-    plant = pytest.importorskip("core.plant")
-    lexical = pytest.importorskip("core.lexical")
-    from core.commands.analyze import read_hypotheses
-    from core.concepts import Concept, pair_spans, score_table, write_concepts
-    from core.known_answer import planted_ranks
+    ingest = pytest.importorskip("sculpt.data.ingest")
+    plant = pytest.importorskip("sculpt.testing.plant")
+    lexical = pytest.importorskip("sculpt.concepts.lexical")
+    from sculpt.analysis.known_answer import planted_ranks
+    from sculpt.cli.analyze import read_hypotheses
+    from sculpt.concepts.registry import Concept, pair_spans, score_table, write_concepts
 
     lake = Lake.open(tmp_path)
     ingest.ingest(lake, HH, "hh")
@@ -307,10 +307,11 @@ def test_several_planted_concepts_in_one_dataset_each_rank_in_top5(tmp_path: Pat
     """Five concepts planted into disjoint 8% shares of one dataset: each is found among the
     top 5 once the other planted concepts' hypotheses are set aside, and a detector that covers
     two of them (the flattering-opener detector also reads "Absolutely!") counts for both."""
-    from core import lexical, plant
-    from core.commands.analyze import read_hypotheses
-    from core.ingest import ingest
-    from core.known_answer import planted_ranks
+    from sculpt.analysis.known_answer import planted_ranks
+    from sculpt.cli.analyze import read_hypotheses
+    from sculpt.concepts import lexical
+    from sculpt.data.ingest import ingest
+    from sculpt.testing import plant
 
     lake = Lake.open(tmp_path)
     ingest(lake, HH, "hh")

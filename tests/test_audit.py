@@ -8,11 +8,11 @@ from pathlib import Path
 import html5lib
 import pytest
 
-from core.cli import main
-from core.demo_data import write_demo
-from core.known_answer import planted_ranks
-from core.lake import Lake
-from core.report_data import collect
+from sculpt.analysis.known_answer import planted_ranks
+from sculpt.cli.main import main
+from sculpt.data.demo import write_demo
+from sculpt.lake.store import Lake
+from sculpt.report.data import collect
 
 NS = "{http://www.w3.org/1999/xhtml}"
 TINY = ["--model", "tiny", "--sae-width", "32", "--sae-k", "4", "--sae-epochs", "1", "--quiet"]
@@ -89,8 +89,8 @@ def test_encoding_from_the_scan_sample_equals_a_forward_pass(audited: dict, tmp_
     """The audit encodes from `acts` when they hold every token; a forward encode must agree."""
     import shutil
 
-    from core.encode import encode
-    from core.models import load_model
+    from sculpt.sae.encode import encode
+    from sculpt.scan.models import load_model
 
     forward = Lake.open(shutil.copytree(audited["lake"], tmp_path / "forward"))
     sae_id = next(p.name for p in (forward.root / "saes").iterdir() if not p.name.startswith("."))

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from core.cli import build_parser, main
+from sculpt.cli.main import build_parser, main
 
 
 def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
@@ -53,7 +53,7 @@ def test_sculpt_help_works(capsys):
 
 def test_help_does_not_import_heavy_libraries():
     code = (
-        "import sys; from core.cli import build_parser; build_parser(); "
+        "import sys; from sculpt.cli.main import build_parser; build_parser(); "
         "print([m for m in ('torch', 'transformers', 'sae_lens', 'trl', 'textual', 'jinja2') "
         "if m in sys.modules])"
     )

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from core.demo_data import NATURAL, PLANTED, generate, write_demo
-from core.demo_topics import TOPICS
-from core.ingest import ingest
-from core.lake import Lake
-from core.plant import PLANTABLE, plant, plant_many
+from sculpt.cli.main import main
+from sculpt.data.demo import NATURAL, PLANTED, generate, write_demo
+from sculpt.data.demo_topics import TOPICS
+from sculpt.data.ingest import ingest
+from sculpt.lake.store import Lake
+from sculpt.testing.plant import PLANTABLE, plant, plant_many
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 

@@ -10,15 +10,22 @@ import pytest
 import torch
 from test_sae import LAYER, scanned_lake
 
-from core.cli import main
-from core.concepts import read_concepts
-from core.encode import Nonzeros, _TopTokens, encode, fast_encoder, span_reduce, top_per_feature
-from core.features import build_cards
-from core.lake import Lake
-from core.models import tiny_model
-from core.sae import SaeTrainConfig, train_sae
-from core.sae_registry import load_sae
-from core.scan import ScanConfig, iter_span_batches, read_pairs
+from sculpt.cli.main import main
+from sculpt.concepts.registry import read_concepts
+from sculpt.lake.store import Lake
+from sculpt.sae.cards import build_cards
+from sculpt.sae.encode import (
+    Nonzeros,
+    _TopTokens,
+    encode,
+    fast_encoder,
+    span_reduce,
+    top_per_feature,
+)
+from sculpt.sae.registry import load_sae
+from sculpt.sae.training import SaeTrainConfig, train_sae
+from sculpt.scan.models import tiny_model
+from sculpt.scan.run import ScanConfig, iter_span_batches, read_pairs
 
 CONFIG = SaeTrainConfig(width=64, k=6, epochs=5, batch_size=256, lr=3e-3)
 
@@ -129,7 +136,7 @@ def test_encode_command_needs_a_known_sae(tmp_path: Path) -> None:
 
 
 def test_encode_from_acts_matches_the_scan(encoded: tuple[Lake, str]) -> None:
-    from core.encode import encode_from_acts
+    from sculpt.sae.encode import encode_from_acts
 
     lake, sae_id = encoded
     scanned = lake.read("span_features", {"dataset": "toy", "sae": sae_id}).to_pylist()

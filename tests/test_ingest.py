@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core.cli import main
-from core.errors import UserError
-from core.ingest import ingest, pair_id
-from core.lake import Lake
+from sculpt.cli.main import main
+from sculpt.data.ingest import ingest, pair_id
+from sculpt.errors import UserError
+from sculpt.lake.store import Lake
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
@@ -327,7 +327,7 @@ def test_a_datasets_dict_folder_names_its_splits(tmp_path):
 @pytest.mark.skipif(not HH.exists(), reason="shared HH-RLHF file missing")
 def test_the_fast_reader_and_the_line_reader_agree(tmp_path, monkeypatch):
     """Flat JSON lines go through Arrow's parser; the line-by-line reader must give the same."""
-    import core.sources
+    import sculpt.data.sources
 
     lake = Lake.open(tmp_path / "lake")
     extra = tmp_path / "extra.jsonl"
@@ -352,11 +352,11 @@ def test_the_fast_reader_and_the_line_reader_agree(tmp_path, monkeypatch):
         fast = lake.read("pairs", {"dataset": "fast"}).to_pylist()
 
         def refuse(self):
-            raise core.sources.NotFlat("forced")
+            raise sculpt.data.sources.NotFlat("forced")
             yield  # a generator, like the real one
 
         with monkeypatch.context() as patch:
-            patch.setattr(core.sources.Source, "_jsonl_arrow", refuse)
+            patch.setattr(sculpt.data.sources.Source, "_jsonl_arrow", refuse)
             ingest(lake, path, "slow")
         assert lake.read("pairs", {"dataset": "slow"}).to_pylist() == fast
     assert json.loads(fast[3]["meta"]) == {"score": 1.5, "ok": False, "id": 3}

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from core.labeler import Labeler, llm_labels
+from sculpt.sae.labeler import Labeler, llm_labels
 
 
 class ChatServer:

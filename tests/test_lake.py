@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import core.lake as lake_module
-from core.cli import main
-from core.errors import UserError
-from core.ingest import ingest
-from core.lake import SCHEMA_VERSION, Lake
+import sculpt.lake.store as lake_module
+from sculpt.cli.main import main
+from sculpt.data.ingest import ingest
+from sculpt.errors import UserError
+from sculpt.lake.store import SCHEMA_VERSION, Lake
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -15,15 +15,15 @@ import pyarrow as pa
 import pytest
 from lakes import cake_pairs, pairs_lake
 
-import core.lake_remote as lake_remote
-from core.analyze import AnalyzeConfig, analyze
-from core.cli import main
-from core.demo_data import write_demo
-from core.errors import UserError
-from core.ingest import ingest
-from core.lake import SCHEMA_VERSION, Lake
-from core.lake_remote import RemoteLake, open_any, push, storage_options
-from core.lexical import score_dataset
+import sculpt.lake.remote as lake_remote
+from sculpt.analysis.analyze import AnalyzeConfig, analyze
+from sculpt.cli.main import main
+from sculpt.concepts.lexical import score_dataset
+from sculpt.data.demo import write_demo
+from sculpt.data.ingest import ingest
+from sculpt.errors import UserError
+from sculpt.lake.remote import RemoteLake, open_any, push, storage_options
+from sculpt.lake.store import SCHEMA_VERSION, Lake
 
 WRITES = (
     "write",

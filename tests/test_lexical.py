@@ -8,11 +8,17 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from core.cli import main
-from core.errors import UserError
-from core.lake import Lake
-from core.lexical import BUILTIN, load_user_detectors, score_dataset, score_text, score_texts
-from core.ngrams import NgramConfig, discover_ngrams, fightin_words
+from sculpt.cli.main import main
+from sculpt.concepts.lexical import (
+    BUILTIN,
+    load_user_detectors,
+    score_dataset,
+    score_text,
+    score_texts,
+)
+from sculpt.concepts.ngrams import NgramConfig, discover_ngrams, fightin_words
+from sculpt.errors import UserError
+from sculpt.lake.store import Lake
 
 CASES = [
     ("**Bold** and __also bold__ but 2 ** 3 is math", {"bold": 2}),

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import core.models as models
-from core.errors import UserError
-from core.models import DEFAULT_MODEL_NAME, decoder_layers, load_model, tiny_model
+import sculpt.scan.models as models
+from sculpt.errors import UserError
+from sculpt.scan.models import DEFAULT_MODEL_NAME, decoder_layers, load_model, tiny_model
 
 
 def test_tiny_model_is_cached_and_deterministic() -> None:

@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from core.decisions import Decision, record
-from core.errors import UserError
-from core.lake import Lake
-from core.plan import compile_plan, load_plan
-from core.shaping import shape_pairs
+from sculpt.errors import UserError
+from sculpt.lake.store import Lake
+from sculpt.plan.decisions import Decision, record
+from sculpt.plan.plan import compile_plan, load_plan
+from sculpt.plan.shaping import shape_pairs
 
 N = 20
 

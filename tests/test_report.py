@@ -10,10 +10,10 @@ import html5lib
 import pyarrow as pa
 import pytest
 
-from core.cli import main
-from core.lake import Lake
-from reports.render import render_html, script_json, write_report
-from reports.sample import HOSTILE, write_sample
+from sculpt.cli.main import main
+from sculpt.lake.store import Lake
+from sculpt.reports.render import render_html, script_json, write_report
+from sculpt.testing.sample_report import HOSTILE, write_sample
 
 NS = "{http://www.w3.org/1999/xhtml}"
 SECTIONS = ("summary", "hypotheses", "forest", "predictive", "cards", "decisions", "runs")

@@ -9,13 +9,13 @@ import pyarrow as pa
 import pytest
 import torch
 
-from core import schemas
-from core.errors import UserError
-from core.lake import Lake
-from core.models import tiny_model
-from core.sae import SaeTrainConfig, read_acts, train_sae
-from core.sae_registry import list_saes, load_sae, register_sae, sae_dir
-from core.scan import ScanConfig, scan
+from sculpt.errors import UserError
+from sculpt.lake import schemas
+from sculpt.lake.store import Lake
+from sculpt.sae.registry import list_saes, load_sae, register_sae, sae_dir
+from sculpt.sae.training import SaeTrainConfig, read_acts, train_sae
+from sculpt.scan.models import tiny_model
+from sculpt.scan.run import ScanConfig, scan
 
 LAYER = 2
 PAIRS_SCHEMA = schemas.PAIRS

@@ -11,12 +11,12 @@ import pytest
 import torch
 from lakes import cake_pairs, pairs_lake
 
-from core.cli import main
-from core.errors import UserError
-from core.lake import Lake
-from core.models import LoadedModel, tiny_model
-from core.scan import ScanConfig, SpanBatch, encode_pair_tokens, iter_span_batches, scan
-from core.tokenize_pairs import FALLBACK_SPLIT, encode_response, parse_prompt
+from sculpt.cli.main import main
+from sculpt.errors import UserError
+from sculpt.lake.store import Lake
+from sculpt.scan.models import LoadedModel, tiny_model
+from sculpt.scan.run import ScanConfig, SpanBatch, encode_pair_tokens, iter_span_batches, scan
+from sculpt.scan.tokens import FALLBACK_SPLIT, encode_response, parse_prompt
 
 LAYER = 2
 

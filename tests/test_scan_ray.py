@@ -19,11 +19,11 @@ ray = pytest.importorskip("ray")
 
 from lakes import cake_pairs, pairs_lake  # noqa: E402
 
-from core.cli import main  # noqa: E402
-from core.lake import Lake, with_schema_version, write_parquet_atomic  # noqa: E402
-from core.models import tiny_model  # noqa: E402
-from core.scan import ScanConfig, SpanBatch, scan  # noqa: E402
-from core.scan_ray import ScanWorkers, scan_ray  # noqa: E402
+from sculpt.cli.main import main  # noqa: E402
+from sculpt.lake.store import Lake, with_schema_version, write_parquet_atomic  # noqa: E402
+from sculpt.scan.models import tiny_model  # noqa: E402
+from sculpt.scan.ray_backend import ScanWorkers, scan_ray  # noqa: E402
+from sculpt.scan.run import ScanConfig, SpanBatch, scan  # noqa: E402
 
 LAYER = 2
 CONFIG = ScanConfig(layer=LAYER, shard_size=4, sample_tokens=120, batch_tokens=256)

@@ -1,4 +1,4 @@
-"""core/stats.py against cases with a known answer (DESIGN §4)."""
+"""core/analysis/stats.py against cases with a known answer (DESIGN §4)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import stats as scistats
 
-from core.stats import (
+from sculpt.analysis.stats import (
     benjamini_hochberg,
     bootstrap_ci,
     global_lean,
@@ -146,7 +146,7 @@ def test_global_lean_is_deterministic_for_a_seed() -> None:
 def test_feature_cluster_edges_use_the_mutual_information_of_co_firing() -> None:
     from sklearn.metrics import mutual_info_score
 
-    from core.clusters import positive_mi
+    from sculpt.analysis.clusters import positive_mi
 
     rng = np.random.default_rng(0)
     active = rng.random((500, 6)) < 0.3

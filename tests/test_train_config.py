@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from core.errors import UserError
-from core.train_config import TrainConfig, field_docs, load_config
+from sculpt.cli.main import main
+from sculpt.errors import UserError
+from sculpt.train.config import TrainConfig, field_docs, load_config
 
 
 def _yaml(tmp_path, text: str):

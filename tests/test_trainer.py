@@ -18,12 +18,12 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
-from core.hooks import PolicyHooks, ResidualHook
-from core.lake import Lake
-from core.models import decoder_layers, tiny_model
-from core.train import train_run
-from core.train_config import build_config
-from core.trainer import ShapedDPOTrainer
+from sculpt.lake.store import Lake
+from sculpt.scan.models import decoder_layers, tiny_model
+from sculpt.train.config import build_config
+from sculpt.train.hooks import PolicyHooks, ResidualHook
+from sculpt.train.run import train_run
+from sculpt.train.trainer import ShapedDPOTrainer
 
 BETA = 0.3
 
@@ -293,7 +293,15 @@ def test_torchrun_with_two_processes_writes_one_run(tmp_path):
         pytest.skip("torchrun is not installed next to this python")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     flags = "--dataset toy --model tiny --max-steps 2 --batch-size 2 --logging-steps 1"
-    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "core.cli", "train"]
+    command = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "sculpt.cli.main",
+        "train",
+    ]
     command += [*flags.split(), "--lake", str(lake.root), "--runs-dir", str(tmp_path / "runs")]
     done = subprocess.run(
         command,
@@ -316,7 +324,7 @@ def test_torchrun_with_two_processes_writes_one_run(tmp_path):
 
 
 def test_eval_compares_base_and_the_run_into_the_evals_log(tmp_path):
-    from core.evaluate import evaluate_run, r_squared
+    from sculpt.train.evaluate import evaluate_run, r_squared
 
     lake = _toy_lake(tmp_path)
     config = build_config(

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from core.decisions import Decision, current, history
-from core.errors import UserError
-from core.lake import Lake
-from tui.app import TriageApp
-from tui.card import ConceptCard
-from tui.decide import DecisionForm
-from tui.hypotheses import HypothesesScreen
-from tui.keys import KEY_IDS, KEYS, load_keymap
-from tui.pairs import PairViewer
-from tui.queue import QueueScreen
-from tui.sample_lake import build_sample_lake
+from sculpt.errors import UserError
+from sculpt.lake.store import Lake
+from sculpt.plan.decisions import Decision, current, history
+from sculpt.testing.sample_lake import build_sample_lake
+from sculpt.tui.app import TriageApp
+from sculpt.tui.card import ConceptCard
+from sculpt.tui.decide import DecisionForm
+from sculpt.tui.hypotheses import HypothesesScreen
+from sculpt.tui.keys import KEY_IDS, KEYS, load_keymap
+from sculpt.tui.pairs import PairViewer
+from sculpt.tui.queue import QueueScreen
 
 SMALL, LARGE = (80, 24), (160, 48)
 
@@ -300,7 +300,7 @@ def test_keymap_file_rebinds_and_help_lists_ids(lake: Lake, tmp_path: Path) -> N
 
 
 def test_triage_command_names_the_dataset_or_explains(tmp_path: Path) -> None:
-    from core.commands.triage import pick_dataset
+    from sculpt.cli.triage import pick_dataset
 
     empty = Lake.open(tmp_path / "empty")
     with pytest.raises(UserError, match="sculpt demo"):

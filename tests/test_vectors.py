@@ -9,10 +9,16 @@ import pytest
 import torch
 from test_sae import LAYER, scanned_lake
 
-from core.cli import main
-from core.concepts import read_concepts
-from core.models import tiny_model
-from core.vectors import VectorConfig, build_vector, fit_direction, load_vector, span_scores
+from sculpt.cli.main import main
+from sculpt.concepts.registry import read_concepts
+from sculpt.concepts.vectors import (
+    VectorConfig,
+    build_vector,
+    fit_direction,
+    load_vector,
+    span_scores,
+)
+from sculpt.scan.models import tiny_model
 
 
 @pytest.mark.parametrize("probe", [False, True])

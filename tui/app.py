@@ -8,10 +8,10 @@ from functools import partial
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
-from core.lake import Lake
-from tui.data import TriageData
-from tui.decide import DecisionBook
-from tui.keys import bindings, for_screen
+from sculpt.lake.store import Lake
+from sculpt.tui.data import TriageData
+from sculpt.tui.decide import DecisionBook
+from sculpt.tui.keys import bindings, for_screen
 
 
 class TriageApp(App[None]):
@@ -36,7 +36,7 @@ class TriageApp(App[None]):
             self.set_keymap(self.keymap)
 
     def on_mount(self) -> None:
-        from tui.hypotheses import HypothesesScreen
+        from sculpt.tui.hypotheses import HypothesesScreen
 
         if self.console.color_system in ("standard", "windows"):
             # a 16-colour terminal: use its own palette; state never rests on colour alone
@@ -59,12 +59,12 @@ class TriageApp(App[None]):
         return str(getattr(self.screen, "KEYS_SCREEN", "hypotheses"))
 
     def action_help(self) -> None:
-        from tui.help import HelpScreen
+        from sculpt.tui.help import HelpScreen
 
         self.push_screen(HelpScreen(self.screen_name, self.keymap))
 
     def action_queue(self) -> None:
-        from tui.queue import QueueScreen
+        from sculpt.tui.queue import QueueScreen
 
         if not self.opened:
             self.notify("the lake is still opening", severity="warning")

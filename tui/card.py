@@ -13,10 +13,10 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
 
-from tui import evidence
-from tui.decide import DecidingScreen, Target, badge
-from tui.keys import bindings
-from tui.table import fmt, fmt_delta, fmt_q, scope_cell
+from sculpt.tui import evidence
+from sculpt.tui.decide import DecidingScreen, Target, badge
+from sculpt.tui.keys import bindings
+from sculpt.tui.table import fmt, fmt_delta, fmt_q, scope_cell
 
 HIGHLIGHT = "bold reverse"
 """Activating tokens: reverse video reads in 16 colours and over SSH."""
@@ -224,7 +224,7 @@ class ConceptCard(DecidingScreen):
         self.decisions_changed()
 
     def action_open_pairs(self) -> None:
-        from tui.pairs import PairViewer
+        from sculpt.tui.pairs import PairViewer
 
         self.app.push_screen(PairViewer(self.row))
 

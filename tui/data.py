@@ -1,5 +1,5 @@
 """The triage app's data: one DuckDB over the lake's views, and the hypotheses table's filters,
-sort and pages, never a whole table in Python. A concept's evidence is in tui.evidence."""
+sort and pages, never a whole table in Python. A concept's evidence is in sculpt.tui.evidence."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from core.lake import Lake, slug
+from sculpt.lake.store import Lake, slug
 
 SORT_COLUMNS = ("rank", "delta_min", "delta", "d", "q", "n_in", "split_half_ok", "label")
 """Columns the hypotheses table can be sorted by, in the order `s` cycles through them."""
@@ -105,7 +105,7 @@ class Page:
 
 def latest_analysis(lake: Lake, dataset: str) -> str | None:
     """The analysis to triage: the newest `analyze` run in the manifest whose partition exists
-    (the rule of core.analyze.latest_analysis, read here without importing scipy), else the
+    (the rule of sculpt.analysis.analyze.latest_analysis, read here without importing scipy), else the
     newest partition on disk."""
     folder = lake.partition_dir("hypotheses", {"dataset": dataset})
     on_disk = (

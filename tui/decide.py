@@ -1,4 +1,4 @@
-"""Decisions from the TUI: the in-force book over core.decisions and the small modal form."""
+"""Decisions from the TUI: the in-force book over sculpt.plan.decisions and the small modal form."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from core import decisions as log
-from core.decisions import ACTIONS, GLYPHS, METHODS, Decision
-from core.lake import Lake
+from sculpt.lake.store import Lake
+from sculpt.plan import decisions as log
+from sculpt.plan.decisions import ACTIONS, GLYPHS, METHODS, Decision
 
 WORDS = {"allow": "allowed", "suppress": "suppressed", "amplify": "amplified", "review": "review"}
 DEFAULT_METHOD = {

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.lake import slug
-from tui.data import TriageData
+from sculpt.lake.store import slug
+from sculpt.tui.data import TriageData
 
 
 @dataclass
@@ -227,6 +227,6 @@ def concept_pattern(concept: dict[str, Any]) -> re.Pattern[str] | None:
     if not pattern:
         return None
     try:
-        return re.compile(pattern, re.MULTILINE)  # as core.lexical compiles it
+        return re.compile(pattern, re.MULTILINE)  # as sculpt.concepts.lexical compiles it
     except re.error:
         return None

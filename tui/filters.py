@@ -9,7 +9,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from tui.data import KINDS, LEANS, SCOPES, Filters
+from sculpt.tui.data import KINDS, LEANS, SCOPES, Filters
 
 
 def _options(values: tuple[str, ...]) -> list[tuple[str, str]]:

@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.keys import DEFAULT_KEYMAP_FILE, for_screen
+from sculpt.tui.keys import DEFAULT_KEYMAP_FILE, for_screen
 
 
 class HelpScreen(ModalScreen[None]):

@@ -13,10 +13,10 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, LoadingIndicator, Static
 from textual.worker import get_current_worker
 
-from tui.data import LEANS, PAGE_SIZE, SCOPES, SORT_COLUMNS, Filters, Page, Sort
-from tui.decide import DecidingScreen, Target, badge
-from tui.keys import bindings
-from tui.table import header, layout, row_line
+from sculpt.tui.data import LEANS, PAGE_SIZE, SCOPES, SORT_COLUMNS, Filters, Page, Sort
+from sculpt.tui.decide import DecidingScreen, Target, badge
+from sculpt.tui.keys import bindings
+from sculpt.tui.table import header, layout, row_line
 
 WIDE = 130
 """From this width on, the table shows intervals, Δmin, rates and counts too."""
@@ -248,14 +248,14 @@ class HypothesesScreen(DecidingScreen):
         self.action_open_card()
 
     def action_open_card(self) -> None:
-        from tui.card import ConceptCard
+        from sculpt.tui.card import ConceptCard
 
         row = self.selected()
         if row is not None:
             self.app.push_screen(ConceptCard(row))
 
     def action_open_pairs(self) -> None:
-        from tui.pairs import PairViewer
+        from sculpt.tui.pairs import PairViewer
 
         row = self.selected()
         if row is not None:
@@ -292,7 +292,7 @@ class HypothesesScreen(DecidingScreen):
             self.set_filters(replace(self.filters, text=value))
 
     def action_filters(self) -> None:
-        from tui.filters import FilterForm
+        from sculpt.tui.filters import FilterForm
 
         def applied(filters: Filters | None) -> None:
             if filters is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from textual.binding import Binding, BindingType
 
-from core.errors import UserError
+from sculpt.errors import UserError
 
 
 @dataclass(frozen=True)

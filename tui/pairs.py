@@ -13,11 +13,11 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
 
-from tui import evidence
-from tui.decide import DecidingScreen, Target
-from tui.evidence import PairView, concept_pattern
-from tui.keys import bindings
-from tui.table import fmt_delta
+from sculpt.tui import evidence
+from sculpt.tui.decide import DecidingScreen, Target
+from sculpt.tui.evidence import PairView, concept_pattern
+from sculpt.tui.keys import bindings
+from sculpt.tui.table import fmt_delta
 
 SIDE_BY_SIDE = 100
 """Narrower than this, chosen and rejected are stacked."""

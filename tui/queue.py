@@ -9,9 +9,9 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from core.decisions import Decision
-from tui.decide import badge
-from tui.keys import bindings
+from sculpt.plan.decisions import Decision
+from sculpt.tui.decide import badge
+from sculpt.tui.keys import bindings
 
 
 def ordered(decisions: list[Decision]) -> list[Decision]:
@@ -86,7 +86,7 @@ class QueueScreen(Screen):
         self.draw()
 
     def action_open_card(self) -> None:
-        from tui.card import ConceptCard
+        from sculpt.tui.card import ConceptCard
 
         decision = self.selected()
         if decision is None:

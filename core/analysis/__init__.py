@@ -1,0 +1,1 @@
+"""Statistics of concept leans (DESIGN §4): global, conditional, prompt views, predictive power."""

@@ -1,0 +1,322 @@
+"""`analyze`: read the lake, compute DESIGN §4 (global, conditional, prompt views, predictive
+power), write `clusters`, `hypotheses`, `predictive` and the feature-cluster concepts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from sculpt.analysis.conditional import Views, concept_rows, conditional_views, settings_for
+from sculpt.analysis.inputs import (
+    SIDES,
+    ConceptScores,
+    Pairs,
+    SaeSpans,
+    hypothesis_table,
+    list_saes,
+    read_concept_scores,
+    read_pairs,
+    read_sae,
+)
+from sculpt.analysis.predictive import predictive_power
+from sculpt.analysis.stats import global_lean
+from sculpt.errors import UserError
+from sculpt.lake.store import Lake
+
+if TYPE_CHECKING:
+    from sculpt.lake.remote import RemoteLake
+
+STAGE = "analyze"
+
+
+@dataclass
+class AnalyzeConfig:
+    """What `sculpt analyze` computes; its hash is the `analysis` partition key."""
+
+    seed: int = 0
+    """Seed of every random step (bootstrap, permutations, halves, clustering, CV)."""
+    sae: str | None = None
+    """SAE whose features enter the analysis (default: every SAE with span_features; the
+    conditional views need exactly one)."""
+    score: Literal["max_act", "freq"] = "max_act"
+    """Span summary of an SAE feature used by the global lean."""
+    freq_threshold: float = 0.01
+    """A feature fires on a span when freq > this (conditional views, DESIGN §4)."""
+    n_boot: int = 1000
+    """Bootstrap resamples for the CI of Δ."""
+    n_perm: int = 10000
+    """Sign flips for concepts with few nonzero differences (the rest use the exact limit)."""
+    alpha: float = 0.05
+    """FDR level for `length_only` marks."""
+    min_support: int | None = None
+    """Pairs where a concept fires (either side) needed to test it; None: min(10, 1% of N),
+    at least 5."""
+    edge_fraction: float = 0.01
+    """Share of feature pairs kept as MI edges (the preprint's top 1%)."""
+    min_community: int = 4
+    """Smallest feature community kept as a feature cluster."""
+    min_feature_cluster: int | None = None
+    """|T_m| filter for conditional hypotheses; None: scaled by SAE width (4–10)."""
+    n_data_clusters: int | None = None
+    """K of the data (and prompt) clusters; None: scaled by N (2–64)."""
+    min_cluster_pairs: int | None = None
+    """n_k filter for conditional hypotheses; None: scaled by N (8–25)."""
+    silent_quantile: float = 0.05
+    """Pairs whose activity norm is below this quantile form the silent bucket."""
+    predictive_folds: int = 5
+    """Cross-validation folds of the predictive model."""
+    predictive_max_pairs: int = 10000
+    """Pairs sampled (seeded) for the predictive model."""
+
+    def __post_init__(self) -> None:
+        if self.n_boot < 100:
+            raise ValueError("n_boot must be ≥ 100 for a 95% percentile interval; raise it")
+        if not 0 < self.edge_fraction <= 1:
+            raise ValueError("edge_fraction must be in (0, 1]; the preprint uses 0.01")
+        if not 0 <= self.silent_quantile < 0.5:
+            raise ValueError("silent_quantile must be in [0, 0.5); the preprint uses 0.05")
+        if self.predictive_folds < 2:
+            raise ValueError("predictive_folds must be ≥ 2")
+
+    def key(self) -> str:
+        """A short hash of the config: the `analysis` partition key."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+@dataclass
+class AnalysisReport:
+    dataset: str
+    analysis: str
+    n_pairs: int
+    n_concepts: int
+    n_tested: int
+    n_significant: int
+    n_conditional: int
+    n_prompt: int
+    auc: dict[str, tuple[float, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def min_support(n_pairs: int) -> int:
+    """Pairs a concept must fire in to be tested: ≥ 1% of pairs or ≥ 10 pairs, at least 5."""
+    return max(5, min(10, math.ceil(0.01 * n_pairs)))
+
+
+def latest_analysis(lake: Lake | RemoteLake, dataset: str) -> str | None:
+    """The analysis key most recently written for `dataset` (from the manifest)."""
+    runs = [m for m in lake.manifest() if m.get("stage") == STAGE and m.get("dataset") == dataset]
+    return max(runs, key=lambda m: m["ts"])["analysis"] if runs else None
+
+
+def analyze(
+    lake: Lake, dataset: str, config: AnalyzeConfig | None = None, progress: bool = True
+) -> AnalysisReport:
+    """Compute every view of DESIGN §4 and replace this analysis's partitions."""
+    config = config or AnalyzeConfig()
+    started = time.time()
+    key = config.key()
+    pairs = read_pairs(lake, dataset)
+    if pairs.n < 10:
+        raise UserError(f"pairs[{dataset}]: {pairs.n} pairs; analyze needs at least 10")
+    saes = [config.sae] if config.sae else list_saes(lake, dataset)
+    sae_data = [read_sae(lake, dataset, s, pairs) for s in saes]
+    scores = read_concept_scores(lake, dataset, pairs)
+    if not scores.ids and not sae_data:
+        raise UserError(
+            f"analyze {dataset}: no concepts yet; compute lexical concepts (`sculpt concepts`) or "
+            "SAE span features (`sculpt scan`) first"
+        )
+    steps = _progress(progress, dataset)
+    steps("read")
+    views = _conditional_views(pairs, sae_data, config) if sae_data else None
+    steps("clusters")
+    table, u_tested, tested_ids, n_concepts = _global_hypotheses(
+        pairs, scores, sae_data, views, config
+    )
+    steps("global")
+    predictive = predictive_power(
+        u_tested,
+        pairs.length_diff,
+        tested_ids,
+        seed=config.seed,
+        folds=config.predictive_folds,
+        max_pairs=config.predictive_max_pairs,
+    )
+    steps("predictive")
+    extra = [] if views is None else [views.conditional, views.prompt]
+    _write(lake, dataset, key, pairs, pa.concat_tables([table, *extra]), predictive, views)
+    q = np.nan_to_num(table.column("q").to_numpy(zero_copy_only=False), nan=1.0)
+    report = AnalysisReport(
+        dataset=dataset,
+        analysis=key,
+        n_pairs=pairs.n,
+        n_concepts=n_concepts,
+        n_tested=table.num_rows,
+        n_significant=int(np.sum(q < config.alpha)),
+        n_conditional=0 if views is None else views.conditional.num_rows,
+        n_prompt=0 if views is None else views.prompt.num_rows,
+        auc={row["model"]: (row["auc"], row["auc_sd"]) for row in predictive.to_pylist()},
+        seconds=time.time() - started,
+    )
+    lake.mark_done(
+        STAGE,
+        f"{dataset}/{key}",
+        {"dataset": dataset, "analysis": key, "config": asdict(config), "report": asdict(report)},
+    )
+    steps("done")
+    return report
+
+
+def _progress(enabled: bool, dataset: str) -> Any:
+    from tqdm import tqdm
+
+    names = ["read", "clusters", "global", "predictive", "done"]
+    bar = tqdm(total=len(names), desc=f"analyze {dataset}", disable=not enabled, unit="step")
+
+    def step(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+        if name == "done":
+            bar.close()
+
+    return step
+
+
+def _global_concepts(
+    scores: ConceptScores, sae_data: list[SaeSpans], views: Views | None, score: str
+) -> tuple[list[str], list[str], list[str], sp.csc_matrix, sp.csc_matrix]:
+    """Every concept kind side by side: ids, kinds, labels, chosen and rejected N × C scores."""
+    ids, kinds, labels = list(scores.ids), list(scores.kinds), list(scores.labels)
+    chosen, rejected = [scores.by_side["chosen"]], [scores.by_side["rejected"]]
+    for sae in sae_data:
+        summary = sae.max_act if score == "max_act" else sae.freq
+        ids += [f"sae:{sae.sae}:{f}" for f in range(sae.n_features)]
+        kinds += ["sae_feature"] * sae.n_features
+        labels += [sae.labels.get(f, f"feature {f}") for f in range(sae.n_features)]
+        chosen.append(summary["chosen"])
+        rejected.append(summary["rejected"])
+    if views is not None:
+        ids += views.ids
+        kinds += ["feature_cluster"] * len(views.ids)
+        labels += views.labels
+        chosen.append(views.span_scores["chosen"])
+        rejected.append(views.span_scores["rejected"])
+    return ids, kinds, labels, sp.hstack(chosen).tocsc(), sp.hstack(rejected).tocsc()
+
+
+def _global_hypotheses(
+    pairs: Pairs,
+    scores: ConceptScores,
+    sae_data: list[SaeSpans],
+    views: Views | None,
+    config: AnalyzeConfig,
+) -> tuple[pa.Table, sp.csc_matrix, list[str], int]:
+    """Global lean of every concept with enough support (DESIGN §4), ranked by p then |z|; also the
+    tested differences u, their ids and the number of concepts seen."""
+    ids, kinds, labels, chosen, rejected = _global_concepts(scores, sae_data, views, config.score)
+    fired_c, fired_r = (chosen > 0).astype(np.float64), (rejected > 0).astype(np.float64)
+    support = np.diff(((fired_c + fired_r) > 0).tocsc().indptr)
+    needed = config.min_support or min_support(pairs.n)
+    tested = np.flatnonzero(support >= needed)
+    u = (chosen - rejected).tocsc()[:, tested]
+    lean = global_lean(
+        u,
+        fired_chosen=fired_c.tocsc()[:, tested],
+        fired_rejected=fired_r.tocsc()[:, tested],
+        length_diff=pairs.length_diff,
+        seed=config.seed,
+        n_boot=config.n_boot,
+        n_perm=config.n_perm,
+        alpha=config.alpha,
+    )
+    order = np.lexsort((-np.abs(lean["z"]), lean["p"]))  # by p (so q is monotone), then |z|
+    rank = np.empty(len(tested), dtype=np.int32)
+    rank[order] = np.arange(1, len(tested) + 1)
+    tested_ids = [ids[i] for i in tested]
+    columns: dict[str, Any] = {
+        "hypothesis_id": [f"global/{c}" for c in tested_ids],
+        "scope": ["global"] * len(tested),
+        "concept_id": tested_ids,
+        "label": [labels[i] for i in tested],
+        "kind": [kinds[i] for i in tested],
+        "data_cluster": pa.nulls(len(tested), pa.int32()),
+        **{k: lean[k] for k in ("n", "n_in", "delta", "ci_lo", "ci_hi", "d", "z", "p", "q")},
+        "split_half_ok": lean["split_half_ok"],
+        "delta_min": lean["delta_min"],
+        "delta_len": lean["delta_len"],
+        "length_only": lean["length_only"],
+        "lean": lean["lean"].tolist(),
+        "chosen_rate": lean["chosen_rate"],
+        "rejected_rate": lean["rejected_rate"],
+        "rank": rank,
+    }
+    return hypothesis_table(columns), u, tested_ids, len(ids)
+
+
+def _conditional_views(pairs: Pairs, sae_data: list[SaeSpans], config: AnalyzeConfig) -> Views:
+    if len(sae_data) > 1:
+        names = ", ".join(s.sae for s in sae_data)
+        raise UserError(f"analyze: several SAEs ({names}); pass --sae ID for the conditional views")
+    sae = sae_data[0]
+    return conditional_views(pairs, sae, settings_for(config, pairs, sae))
+
+
+def _write(
+    lake: Lake,
+    dataset: str,
+    key: str,
+    pairs: Pairs,
+    hypotheses: pa.Table,
+    predictive: pa.Table,
+    views: Views | None,
+) -> None:
+    """Replace this analysis's partitions (hypotheses last: readers key off them)."""
+    part = {"dataset": dataset, "analysis": key}
+    family = {"dataset": dataset, "family": f"fc-{key}"}
+    if views is not None:
+        lake.replace_partition(
+            "clusters",
+            part,
+            pa.table(
+                {
+                    "pair_id": pairs.pair_ids.tolist(),
+                    "data_cluster": pa.array(views.data_cluster, pa.int32()),
+                    "silent": pa.array(views.data_cluster < 0),
+                    "prompt_cluster": pa.array(views.prompt_cluster, pa.int32()),
+                }
+            ),
+        )
+        lake.replace_partition("concepts", family, concept_rows(views, key))
+        lake.replace_partition("concept_span_scores", family, _span_score_rows(pairs, views))
+    lake.replace_partition("predictive", part, predictive)
+    lake.replace_partition("hypotheses", part, hypotheses)
+
+
+def _span_score_rows(pairs: Pairs, views: Views) -> list[pa.Table]:
+    """Nonzero per-span scores of the feature clusters, one part per side."""
+    ids = pa.array(views.ids, pa.string())
+    pair_ids = pa.array(pairs.pair_ids.tolist(), pa.string())
+    parts = []
+    for side in SIDES:
+        coo = views.span_scores[side].tocoo()
+        sides = pa.DictionaryArray.from_arrays(pa.array(np.zeros(coo.nnz, np.int32)), [side])
+        parts.append(
+            pa.table(
+                {
+                    "concept_id": ids.take(pa.array(coo.col, pa.int32())),
+                    "pair_id": pair_ids.take(pa.array(coo.row, pa.int32())),
+                    "side": sides.cast(pa.string()),
+                    "score": pa.array(coo.data, pa.float32()),
+                }
+            )
+        )
+    return parts

@@ -1,0 +1,3 @@
+"""The command line: one module per command group, each exposing `register(add)` (see main.py)."""
+
+GROUPS = ("lake", "ingest", "scan", "concepts", "analyze", "triage", "train", "report", "misc")

@@ -1,0 +1,231 @@
+"""`sculpt report`, `sculpt audit`, `sculpt demo`: the main job end to end, and its HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sculpt.lake.store import Lake
+
+DEMO_NAME = "demo"
+
+
+def register(add: Any) -> None:
+    _register_report(add)
+    _register_audit(add)
+    _register_demo(add)
+
+
+def _register_report(add: Any) -> None:
+    report = add(
+        "report",
+        "Write the self-contained HTML audit report of a dataset (opens offline).",
+        "sculpt report hh --run run-3f2a -o hh.html",
+    )
+    report.add_argument("name", help="dataset name (as given to ingest)")
+    report.add_argument(
+        "--run",
+        action="append",
+        default=None,
+        metavar="RUN",
+        help="include this training run (repeatable; default: every run of NAME)",
+    )
+    report.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="output file (default: <lake>/reports/NAME.html)",
+    )
+    report.add_argument(
+        "--analysis",
+        default=None,
+        metavar="KEY",
+        help="analysis partition to show (default: the latest)",
+    )
+    report.add_argument(
+        "--top", type=int, default=15, help="hypotheses shown per lean (default 15)"
+    )
+    report.add_argument("--cards", type=int, default=10, help="concept cards (default 10)")
+    report.set_defaults(func=cmd_report)
+
+
+def _register_audit(add: Any) -> None:
+    audit = add(
+        "audit",
+        "Audit a preference dataset end to end: ingest, scan, SAE, concepts, analysis, report.",
+        "sculpt audit data/prefs.jsonl --name prefs --layer 15",
+    )
+    audit.add_argument("data", type=Path, help="data file or folder (jsonl, json, parquet, csv, …)")
+    audit.add_argument("--name", required=True, help="dataset name in the lake")
+    _audit_options(audit)
+    audit.add_argument("--format", dest="fmt", default="auto", help="input format (default: auto)")
+    audit.add_argument(
+        "--map",
+        dest="mapping",
+        default=None,
+        metavar="FIELD=COLUMN,...",
+        help="column mapping, e.g. chosen=preferred,rejected=dispreferred",
+    )
+    audit.set_defaults(func=cmd_audit)
+
+
+def _register_demo(add: Any) -> None:
+    demo = add(
+        "demo",
+        "Audit the project's own demo dataset with the default model (planted concepts on top).",
+        "sculpt demo --n 300 --seed 0",
+    )
+    demo.add_argument("--n", type=int, default=300, help="demo pairs (default 300)")
+    _audit_options(demo)
+    demo.set_defaults(func=cmd_demo)
+
+
+def _audit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model: a local HF folder, a cached hub id, or `tiny` "
+        "(default: SmolLM2-135M-Instruct)",
+    )
+    parser.add_argument("--layer", type=int, default=None, help="layer to read (default: middle)")
+    parser.add_argument(
+        "--sae", default=None, help="use this SAE from the lake (default: train one)"
+    )
+    defaults = _audit_defaults()
+    parser.add_argument(
+        "--sae-width",
+        type=int,
+        default=defaults.sae_width,
+        help="features of a trained SAE (default %(default)s)",
+    )
+    parser.add_argument(
+        "--sae-k",
+        type=int,
+        default=defaults.sae_k,
+        help="active features per token, BatchTopK (default %(default)s)",
+    )
+    parser.add_argument(
+        "--sae-epochs",
+        type=float,
+        default=defaults.sae_epochs,
+        help="passes over the sampled tokens (default %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
+    parser.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="report file (default: <lake>/reports/NAME.html)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _audit_defaults() -> Any:
+    from sculpt.audit import AuditConfig  # light: heavy libraries load inside the stages
+
+    return AuditConfig()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from sculpt.reports.render import write_report
+
+    lake = Lake.open(args.lake)
+    path = write_report(
+        lake,
+        args.name,
+        args.out,
+        runs=args.run,
+        analysis=args.analysis,
+        top=args.top,
+        cards=args.cards,
+    )
+    print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB; opens offline)")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    lake = Lake.open(args.lake)
+    return _run_audit(lake, args.data, args.name, args, fmt=args.fmt, mapping=args.mapping)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sculpt.data.demo import write_demo
+
+    lake = Lake.open(args.lake)
+    data = write_demo(
+        lake.root / "demo-data" / f"demo-n{args.n}-seed{args.seed}.jsonl", args.n, args.seed
+    )
+    model = args.model or "the default model (SmolLM2-135M-Instruct)"
+    print(
+        f"demo: {args.n:,} pairs written to {data}; auditing them with {model} "
+        "(several minutes on a CPU; a second run reuses the lake)",
+        file=sys.stderr,
+    )
+    code = _run_audit(lake, data, DEMO_NAME, args)
+    if code == 0:
+        _print_planted(lake)
+    return code
+
+
+def _run_audit(lake: Lake, data: Path, name: str, args: argparse.Namespace, **ingest: Any) -> int:
+    from sculpt.audit import Audit, AuditConfig, StageTime
+    from sculpt.errors import UserError
+    from sculpt.reports.render import write_report
+
+    try:
+        config = AuditConfig(
+            model=args.model,
+            layer=args.layer,
+            sae=args.sae,
+            sae_width=args.sae_width,
+            sae_k=args.sae_k,
+            sae_epochs=args.sae_epochs,
+            seed=args.seed,
+            out=args.out,
+            progress=not args.quiet,
+            **ingest,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    result = Audit(lake, data, name, config).run()
+    started = time.perf_counter()
+    path = write_report(lake, name, args.out)
+    result.report = path
+    result.stages.append(StageTime("report", time.perf_counter() - started, False))
+    lake_flag = "" if args.lake is None else f" --lake {args.lake}"
+    print(f"\naudit of {name}: stage times")
+    print("\n".join(result.lines()))
+    print(f"\nreport: {path}  (open it in a browser: file://{path.resolve()})")
+    print(f"triage: sculpt triage {name}{lake_flag}")
+    sys.stdout.flush()
+    return 0
+
+
+def _print_planted(lake: Lake) -> None:
+    """Where the demo's planted concepts rank in the report: the known answer, checked."""
+    from sculpt.analysis.known_answer import planted_ranks
+    from sculpt.report.data import collect
+
+    data = collect(lake, DEMO_NAME, top=1000, cards=0)
+    hyps = (data.get("hypotheses") or {}).get("chosen", [])
+    print("\nplanted concepts (the demo's known answer) among the concepts leaning chosen:")
+    for found in planted_ranks(lake, DEMO_NAME, hyps):
+        if found.rank:
+            apart = (
+                f"; #{found.distinct_rank} leaving out echoes of the other planted concept"
+                if found.distinct_rank and found.distinct_rank != found.rank
+                else ""
+            )
+            where = f"#{found.rank}: {found.label} ({found.concept_id}, r = {found.r:.2f}{apart})"
+        else:
+            where = "not in the top 20" + (
+                f" (closest: {found.concept_id}, r = {found.r:.2f})" if found.concept_id else ""
+            )
+        print(f"  {found.name:<18} {where}")

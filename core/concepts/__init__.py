@@ -1,0 +1,1 @@
+"""Concepts of every kind and their per-span scores: registry, lexical, n-grams, vectors, evidence."""

@@ -1,0 +1,219 @@
+"""Vector concepts: a direction in the residual stream from positive vs negative examples.
+
+Difference of means at layer L (as persona vectors), or a logistic probe's direction (`probe`).
+A span's score is its largest token projection onto the unit direction, z-scored over the
+dataset's spans. The direction is stored in `lake/vectors/<dataset>/<name>.pt` (+ `.json` meta),
+so training can ablate or steer it (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sculpt.concepts.registry import Concept, Spans, score_table, write_concepts
+from sculpt.errors import UserError
+from sculpt.lake.store import Lake, slug, write_json_atomic
+
+VECTOR_DIR = "vectors"
+
+
+@dataclass
+class VectorConfig:
+    """How to build a vector concept."""
+
+    layer: int = 15
+    """Residual-stream layer (after block L)."""
+    probe: bool = False
+    """Fit a logistic probe on token activations instead of taking the difference of means."""
+    seed: int = 0
+    """Seed of the probe."""
+
+
+def read_examples(path: str | Path) -> list[str]:
+    """Example texts: one per line (.txt), or a JSON list / JSONL of strings or {"text": ...}."""
+    path = Path(path)
+    try:
+        raw = path.read_text()
+    except OSError as exc:
+        raise UserError(
+            f"{path}: cannot read ({exc.strerror}); pass a text or JSONL file"
+        ) from None
+    texts: list[str] = []
+    if path.suffix in (".json", ".jsonl"):
+        try:
+            items = (
+                json.loads(raw)
+                if path.suffix == ".json"
+                else [json.loads(line) for line in raw.splitlines() if line.strip()]
+            )
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: bad JSON ({exc.msg}, line {exc.lineno})") from None
+        texts = [i["text"] if isinstance(i, dict) else str(i) for i in items]
+    else:
+        texts = [line.strip() for line in raw.splitlines() if line.strip()]
+    if not texts:
+        raise UserError(f"{path}: no examples; put one example text per line")
+    return texts
+
+
+def example_pairs(texts: Sequence[str], tag: str) -> list[dict[str, Any]]:
+    """Examples as `pairs` rows: the text is the assistant's response to an empty prompt."""
+    return [
+        {
+            "pair_id": f"{tag}{i:012d}",
+            "prompt": json.dumps([{"role": "user", "content": ""}]),
+            "chosen": t,
+            "rejected": t,
+            "row": i,
+        }
+        for i, t in enumerate(texts)
+    ]
+
+
+def token_acts(loaded: Any, rows: list[dict[str, Any]], layer: int) -> list[torch.Tensor]:
+    """Per-span chosen-side activations ([n_tokens, d]) of `rows`, in row order."""
+    from sculpt.scan.run import ScanConfig, iter_span_batches
+
+    config = ScanConfig(layer=layer, sample_tokens=0)
+    out: dict[str, torch.Tensor] = {}
+    for batch in iter_span_batches(loaded, rows, config):
+        for i, (pair_id, side) in enumerate(zip(batch.pair_ids, batch.sides, strict=True)):
+            if side == "chosen":
+                out[pair_id] = batch.acts[batch.offsets[i] : batch.offsets[i + 1]].float().cpu()
+    return [out[r["pair_id"]] for r in rows]
+
+
+def fit_direction(
+    positive: torch.Tensor, negative: torch.Tensor, probe: bool, seed: int = 0
+) -> torch.Tensor:
+    """Unit direction separating positive from negative token activations."""
+    if not probe:
+        direction = positive.mean(0) - negative.mean(0)
+    else:
+        from sklearn.linear_model import LogisticRegression
+
+        x = torch.cat([positive, negative]).numpy()
+        y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+        scale = x.std(0) + 1e-6
+        fit = LogisticRegression(max_iter=2000, random_state=seed).fit(x / scale, y)
+        direction = torch.from_numpy(fit.coef_[0] / scale).float()
+    norm = direction.norm()
+    if not torch.isfinite(norm) or norm == 0:
+        raise UserError("positive and negative examples give no direction; use distinct examples")
+    return direction / norm
+
+
+def span_scores(spans_acts: Sequence[torch.Tensor], direction: torch.Tensor) -> np.ndarray:
+    """Max token projection per span (0 for an empty span)."""
+    lengths = torch.tensor([len(a) for a in spans_acts])
+    flat = (
+        torch.cat([a for a in spans_acts if len(a)])
+        if any(len(a) for a in spans_acts)
+        else torch.zeros(0, len(direction))
+    )
+    projection = flat @ direction
+    owner = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    best = torch.full((len(lengths),), -torch.inf).scatter_reduce(0, owner, projection, "amax")
+    return torch.where(torch.isinf(best), torch.zeros_like(best), best).numpy()
+
+
+def vector_path(lake: Lake, dataset: str, name: str) -> Path:
+    return lake.root / VECTOR_DIR / slug(dataset) / f"{slug(name)}.pt"
+
+
+def build_vector(
+    lake: Lake,
+    dataset: str,
+    name: str,
+    positive: Sequence[str],
+    negative: Sequence[str],
+    config: VectorConfig,
+    model: Any = None,
+) -> dict[str, Any]:
+    """Fit the direction, score every span of `pairs` [dataset], register `vec:`/`probe:<name>`."""
+    from sculpt.scan.models import LoadedModel, load_model
+    from sculpt.scan.run import read_pairs
+
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    loaded.check_layer(config.layer)
+    pos = torch.cat(token_acts(loaded, example_pairs(positive, "p"), config.layer))
+    neg = torch.cat(token_acts(loaded, example_pairs(negative, "n"), config.layer))
+    direction = fit_direction(pos, neg, config.probe, config.seed)
+    rows = read_pairs(lake, dataset)
+    spans, per_span = _dataset_span_acts(loaded, rows, config.layer)
+    raw = span_scores(per_span, direction)
+    z = (raw - raw.mean()) / (raw.std() + 1e-12)
+    kind = "probe" if config.probe else "vector"
+    concept_id = f"{'probe' if config.probe else 'vec'}:{name}"
+    meta = {
+        "name": name,
+        "concept_id": concept_id,
+        "kind": kind,
+        "dataset": dataset,
+        "model": loaded.name,
+        "d_model": loaded.d_model,
+        "config": asdict(config),
+        "n_positive": len(positive),
+        "n_negative": len(negative),
+        "score_mean": float(raw.mean()),
+        "score_sd": float(raw.std()),
+    }
+    path = vector_path(lake, dataset, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save({"direction": direction, **meta}, tmp)
+    tmp.replace(path)
+    write_json_atomic(meta, path.with_suffix(".json"))
+    concept = Concept(
+        concept_id,
+        kind,
+        name,
+        members=[name],
+        source={
+            "file": str(path.relative_to(lake.root)),
+            "layer": config.layer,
+            "model": loaded.name,
+        },
+    )
+    write_concepts(
+        lake,
+        dataset,
+        f"vector-{slug(name)}",
+        [concept],
+        score_table([concept_id], spans, z[None, :]),
+    )
+    return meta
+
+
+def _dataset_span_acts(
+    loaded: Any, rows: list[dict[str, Any]], layer: int
+) -> tuple[Spans, list[torch.Tensor]]:
+    from sculpt.scan.run import ScanConfig, iter_span_batches
+
+    spans = Spans([], [], [])
+    acts: list[torch.Tensor] = []
+    for batch in iter_span_batches(loaded, rows, ScanConfig(layer=layer, sample_tokens=0)):
+        for i in range(len(batch.pair_ids)):
+            spans.pair_ids.append(batch.pair_ids[i])
+            spans.sides.append(batch.sides[i])
+            spans.texts.append("")
+            acts.append(batch.acts[batch.offsets[i] : batch.offsets[i + 1]].float().cpu())
+    return spans, acts
+
+
+def load_vector(lake: Lake, dataset: str, name: str) -> tuple[torch.Tensor, dict[str, Any]]:
+    """(unit direction [d_model], meta incl. layer) of a stored vector concept."""
+    path = vector_path(lake, dataset, name)
+    if not path.exists():
+        raise UserError(f"vector {name}: none for dataset {dataset}; run `sculpt concept vector`")
+    saved = torch.load(path, weights_only=False)
+    direction = saved.pop("direction")
+    saved["layer"] = saved["config"]["layer"]
+    return direction, saved

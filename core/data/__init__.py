@@ -1,0 +1,1 @@
+"""Preference data in: ingest, record formats, file sources, the demo dataset."""

@@ -1,0 +1,302 @@
+"""Where ingest reads records from: JSON lines (plain or gzip), JSON, CSV, Parquet, and folders
+(a `datasets` save_to_disk folder, or a folder of data files). Every read error becomes one line
+naming the file and line (or row)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from sculpt.errors import UserError
+
+MAX_LINE_BYTES = 16 * 2**20
+"""Longest accepted line (or CSV field): a longer one is an error, never a hang or an OOM."""
+MAX_JSON_BYTES = 512 * 2**20
+"""Largest single-document .json file; bigger data belongs in JSON lines or Parquet."""
+SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz", ".csv", ".parquet", ".arrow")
+_BOM = b"\xef\xbb\xbf"
+
+
+_ARROW_JSON = pa_json.ReadOptions(block_size=8 << 20)
+
+
+class NotFlat(Exception):
+    """The fast JSON-lines reader cannot take this file as is; read it line by line instead."""
+
+
+def _plain_scalar(kind: pa.DataType) -> bool:
+    """Types whose Python values equal what json.loads gives (no timestamps, no nesting)."""
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_int64(kind)
+        or pa.types.is_float64(kind)
+        or pa.types.is_boolean(kind)
+    )
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path
+    name: str
+    """How messages and the `source` column name it (the file name)."""
+    _reading: list[Any] = field(default_factory=list, compare=False, repr=False)
+    """The open binary file while records() runs, so progress can ask how far it got."""
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def bytes_read(self) -> int:
+        """Bytes of the file consumed so far (compressed bytes for .gz): for a progress bar."""
+        if not self._reading:
+            return 0
+        handle = self._reading[0]
+        handle = getattr(handle, "fileobj", None) or handle  # a GzipFile's compressed stream
+        try:
+            return int(handle.tell())
+        except (OSError, ValueError, AttributeError):
+            return 0
+
+    @property
+    def kind(self) -> str:
+        name = self.path.name.lower()
+        for suffix, kind in (
+            (".json", "json"),
+            (".json.gz", "json"),
+            (".csv", "csv"),
+            (".parquet", "parquet"),
+            (".arrow", "arrow"),
+        ):
+            if name.endswith(suffix):
+                return kind
+        return "jsonl"
+
+    def where(self, loc: int | None) -> str:
+        """`data.jsonl line 7`, `data.parquet row 7` or `data.json record 7`."""
+        if loc is None:
+            return self.name
+        unit = {"jsonl": "line", "csv": "line", "json": "record"}.get(self.kind, "row")
+        return f"{self.name} {unit} {loc}"
+
+    def records(self, fast: bool = False) -> Iterator[tuple[int, Any]]:
+        """(location, record) for every record, in file order.
+
+        `fast` reads JSON lines with Arrow's parser when every value is a plain scalar; the
+        locations are then record numbers, not lines, and anything unusual raises `NotFlat`:
+        read again without `fast` for a message that names the line."""
+        if fast and self.kind == "jsonl":
+            yield from self._jsonl_arrow()
+            return
+        reader = {
+            "jsonl": self._jsonl,
+            "json": self._json,
+            "csv": self._csv,
+            "parquet": self._parquet,
+            "arrow": self._arrow,
+        }[self.kind]
+        try:
+            yield from reader()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UserError(f"{self.name}: cannot read ({exc})") from None
+
+    def _jsonl(self) -> Iterator[tuple[int, Any]]:
+        opener = gzip.open if self.path.name.endswith(".gz") else open
+        with opener(self.path, "rb") as fh:
+            self._reading[:] = [fh]
+            line = 0
+            while raw := fh.readline(MAX_LINE_BYTES + 1):
+                line += 1
+                if len(raw) > MAX_LINE_BYTES:
+                    raise UserError(
+                        f"{self.where(line)}: line longer than {MAX_LINE_BYTES >> 20} MiB; "
+                        "expected one JSON record per line"
+                    )
+                if line == 1 and raw.startswith(_BOM):
+                    raw = raw[3:]
+                if raw.isspace():
+                    continue
+                yield line, self._loads(raw, line)
+
+    def _jsonl_arrow(self) -> Iterator[tuple[int, Any]]:
+        raw = pa.OSFile(str(self.path))
+        stream = pa.CompressedInputStream(raw, "gzip") if self.path.name.endswith(".gz") else raw
+        self._reading[:] = [raw]
+        row = 0
+        try:
+            for batch in pa_json.open_json(stream, read_options=_ARROW_JSON):
+                if batch.num_rows and (
+                    not all(map(_plain_scalar, batch.schema.types))
+                    or any(column.null_count for column in batch.columns)
+                ):
+                    raise NotFlat(f"{self.name}: nested values or missing keys")
+                names = batch.schema.names
+                for values in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+                    row += 1
+                    yield row, dict(zip(names, values, strict=True))
+        except (pa.ArrowException, UnicodeDecodeError) as exc:
+            raise NotFlat(f"{self.name}: {exc}") from None
+        finally:
+            raw.close()
+
+    def _loads(self, raw: bytes, line: int) -> Any:
+        try:  # decoding here skips json's encoding sniffing and checks UTF-8 strictly
+            return json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise UserError(
+                f"{self.where(line)}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                f"{exc.start + 1}); re-save the file as UTF-8"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise UserError(
+                f"{self.where(line)}: invalid JSON ({exc.msg} at column {exc.pos + 1}); "
+                "expected one JSON object per line"
+            ) from None
+
+    def _json(self) -> Iterator[tuple[int, Any]]:
+        if self.path.stat().st_size > MAX_JSON_BYTES:
+            raise UserError(
+                f"{self.name}: over {MAX_JSON_BYTES >> 20} MiB as one JSON document; "
+                "convert it to JSON lines (.jsonl) or Parquet"
+            )
+        opener = gzip.open if self.path.name.endswith(".gz") else open
+        with opener(self.path, "rb") as fh:
+            data = fh.read(MAX_JSON_BYTES + 1)
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise UserError(
+                f"{self.name} line {line}: not UTF-8 (byte 0x{data[exc.start]:02x}); "
+                "re-save the file as UTF-8"
+            ) from None
+        if not text.strip():
+            return
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data" and text.lstrip().startswith("{"):
+                yield from self._jsonl()  # JSON lines saved as .json
+                return
+            raise UserError(
+                f"{self.name} line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
+            ) from None
+        yield from enumerate(_record_list(doc, self.name), start=1)
+
+    def _csv(self) -> Iterator[tuple[int, Any]]:
+        csv.field_size_limit(MAX_LINE_BYTES)
+        with open(self.path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+            self._reading[:] = [fh.buffer]
+            reader = csv.DictReader(fh)
+            start = 2
+            try:
+                for record in reader:
+                    if None in record:
+                        raise UserError(f"{self.where(start)}: more fields than the header")
+                    try:
+                        "".join(v or "" for v in record.values()).encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise UserError(
+                            f"{self.where(start)}: not UTF-8; re-save the file as UTF-8"
+                        ) from None
+                    yield start, record
+                    start = reader.line_num + 1
+            except csv.Error as exc:
+                raise UserError(f"{self.where(start)}: {exc}") from None
+
+    def _parquet(self) -> Iterator[tuple[int, Any]]:
+        try:
+            parquet = pq.ParquetFile(self.path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise UserError(f"{self.name}: not a readable Parquet file ({exc})") from None
+        yield from _batch_records(parquet.iter_batches(batch_size=2048), self)
+
+    def _arrow(self) -> Iterator[tuple[int, Any]]:
+        with pa.memory_map(str(self.path)) as mapped:
+            try:
+                batches: Iterator[pa.RecordBatch] = iter(pa.ipc.open_stream(mapped))
+            except pa.ArrowInvalid:
+                mapped.seek(0)
+                try:
+                    reader = pa.ipc.open_file(mapped)
+                except pa.ArrowInvalid as exc:
+                    raise UserError(f"{self.name}: not an Arrow file ({exc})") from None
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            yield from _batch_records(batches, self)
+
+
+def _batch_records(batches: Iterator[pa.RecordBatch], source: Source) -> Iterator[tuple[int, Any]]:
+    row = 0
+    for batch in batches:
+        try:
+            records = batch.to_pylist()
+        except (UnicodeDecodeError, pa.ArrowInvalid) as exc:
+            raise UserError(f"{source.where(row)}…: unreadable batch ({exc})") from None
+        for record in records:
+            yield row, record
+            row += 1
+
+
+def _record_list(doc: Any, name: str) -> list[Any]:
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, dict):
+        lists = [v for v in doc.values() if isinstance(v, list)]
+        if len(lists) == 1 and len(doc) == 1:
+            return lists[0]  # {"train": [...]}
+        if all(k in doc for k in ("chosen", "rejected")) or "response_a" in doc:
+            return [doc]
+    raise UserError(
+        f"{name}: expected a JSON list of records (or JSON lines); found {type(doc).__name__}"
+    )
+
+
+def find_sources(path: Path) -> list[Source]:
+    """The files to read for `path`: itself, a `datasets` folder's Arrow files, or a folder's
+    data files (not recursive)."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder")
+    if path.is_file():
+        if not path.name.lower().endswith(SUFFIXES):
+            raise UserError(
+                f"{path}: unsupported file type; expected one of {', '.join(SUFFIXES)} "
+                "or a datasets save_to_disk folder"
+            )
+        return [Source(path, path.name)]
+    return _folder_sources(path)
+
+
+def _folder_sources(folder: Path) -> list[Source]:
+    splits_file = folder / "dataset_dict.json"
+    if splits_file.exists():
+        splits = json.loads(splits_file.read_text()).get("splits", [])
+        if len(splits) != 1:
+            raise UserError(
+                f"{folder}: a DatasetDict with splits {', '.join(splits)}; pass one, "
+                f"e.g. {folder / (splits[0] if splits else 'train')}"
+            )
+        return _folder_sources(folder / splits[0])
+    state = folder / "state.json"
+    if state.exists():
+        files = [f["filename"] for f in json.loads(state.read_text()).get("_data_files", [])]
+        return [Source(folder / f, f"{folder.name}/{f}") for f in files]
+    found = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.name.lower().endswith(SUFFIXES) and not p.name.startswith(".")
+    )
+    if not found:
+        raise UserError(
+            f"{folder}: folder has no data files ({', '.join(SUFFIXES)}) and is not a "
+            "datasets save_to_disk folder"
+        )
+    return [Source(p, f"{folder.name}/{p.name}") for p in found]

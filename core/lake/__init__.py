@@ -1,0 +1,1 @@
+"""The Parquet lake: atomic writes, partitions, logs, DuckDB views; object storage; table schemas."""

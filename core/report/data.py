@@ -1,0 +1,352 @@
+"""Everything an audit report shows, collected from the lake into plain dicts (no HTML here).
+
+Each section is `None` when its stage has not run; `missing[section]` then names the command that
+fills it, so the report says "not run yet: run `sculpt …`" instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from sculpt.concepts.evidence import concept_cards
+from sculpt.errors import UserError
+from sculpt.lake.store import Lake, slug
+from sculpt.plan import decisions as decision_log
+from sculpt.report.runs import collect_runs
+
+LENGTH_BINS = 30
+ALL_ROWS = 500
+"""Rows of the sortable "all tested" table (by rank); the count of tests is always the full one."""
+
+
+def collect(
+    lake: Lake,
+    dataset: str,
+    runs: Sequence[str] | None = None,
+    analysis: str | None = None,
+    top: int = 15,
+    cards: int = 10,
+) -> dict[str, Any]:
+    """The report's data for `dataset`: summary, hypotheses, cards, decisions, runs (DESIGN §1)."""
+    con = lake.connect()
+    tables = set(lake.tables())
+    try:
+        summary = _summary(con, tables, dataset)
+        known = lake.has("pairs", {"dataset": dataset}) or lake.has(
+            "hypotheses", {"dataset": dataset}
+        )
+        if not known:
+            raise UserError(
+                f"dataset {dataset!r}: not in lake {lake.root.name!r}; "
+                f"run `sculpt ingest FILE --name {dataset}` or `sculpt audit FILE --name {dataset}`"
+            )
+        key = analysis or _latest_analysis(lake, con, tables, dataset)
+        hyps = _hypotheses(con, tables, dataset, key, top) if key else None
+        predictive = _predictive(con, tables, dataset, key) if key else None
+        labels = _labels(con, tables, dataset, hyps)
+        top_rows = _card_targets(hyps, cards)
+        data: dict[str, Any] = {
+            "dataset": dataset,
+            "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "summary": summary,
+            "model": _model_info(lake, con, tables, dataset, hyps),
+            "analysis": key,
+            "hypotheses": hyps,
+            "predictive": predictive,
+            "cards": concept_cards(lake, con, tables, dataset, top_rows) if top_rows else None,
+            "decisions": _decisions(lake, dataset, labels),
+            "runs": collect_runs(lake, con, tables, dataset, runs),
+        }
+    finally:
+        con.close()
+    data["missing"] = missing_commands(data)
+    return data
+
+
+def missing_commands(data: dict[str, Any]) -> dict[str, str]:
+    """For each empty section, the command that would fill it."""
+    name = data["dataset"]
+    commands = {
+        "summary": f"sculpt ingest FILE --name {name}",
+        "model": f"sculpt scan {name}",
+        "hypotheses": f"sculpt analyze {name}",
+        "predictive": f"sculpt analyze {name}",
+        "cards": f"sculpt analyze {name}",
+        "decisions": f"sculpt triage {name}",
+        "runs": f"sculpt plan {name} && sculpt train --config run.yaml",
+    }
+    return {section: cmd for section, cmd in commands.items() if not data.get(section)}
+
+
+def rows(con: duckdb.DuckDBPyConnection, query: str, params: list[Any]) -> list[dict[str, Any]]:
+    """Query result as a list of dicts."""
+    result = con.execute(query, params)
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, rec, strict=True)) for rec in result.fetchall()]
+
+
+# ---- dataset summary ---------------------------------------------------------------------------
+def _summary(
+    con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str
+) -> dict[str, Any] | None:
+    if "pairs" not in tables:
+        return None
+    part = slug(dataset)
+    lengths = rows(
+        con,
+        "select len(string_split_regex(trim(chosen), '\\s+')) as c, "
+        "len(string_split_regex(trim(rejected), '\\s+')) as r from pairs where dataset = ?",
+        [part],
+    )
+    if not lengths:
+        return None
+    reasons: list[dict[str, Any]] = []
+    if "rejects" in tables:
+        reasons = rows(
+            con,
+            "select reason, count(*) as n from rejects where dataset = ? "
+            "group by 1 order by 2 desc",
+            [part],
+        )
+    sources = rows(con, "select distinct source from pairs where dataset = ? order by 1", [part])
+    chosen = [r["c"] for r in lengths]
+    rejected = [r["r"] for r in lengths]
+    return {
+        "kept": len(lengths),
+        "rejected": sum(r["n"] for r in reasons),
+        "reasons": reasons,
+        "sources": [Path(str(s["source"])).name for s in sources if s["source"]],
+        "lengths": length_summary(chosen, rejected),
+    }
+
+
+def length_summary(chosen: list[int], rejected: list[int]) -> dict[str, Any]:
+    """Shared-bin histograms of response length in words, plus the paired comparison."""
+    both = sorted(chosen + rejected)
+    upper = max(both[min(len(both) - 1, int(0.99 * len(both)))], 1)
+    width = max(1, -(-upper // LENGTH_BINS))
+    edges = [i * width for i in range(LENGTH_BINS + 1)]
+
+    def counts(values: list[int]) -> list[int]:
+        out = [0] * LENGTH_BINS
+        for v in values:
+            out[min(v // width, LENGTH_BINS - 1)] += 1
+        return out
+
+    n = len(chosen)
+    return {
+        "edges": edges,
+        "chosen": counts(chosen),
+        "rejected": counts(rejected),
+        "mean_chosen": sum(chosen) / n,
+        "mean_rejected": sum(rejected) / n,
+        "median_chosen": sorted(chosen)[n // 2],
+        "median_rejected": sorted(rejected)[n // 2],
+        "chosen_longer": sum(c > r for c, r in zip(chosen, rejected, strict=True)) / n,
+    }
+
+
+# ---- model, layer, SAE -------------------------------------------------------------------------
+def _model_info(
+    lake: Lake,
+    con: duckdb.DuckDBPyConnection,
+    tables: set[str],
+    dataset: str,
+    hyps: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    part = slug(dataset)
+    models: list[str] = []
+    layers: list[str] = []
+    spans: dict[str, Any] = {}
+    if "spans" in tables:
+        models = [
+            r["model"]
+            for r in rows(con, "select distinct model from spans where dataset = ?", [part])
+        ]
+        found = rows(
+            con,
+            "select count(*) as n, sum(n_tokens) as tokens, sum(n_truncated) as truncated, "
+            "count(*) filter (where n_truncated > 0) as spans_truncated "
+            "from spans where dataset = ?",
+            [part],
+        )
+        spans = found[0] if found and found[0]["n"] else {}
+    if "acts" in tables:
+        layers = [
+            r["layer"]
+            for r in rows(con, "select distinct layer from acts where dataset = ?", [part])
+        ]
+    saes = [_sae_info(lake, sae_id) for sae_id in _sae_ids(con, tables, part, hyps)]
+    if not (models or layers or saes):
+        return None
+    return {"models": models, "layers": layers, "spans": spans, "saes": saes}
+
+
+def _sae_ids(
+    con: duckdb.DuckDBPyConnection, tables: set[str], part: str, hyps: dict[str, Any] | None
+) -> list[str]:
+    ids: list[str] = []
+    for row in (hyps or {}).get("all", []):
+        if row["concept_id"].startswith(("sae:", "fc:")):
+            sae_id = row["concept_id"].split(":", 1)[1].rsplit(":", 1)[0]
+            if sae_id not in ids:
+                ids.append(sae_id)
+    if not ids and "span_features" in tables:
+        found = rows(
+            con, "select distinct sae from span_features where dataset = ? order by 1", [part]
+        )
+        ids = [r["sae"] for r in found]
+    return ids
+
+
+SAE_FIELDS = ("model", "layer", "d_in", "d_sae", "width", "k", "architecture", "tokens", "source")
+
+
+def _sae_info(lake: Lake, sae_id: str) -> dict[str, Any]:
+    """The SAE's `sculpt.json`, reduced to what a reader needs (no machine paths)."""
+    path = lake.root / "saes" / sae_id / "sculpt.json"
+    meta: dict[str, Any] = {}
+    if path.exists():
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+    info = {k: meta[k] for k in SAE_FIELDS if k in meta and not _is_path(meta[k])}
+    quality = meta.get("quality") if isinstance(meta.get("quality"), dict) else {}
+    return {"sae_id": sae_id, **info, "quality": quality}
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, str) and (value.startswith(("/", "~")) or ":\\" in value)
+
+
+# ---- hypotheses --------------------------------------------------------------------------------
+def _latest_analysis(
+    lake: Lake, con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str
+) -> str | None:
+    from sculpt.analysis.analyze import latest_analysis
+
+    key = latest_analysis(lake, dataset)
+    if key:
+        return str(key)
+    if "hypotheses" not in tables:
+        return None
+    # Without the manifest's word, the most recently written partition is the latest analysis.
+    base = lake.partition_dir("hypotheses", {"dataset": dataset})
+    parts = [p for p in base.glob("analysis=*") if p.is_dir()] if base.exists() else []
+    if not parts:
+        return None
+    return max(parts, key=lambda p: p.stat().st_mtime).name.split("=", 1)[1]
+
+
+def _hypotheses(
+    con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str, analysis: str, top: int
+) -> dict[str, Any] | None:
+    if "hypotheses" not in tables:
+        return None
+    found = rows(
+        con,
+        "select * exclude (schema_version) from hypotheses where dataset = ? and analysis = ? "
+        "order by coalesce(rank, 2147483647), abs(d) desc",
+        [slug(dataset), slug(analysis)],
+    )
+    if not found:
+        return None
+    for r in found:
+        r.pop("dataset", None)
+        r.pop("analysis", None)
+        r["label"] = r.get("label") or r["concept_id"]
+    glob = [r for r in found if r["scope"] == "global"]
+    return {
+        "all": glob[:ALL_ROWS],
+        "chosen": [r for r in glob if r["lean"] == "chosen"][:top],
+        "rejected": [r for r in glob if r["lean"] == "rejected"][:top],
+        "conditional": [r for r in found if r["scope"] != "global"][:top],
+        "n_tested": len(glob),
+        "n_significant": sum(1 for r in glob if (r.get("q") or 1.0) < 0.05),
+    }
+
+
+def _card_targets(hyps: dict[str, Any] | None, cards: int) -> list[dict[str, Any]]:
+    """The strongest hypotheses of both leans, interleaved so each lean gets cards."""
+    if not hyps or cards <= 0:
+        return []
+    chosen, rejected = hyps["chosen"], hyps["rejected"]
+    out: list[dict[str, Any]] = []
+    for i in range(max(len(chosen), len(rejected))):
+        out.extend(r for r in (chosen[i : i + 1] + rejected[i : i + 1]))
+    return out[:cards]
+
+
+def _predictive(
+    con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str, analysis: str
+) -> list[dict[str, Any]] | None:
+    if "predictive" not in tables:
+        return None
+    found = rows(
+        con,
+        "select model, auc, auc_sd, top_concepts from predictive "
+        "where dataset = ? and analysis = ?",
+        [slug(dataset), slug(analysis)],
+    )
+    for r in found:
+        try:
+            r["top_concepts"] = [list(x) for x in json.loads(r["top_concepts"] or "[]")][:10]
+        except (json.JSONDecodeError, TypeError):
+            r["top_concepts"] = []
+    order = {"concepts": 0, "length": 1}
+    return sorted(found, key=lambda r: order.get(r["model"], 2)) or None
+
+
+# ---- decisions ---------------------------------------------------------------------------------
+def _labels(
+    con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str, hyps: dict[str, Any] | None
+) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    if "concepts" in tables:
+        for r in rows(
+            con, "select concept_id, label from concepts where dataset = ?", [slug(dataset)]
+        ):
+            if r["label"]:
+                labels[r["concept_id"]] = r["label"]
+    for r in (hyps or {}).get("all", []):
+        labels.setdefault(r["concept_id"], r["label"])
+    return labels
+
+
+def _decisions(lake: Lake, dataset: str, labels: dict[str, str]) -> list[dict[str, Any]] | None:
+    log = decision_log.history(lake, dataset)
+    if not log:
+        return None
+    in_force = {d.ts for d in decision_log.current(lake, dataset)}
+    undone = {d.undo_of for d in log if d.undo_of is not None}
+    out = []
+    for d in log:
+        if d.undo_of is not None:
+            state = "undo"
+        elif d.ts in undone:
+            state = "withdrawn"
+        else:
+            state = "in force" if d.ts in in_force else "replaced"
+        out.append(
+            {
+                "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime(d.ts)),
+                "who": d.author,
+                "glyph": d.glyph,
+                "action": d.action,
+                "method": d.method,
+                "strength": d.strength,
+                "scope": d.scope,
+                "concept_id": d.concept_id,
+                "label": labels.get(d.concept_id, ""),
+                "why": d.note,
+                "state": state,
+            }
+        )
+    return out

@@ -1,0 +1,178 @@
+"""Training runs for the report: plan, config, training curves (metrics.jsonl), eval tables."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from sculpt.errors import UserError
+from sculpt.lake.store import Lake
+from sculpt.lake.store import fetch_dicts as _rows
+
+CHECKPOINT_ORDER = ("base", "baseline", "shaped")
+"""base → plain DPO → shaped DPO, then any other checkpoint by name."""
+CURVE_POINTS = 200
+MAX_CURVES = 6
+CURVE_PREFERENCE = ("loss", "rewards/margins", "rewards/accuracies", "eval_loss", "grad_norm")
+
+
+def collect_runs(
+    lake: Lake,
+    con: duckdb.DuckDBPyConnection,
+    tables: set[str],
+    dataset: str,
+    wanted: Sequence[str] | None,
+) -> list[dict[str, Any]] | None:
+    """The latest row of each run of `dataset` (or the runs named), with its curves and evals."""
+    if "runs" not in tables:
+        if wanted:
+            raise UserError(
+                f"--run {wanted[0]}: the lake has no runs yet; train one with `sculpt train`"
+            )
+        return None
+    latest = _rows(
+        con,
+        "select * exclude (schema_version) from runs "
+        "qualify row_number() over (partition by run_id order by ts desc) = 1 order by ts",
+        [],
+    )
+    if wanted:
+        known = {r["run_id"] for r in latest}
+        for run_id in wanted:
+            if run_id not in known:
+                raise UserError(
+                    f"--run {run_id}: not in the runs log; list them with "
+                    '`sculpt lake sql "select run_id, dataset, status from runs"`'
+                )
+        chosen = [r for r in latest if r["run_id"] in set(wanted)]
+    else:
+        chosen = [r for r in latest if r.get("dataset") in (None, dataset)]
+    if not chosen:
+        return None
+    return [_run(lake, con, tables, r) for r in chosen]
+
+
+def _run(
+    lake: Lake, con: duckdb.DuckDBPyConnection, tables: set[str], row: dict[str, Any]
+) -> dict[str, Any]:
+    run_dir = _resolve_dir(lake, row.get("dir"))
+    return {
+        "run_id": row["run_id"],
+        "status": row.get("status"),
+        "dir": _display_dir(lake, row.get("dir")),
+        "config": _pretty(row.get("config")),
+        "plan": _pretty(row.get("plan")),
+        "metrics": _json_dict(row.get("metrics")),
+        "curves": training_curves(run_dir / "metrics.jsonl") if run_dir else {},
+        "evals": _evals(con, tables, row["run_id"]),
+    }
+
+
+def _json_any(text: Any) -> Any:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _pretty(text: Any) -> str:
+    """A JSON column indented for reading; empty for an empty plan or config."""
+    value = _json_any(text)
+    if not value:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, indent=1, ensure_ascii=False)
+
+
+def _json_dict(text: Any) -> dict[str, Any]:
+    value = _json_any(text)
+    return value if isinstance(value, dict) else {}
+
+
+def _resolve_dir(lake: Lake, text: Any) -> Path | None:
+    if not isinstance(text, str) or not text:
+        return None
+    path = Path(text)
+    candidates = [path] if path.is_absolute() else [path, lake.root / path, lake.root.parent / path]
+    return next((p for p in candidates if p.is_dir()), None)
+
+
+def _display_dir(lake: Lake, text: Any) -> str:
+    """The run folder as a reader may name it, never an absolute path of this machine."""
+    if not isinstance(text, str) or not text:
+        return ""
+    path = Path(text)
+    if not path.is_absolute():
+        return text
+    for base in (lake.root.resolve().parent, Path.cwd()):
+        try:
+            return str(path.resolve().relative_to(base))
+        except ValueError:
+            continue
+    return f"runs/{path.name}"
+
+
+def training_curves(path: Path) -> dict[str, list[list[float]]]:
+    """Numeric series of a metrics.jsonl keyed by name, as [step, value] points (thinned)."""
+    if not path.is_file():
+        return {}
+    series: dict[str, list[list[float]]] = {}
+    with open(path) as fh:
+        for index, line in enumerate(fh):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            step = record.get("step", record.get("global_step", index))
+            for key, value in record.items():
+                if key in ("step", "global_step", "epoch", "ts", "time") or isinstance(value, bool):
+                    continue
+                if (
+                    isinstance(value, int | float)
+                    and math.isfinite(value)
+                    and isinstance(step, int | float)
+                ):
+                    series.setdefault(key, []).append([float(step), float(value)])
+    ranked = sorted(
+        series, key=lambda k: (CURVE_PREFERENCE.index(k) if k in CURVE_PREFERENCE else 99, k)
+    )
+    return {k: _thin(series[k]) for k in ranked[:MAX_CURVES] if len(series[k]) >= 2}
+
+
+def _thin(points: list[list[float]]) -> list[list[float]]:
+    if len(points) <= CURVE_POINTS:
+        return points
+    stride = math.ceil(len(points) / CURVE_POINTS)
+    return points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
+
+
+def _evals(con: duckdb.DuckDBPyConnection, tables: set[str], run_id: str) -> dict[str, Any] | None:
+    """Latest value per (metric, concept, checkpoint), as a table with checkpoints as columns."""
+    if "evals" not in tables:
+        return None
+    found = _rows(
+        con,
+        "select checkpoint, metric, concept_id, value, n, ci_lo, ci_hi from evals where run_id = ? "
+        "qualify row_number() over "
+        "(partition by checkpoint, metric, concept_id order by ts desc) = 1",
+        [run_id],
+    )
+    if not found:
+        return None
+    names = {r["checkpoint"] for r in found}
+    checkpoints = [c for c in CHECKPOINT_ORDER if c in names]
+    checkpoints += sorted(names - set(checkpoints))
+    table: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in found:
+        key = (r["metric"], r["concept_id"] or "")
+        row = table.setdefault(key, {"metric": key[0], "concept_id": key[1], "cells": {}})
+        row["cells"][r["checkpoint"]] = {k: r[k] for k in ("value", "n", "ci_lo", "ci_hi")}
+    return {"checkpoints": checkpoints, "rows": [table[k] for k in sorted(table)]}

@@ -1,0 +1,1 @@
+"""Sparse autoencoders: training, the registry, encoding spans, feature cards and labels."""

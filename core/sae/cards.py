@@ -1,0 +1,200 @@
+"""Feature cards (`features` [sae]) and SAE features as concepts (`concepts` [dataset, sae-<id>]).
+
+A card holds density, mean activation, the top-activating contexts (±`window` tokens from
+`spans`, the activating token marked) and the tokens over-represented where the feature fires
+(log-odds with a Dirichlet prior against all tokens of the dataset); its label is made from those
+tokens. An LLM label (`labeler`, an OpenAI-compatible chat endpoint) is optional and never feeds
+statistics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from sculpt.concepts.ngrams import log_odds_dirichlet
+from sculpt.concepts.registry import Concept, write_concepts
+from sculpt.lake import schemas
+from sculpt.lake.store import Lake
+from sculpt.sae.labeler import Labeler, llm_labels
+from sculpt.sae.registry import load_sae
+
+FEATURES_SCHEMA = schemas.FEATURES
+
+
+def _spans(
+    lake: Lake, dataset: str, model: str
+) -> dict[tuple[str, str], tuple[list[int], list[str]]]:
+    table = lake.read("spans", {"dataset": dataset, "model": model})
+    return {
+        (p, s): (ids, toks)
+        for p, s, ids, toks in zip(
+            table.column("pair_id").to_pylist(),
+            table.column("side").to_pylist(),
+            table.column("token_ids").to_pylist(),
+            table.column("tokens").to_pylist(),
+            strict=True,
+        )
+    }
+
+
+def feature_stats(
+    span_features: pa.Table, n_tokens: dict[tuple[str, str], int]
+) -> dict[int, tuple[float, float]]:
+    """feature → (density over all tokens, mean activation where active)."""
+    features = span_features.column("feature").to_numpy()
+    lengths = np.array(
+        [
+            n_tokens.get(k, 0)
+            for k in zip(
+                span_features.column("pair_id").to_pylist(),
+                span_features.column("side").to_pylist(),
+                strict=True,
+            )
+        ],
+        dtype=np.float64,
+    )
+    active = span_features.column("freq").to_numpy().astype(np.float64) * lengths
+    sums = span_features.column("sum_act").to_numpy().astype(np.float64)
+    width = int(features.max()) + 1 if len(features) else 0
+    active_total = np.bincount(features, active, width)
+    sum_total = np.bincount(features, sums, width)
+    total = max(sum(n_tokens.values()), 1)
+    return {
+        int(f): (active_total[f] / total, sum_total[f] / max(active_total[f], 1e-9))
+        for f in np.flatnonzero(active_total)
+    }
+
+
+def context(tokens: list[str], pos: int, window: int) -> dict[str, Any]:
+    return {
+        "text_before": "".join(tokens[max(0, pos - window) : pos]),
+        "token": tokens[pos] if pos < len(tokens) else "",
+        "text_after": "".join(tokens[pos + 1 : pos + 1 + window]),
+    }
+
+
+def over_represented(
+    foreground: dict[int, float], background: np.ndarray, vocab: dict[int, str], top: int
+) -> list[tuple[str, float]]:
+    """Tokens most over-represented in `foreground` counts vs the dataset (log-odds z)."""
+    ids = np.fromiter(foreground, np.int64)
+    if not len(ids):
+        return []
+    counts = np.fromiter(foreground.values(), np.float64)
+    rest = np.maximum(background[ids] - counts, 0)
+    prior = 0.5 + 10 * background[ids] / background.sum()
+    _, z = log_odds_dirichlet(counts, rest, prior)
+    order = np.argsort(-z)[:top]
+    return [(vocab[int(ids[i])], round(float(z[i]), 2)) for i in order if z[i] > 0]
+
+
+def token_label(top_tokens: list[tuple[str, float]]) -> str:
+    shown = [repr(t.strip() or t)[1:-1] for t, _ in top_tokens[:3]]
+    return " · ".join(shown) if shown else "(no distinctive tokens)"
+
+
+def build_cards(
+    lake: Lake,
+    dataset: str,
+    sae_id: str,
+    contexts: int = 8,
+    window: int = 8,
+    top: int = 10,
+    labeler: Labeler | None = None,
+) -> pa.Table:
+    """Write `features` [sae] and the `concepts` rows of an encoded SAE; return the cards."""
+    _, info = load_sae(lake, sae_id)
+    spans = _spans(lake, dataset, str(info["model"]))
+    span_features = lake.read("span_features", {"dataset": dataset, "sae": sae_id})
+    token_features = lake.read("token_features", {"dataset": dataset, "sae": sae_id})
+    stats = feature_stats(span_features, {k: len(v[0]) for k, v in spans.items()})
+    vocab: dict[int, str] = {}
+    all_ids = []
+    for ids, toks in spans.values():
+        vocab.update(zip(ids, toks, strict=True))
+        all_ids.extend(ids)
+    background = np.bincount(
+        np.asarray(all_ids, dtype=np.int64), minlength=max(vocab, default=0) + 1
+    )
+    by_feature: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in token_features.sort_by([("act", "descending")]).to_pylist():
+        by_feature[row["feature"]].append(row)
+    rows = [
+        _card(
+            feature,
+            stats[feature],
+            by_feature.get(feature, []),
+            spans,
+            background,
+            vocab,
+            contexts,
+            window,
+            top,
+        )
+        for feature in sorted(stats)
+    ]
+    if labeler:
+        llm_labels(rows, labeler)
+    table = pa.Table.from_pylist(rows, schema=FEATURES_SCHEMA)
+    lake.replace_partition("features", {"sae": sae_id}, table)
+    concepts = [
+        Concept(
+            f"sae:{sae_id}:{r['feature']}",
+            "sae_feature",
+            str(r["label"]),
+            members=[r["feature"]],
+            source={"sae": sae_id, "layer": info["layer"], "feature": r["feature"]},
+        )
+        for r in rows
+    ]
+    write_concepts(lake, dataset, f"sae-{sae_id}", concepts)
+    return table
+
+
+def _card(
+    feature: int,
+    stats: tuple[float, float],
+    hits: list[dict[str, Any]],
+    spans: dict[tuple[str, str], tuple[list[int], list[str]]],
+    background: np.ndarray,
+    vocab: dict[int, str],
+    contexts: int,
+    window: int,
+    top: int,
+) -> dict[str, Any]:
+    """One feature's card row from its top token activations (`hits`, strongest first)."""
+    foreground: dict[int, float] = defaultdict(float)
+    cards: list[dict[str, Any]] = []
+    for hit in hits:
+        ids, toks = spans.get((hit["pair_id"], hit["side"]), ([], []))
+        if hit["pos"] >= len(ids):
+            continue
+        foreground[ids[hit["pos"]]] += 1.0
+        for near in (hit["pos"] - 1, hit["pos"] + 1):
+            if 0 <= near < len(ids):
+                foreground[ids[near]] += 0.5  # neighbours say what the token is part of
+        if len(cards) < contexts:
+            cards.append(
+                {
+                    "pair_id": hit["pair_id"],
+                    "side": hit["side"],
+                    "pos": hit["pos"],
+                    **context(toks, hit["pos"], window),
+                    "act": round(hit["act"], 4),
+                }
+            )
+    top_tokens = over_represented(foreground, background, vocab, top)
+    return {
+        "feature": feature,
+        "density": stats[0],
+        "mean_act": stats[1],
+        "label": token_label(top_tokens),
+        "label_source": "tokens",
+        "top_tokens": json.dumps(top_tokens, ensure_ascii=False),
+        "contexts": json.dumps(cards, ensure_ascii=False),
+    }

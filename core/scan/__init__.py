@@ -1,0 +1,1 @@
+"""Residual-stream activations: models, chat-template tokens, the truncated forward, shards, Ray."""

@@ -1,0 +1,1 @@
+"""Fixtures for tests and benchmarks (sample lakes, concept planting); the product never imports it."""

@@ -90,7 +90,8 @@ def synthetic_lake(
 
 def run_child(root: str, dataset: str) -> None:
     """Time one analysis in this (fresh) process and print wall time and peak RSS as JSON."""
-    from sculpt.analysis.analyze import AnalyzeConfig, analyze
+    from sculpt.analysis.analyze import analyze
+    from sculpt.analysis.config import AnalyzeConfig
 
     started = time.perf_counter()
     report = analyze(Lake.open(root), dataset, AnalyzeConfig(), progress=False)

@@ -58,6 +58,7 @@ def rss_gb() -> float:
 def run_child(root: str, dataset: str) -> None:
     """Analyze once in this fresh process; print stage times, CPU and memory as JSON."""
     import sculpt.analysis.analyze as analyze_module
+    from sculpt.analysis.config import AnalyzeConfig
 
     marks: list[tuple[float, float]] = []
     # Stage boundaries from analyze's own progress steps (read, clusters, global, predictive,
@@ -67,7 +68,7 @@ def run_child(root: str, dataset: str) -> None:
     )
     baseline = rss_gb()
     start = (time.perf_counter(), time.process_time())
-    analyze_module.analyze(Lake.open(root), dataset, analyze_module.AnalyzeConfig(), progress=False)
+    analyze_module.analyze(Lake.open(root), dataset, AnalyzeConfig(), progress=False)
     times = [start, *marks]
     stages = {
         clock: dict(

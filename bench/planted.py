@@ -25,7 +25,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from sculpt.analysis.analyze import AnalyzeConfig, analyze
+from sculpt.analysis.analyze import analyze
+from sculpt.analysis.config import AnalyzeConfig
 from sculpt.analysis.known_answer import planted_ranks
 from sculpt.cli.analyze import read_hypotheses
 from sculpt.data.ingest import ingest

@@ -395,7 +395,8 @@ class Audit:
         return f"{len(found):,} n-grams registered (top: {shown})"
 
     def _analyze(self) -> str:
-        from sculpt.analysis.analyze import AnalyzeConfig, analyze
+        from sculpt.analysis.analyze import analyze
+        from sculpt.analysis.config import AnalyzeConfig
 
         sae = self.sae_id if self.sae_id and self._encoded() else None
         config = AnalyzeConfig(seed=self.config.seed, sae=sae)

@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from sculpt.analysis.analyze import AnalyzeConfig, analyze, latest_analysis
+from sculpt.analysis.analyze import analyze
+from sculpt.analysis.config import AnalyzeConfig, latest_analysis
 from sculpt.cli.main import main
 from sculpt.lake.store import Lake
 

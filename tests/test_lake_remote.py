@@ -16,7 +16,8 @@ import pytest
 from lakes import cake_pairs, pairs_lake
 
 import sculpt.lake.remote as lake_remote
-from sculpt.analysis.analyze import AnalyzeConfig, analyze
+from sculpt.analysis.analyze import analyze
+from sculpt.analysis.config import AnalyzeConfig
 from sculpt.cli.main import main
 from sculpt.concepts.lexical import score_dataset
 from sculpt.data.demo import write_demo

@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 
+from sculpt.analysis.config import latest_analysis
 from sculpt.lake.store import Lake, slug
 
 SORT_COLUMNS = ("rank", "delta_min", "delta", "d", "q", "n_in", "split_half_ok", "label")
@@ -101,34 +102,6 @@ class Page:
     total: int
     filters: Filters
     sort: Sort
-
-
-def latest_analysis(lake: Lake, dataset: str) -> str | None:
-    """The analysis to triage: the newest `analyze` run in the manifest whose partition exists
-    (the rule of sculpt.analysis.analyze.latest_analysis, read here without importing scipy), else the
-    newest partition on disk."""
-    folder = lake.partition_dir("hypotheses", {"dataset": dataset})
-    on_disk = (
-        {
-            p.name.split("=", 1)[1]: p
-            for p in folder.glob("analysis=*")
-            if p.is_dir() and any(p.rglob("*.parquet"))
-        }
-        if folder.exists()
-        else {}
-    )
-    runs = [
-        m
-        for m in lake.manifest()
-        if m.get("stage") == "analyze"
-        and m.get("dataset") == dataset
-        and slug(str(m.get("analysis"))) in on_disk
-    ]
-    if runs:
-        return slug(str(max(runs, key=lambda m: m.get("ts", 0))["analysis"]))
-    if not on_disk:
-        return None
-    return max(on_disk, key=lambda key: on_disk[key].stat().st_mtime)
 
 
 class TriageData:

@@ -3,18 +3,17 @@ power), write `clusters`, `hypotheses`, `predictive` and the feature-cluster con
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
 from sculpt.analysis.conditional import Views, concept_rows, conditional_views, settings_for
+from sculpt.analysis.config import STAGE, AnalyzeConfig
 from sculpt.analysis.inputs import (
     SIDES,
     ConceptScores,
@@ -32,65 +31,7 @@ from sculpt.errors import UserError
 from sculpt.lake.store import Lake
 
 if TYPE_CHECKING:
-    from sculpt.lake.remote import RemoteLake
-
-STAGE = "analyze"
-
-
-@dataclass
-class AnalyzeConfig:
-    """What `sculpt analyze` computes; its hash is the `analysis` partition key."""
-
-    seed: int = 0
-    """Seed of every random step (bootstrap, permutations, halves, clustering, CV)."""
-    sae: str | None = None
-    """SAE whose features enter the analysis (default: every SAE with span_features; the
-    conditional views need exactly one)."""
-    score: Literal["max_act", "freq"] = "max_act"
-    """Span summary of an SAE feature used by the global lean."""
-    freq_threshold: float = 0.01
-    """A feature fires on a span when freq > this (conditional views, DESIGN §4)."""
-    n_boot: int = 1000
-    """Bootstrap resamples for the CI of Δ."""
-    n_perm: int = 10000
-    """Sign flips for concepts with few nonzero differences (the rest use the exact limit)."""
-    alpha: float = 0.05
-    """FDR level for `length_only` marks."""
-    min_support: int | None = None
-    """Pairs where a concept fires (either side) needed to test it; None: min(10, 1% of N),
-    at least 5."""
-    edge_fraction: float = 0.01
-    """Share of feature pairs kept as MI edges (the preprint's top 1%)."""
-    min_community: int = 4
-    """Smallest feature community kept as a feature cluster."""
-    min_feature_cluster: int | None = None
-    """|T_m| filter for conditional hypotheses; None: scaled by SAE width (4–10)."""
-    n_data_clusters: int | None = None
-    """K of the data (and prompt) clusters; None: scaled by N (2–64)."""
-    min_cluster_pairs: int | None = None
-    """n_k filter for conditional hypotheses; None: scaled by N (8–25)."""
-    silent_quantile: float = 0.05
-    """Pairs whose activity norm is below this quantile form the silent bucket."""
-    predictive_folds: int = 5
-    """Cross-validation folds of the predictive model."""
-    predictive_max_pairs: int = 10000
-    """Pairs sampled (seeded) for the predictive model."""
-
-    def __post_init__(self) -> None:
-        if self.n_boot < 100:
-            raise ValueError("n_boot must be ≥ 100 for a 95% percentile interval; raise it")
-        if not 0 < self.edge_fraction <= 1:
-            raise ValueError("edge_fraction must be in (0, 1]; the preprint uses 0.01")
-        if not 0 <= self.silent_quantile < 0.5:
-            raise ValueError("silent_quantile must be in [0, 0.5); the preprint uses 0.05")
-        if self.predictive_folds < 2:
-            raise ValueError("predictive_folds must be ≥ 2")
-
-    def key(self) -> str:
-        """A short hash of the config: the `analysis` partition key."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:10]
-
+    pass
 
 @dataclass
 class AnalysisReport:
@@ -109,12 +50,6 @@ class AnalysisReport:
 def min_support(n_pairs: int) -> int:
     """Pairs a concept must fire in to be tested: ≥ 1% of pairs or ≥ 10 pairs, at least 5."""
     return max(5, min(10, math.ceil(0.01 * n_pairs)))
-
-
-def latest_analysis(lake: Lake | RemoteLake, dataset: str) -> str | None:
-    """The analysis key most recently written for `dataset` (from the manifest)."""
-    runs = [m for m in lake.manifest() if m.get("stage") == STAGE and m.get("dataset") == dataset]
-    return max(runs, key=lambda m: m["ts"])["analysis"] if runs else None
 
 
 def analyze(

@@ -19,7 +19,7 @@ from sculpt.analysis.inputs import HYPOTHESIS_SCHEMA, SIDES, Pairs, SaeSpans, hy
 from sculpt.analysis.stats import in_out_contrast
 
 if TYPE_CHECKING:
-    from sculpt.analysis.analyze import AnalyzeConfig
+    from sculpt.analysis.config import AnalyzeConfig
 
 Z_95 = 1.959963984540054
 

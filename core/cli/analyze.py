@@ -63,7 +63,8 @@ def register(add: Any) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from sculpt.analysis.analyze import AnalyzeConfig, analyze
+    from sculpt.analysis.analyze import analyze
+    from sculpt.analysis.config import AnalyzeConfig
 
     try:
         config = AnalyzeConfig(
@@ -100,7 +101,7 @@ def read_hypotheses(
     top: int = 0,
 ) -> list[dict[str, Any]]:
     """Ranked hypotheses of one analysis (the latest when None), filtered."""
-    from sculpt.analysis.analyze import latest_analysis
+    from sculpt.analysis.config import latest_analysis
 
     key = analysis or latest_analysis(lake, dataset)
     if key is None or not lake.files("hypotheses", {"dataset": dataset, "analysis": key}):

@@ -332,7 +332,7 @@ def _clusters(lake: Lake, dataset: str) -> dict[str, int]:
         )
     analysis = None
     try:
-        from sculpt.analysis.analyze import latest_analysis
+        from sculpt.analysis.config import latest_analysis
 
         analysis = latest_analysis(lake, dataset)
     except ImportError:

@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 
+from sculpt.analysis.config import latest_analysis
 from sculpt.concepts.evidence import concept_cards
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake, slug
@@ -46,7 +47,7 @@ def collect(
                 f"dataset {dataset!r}: not in lake {lake.root.name!r}; "
                 f"run `sculpt ingest FILE --name {dataset}` or `sculpt audit FILE --name {dataset}`"
             )
-        key = analysis or _latest_analysis(lake, con, tables, dataset)
+        key = analysis or latest_analysis(lake, dataset)
         hyps = _hypotheses(con, tables, dataset, key, top) if key else None
         predictive = _predictive(con, tables, dataset, key) if key else None
         labels = _labels(con, tables, dataset, hyps)
@@ -227,24 +228,6 @@ def _is_path(value: Any) -> bool:
 
 
 # ---- hypotheses --------------------------------------------------------------------------------
-def _latest_analysis(
-    lake: Lake, con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str
-) -> str | None:
-    from sculpt.analysis.analyze import latest_analysis
-
-    key = latest_analysis(lake, dataset)
-    if key:
-        return str(key)
-    if "hypotheses" not in tables:
-        return None
-    # Without the manifest's word, the most recently written partition is the latest analysis.
-    base = lake.partition_dir("hypotheses", {"dataset": dataset})
-    parts = [p for p in base.glob("analysis=*") if p.is_dir()] if base.exists() else []
-    if not parts:
-        return None
-    return max(parts, key=lambda p: p.stat().st_mtime).name.split("=", 1)[1]
-
-
 def _hypotheses(
     con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str, analysis: str, top: int
 ) -> dict[str, Any] | None:

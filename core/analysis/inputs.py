@@ -28,6 +28,8 @@ class Pairs:
     pair_ids: np.ndarray
     length_diff: np.ndarray
     """Words in chosen − words in rejected, per pair."""
+    lengths: np.ndarray | None = None
+    """Words in chosen and in rejected, N × 2 (the length control fits a function of each)."""
 
     @property
     def n(self) -> int:
@@ -64,7 +66,8 @@ def read_pairs(lake: Lake, dataset: str) -> Pairs:
         raise UserError(f"pairs[{dataset}]: duplicate pair_id; re-run `sculpt ingest`")
     chosen = [len((t or "").split()) for t in table.column("chosen").to_pylist()]
     rejected = [len((t or "").split()) for t in table.column("rejected").to_pylist()]
-    return Pairs(pair_ids, np.asarray(chosen, float) - np.asarray(rejected, float))
+    words = np.column_stack([chosen, rejected]).astype(float).reshape(-1, 2)
+    return Pairs(pair_ids, words[:, 0] - words[:, 1], words)
 
 
 def list_saes(lake: Lake, dataset: str) -> list[str]:

@@ -101,3 +101,45 @@ PREDICTIVE = pa.schema(
         ("top_concepts", pa.string()),
     ]
 )
+FINDINGS = pa.schema(
+    [
+        ("finding_id", pa.string()),
+        ("rank", pa.int32()),
+        ("label", pa.string()),
+        ("label_concept", pa.string()),
+        ("kinds", pa.string()),
+        ("members", pa.string()),
+        ("n_members", pa.int32()),
+        ("lean", pa.string()),
+        ("n", pa.int32()),
+        ("n_in", pa.int32()),
+        *[(k, pa.float64()) for k in ("delta", "ci_lo", "ci_hi", "d", "z", "p", "q")],
+        ("split_half_ok", pa.bool_()),
+        ("delta_min", pa.float64()),
+        ("delta_len", pa.float64()),
+        ("length_only", pa.bool_()),
+        ("chosen_share", pa.float64()),
+        ("rejected_share", pa.float64()),
+        ("dense", pa.bool_()),
+        ("template", pa.bool_()),
+    ]
+)
+FINDING_MEMBERS = pa.schema(
+    [
+        ("finding_id", pa.string()),
+        ("concept_id", pa.string()),
+        ("position", pa.int32()),
+        ("role", pa.string()),
+        ("kind", pa.string()),
+        ("label", pa.string()),
+        ("agreement", pa.float64()),
+        ("hypothesis_id", pa.string()),
+        *[(k, pa.float64()) for k in ("delta", "ci_lo", "ci_hi", "d", "q")],
+        ("split_half_ok", pa.bool_()),
+        ("lean", pa.string()),
+        ("chosen_rate", pa.float64()),
+        ("rejected_rate", pa.float64()),
+        ("dense", pa.bool_()),
+        ("template", pa.bool_()),
+    ]
+)

@@ -265,6 +265,29 @@ def test_lexical_only_lake_needs_no_sae(tmp_path: Path) -> None:
     assert set(predictive.column("model").to_pylist()) == {"concepts", "length", "top5"}
 
 
+def test_a_concept_equal_on_both_sides_of_every_pair_is_reported_untested(tmp_path: Path) -> None:
+    """Scores identical on chosen and rejected carry no information: no crash, no BH test."""
+    lake = Lake.open(tmp_path)
+    rng = np.random.default_rng(4)
+    pairs = write_pairs(lake, "same", 120, rng, longer=0)
+    write_lexical(lake, "same", pairs, rng, n_null=5, planted_share=0.1)
+    fires = [p[0] for p in pairs[:40]]
+    scores = pa.table(
+        {
+            "concept_id": ["lex:zz_same"] * 80,
+            "pair_id": fires * 2,
+            "side": ["chosen"] * 40 + ["rejected"] * 40,
+            "score": pa.array([1.0] * 80, pa.float32()),
+        }
+    )
+    lake.replace_partition("concept_span_scores", {"dataset": "same", "family": "same"}, scores)
+    report = analyze(lake, "same", FAST, progress=False)
+    rows = lake.read("hypotheses", {"dataset": "same", "analysis": report.analysis}).to_pylist()
+    same = next(r for r in rows if r["concept_id"] == "lex:zz_same")
+    assert same["lean"] == "untested" and same["p"] is None and same["q"] is None
+    assert report.n_tested == len(rows) - 1
+
+
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 
 
@@ -276,7 +299,7 @@ def test_planted_concepts_on_hh_rlhf_rank_in_top5_via_lexical_route(tmp_path: Pa
     plant = pytest.importorskip("sculpt.testing.plant")
     lexical = pytest.importorskip("sculpt.concepts.lexical")
     from sculpt.analysis.known_answer import planted_ranks
-    from sculpt.cli.analyze import read_hypotheses
+    from sculpt.analysis.results import read_hypotheses
     from sculpt.concepts.registry import Concept, pair_spans, score_table, write_concepts
 
     lake = Lake.open(tmp_path)
@@ -309,7 +332,7 @@ def test_several_planted_concepts_in_one_dataset_each_rank_in_top5(tmp_path: Pat
     top 5 once the other planted concepts' hypotheses are set aside, and a detector that covers
     two of them (the flattering-opener detector also reads "Absolutely!") counts for both."""
     from sculpt.analysis.known_answer import planted_ranks
-    from sculpt.cli.analyze import read_hypotheses
+    from sculpt.analysis.results import read_hypotheses
     from sculpt.concepts import lexical
     from sculpt.data.ingest import ingest
     from sculpt.testing import plant

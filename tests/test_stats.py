@@ -91,21 +91,22 @@ def test_mcnemar_and_bh_agree_with_reference_values() -> None:
 
 def test_length_control_explains_away_a_length_only_concept() -> None:
     rng = np.random.default_rng(2)
-    length_diff = rng.normal(5, 20, size=800)
+    words = np.column_stack([rng.integers(30, 90, 800), rng.integers(20, 80, 800)]).astype(float)
+    length_diff = words[:, 0] - words[:, 1]
     only_length = 0.05 * length_diff + rng.normal(0, 1, size=800)
     real = 0.4 + rng.normal(0, 1, size=800)
     u = np.column_stack([only_length, real])
-    delta_len, p_len = length_controlled(u, length_diff)
+    delta_len, p_len = length_controlled(u, words[:, 0], words[:, 1])
     assert abs(delta_len[0]) < 0.15 and p_len[0] > 0.01
     assert abs(delta_len[1] - 0.4) < 0.15 and p_len[1] < 1e-6
-    lean = global_lean(u, length_diff=length_diff, n_boot=200)
+    lean = global_lean(u, lengths=words, n_boot=200)
     assert list(lean["length_only"]) == [True, False]
 
 
 def _numpy_loop_contrast(u: np.ndarray, labels: np.ndarray, k: int, m: int) -> dict:
-    """Δ, Welch z, pooled d of cluster k vs all other pairs for column m, one pair at a time."""
+    """Δ, Welch z, pooled d of cluster k vs the other active pairs for column m, one at a time."""
     inside = [u[i, m] for i in range(len(u)) if labels[i] == k]
-    outside = [u[i, m] for i in range(len(u)) if labels[i] != k]
+    outside = [u[i, m] for i in range(len(u)) if labels[i] != k and labels[i] >= 0]
     a, b = np.array(inside), np.array(outside)
     delta = a.mean() - b.mean()
     welch = delta / np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)

@@ -33,6 +33,7 @@ from sculpt.lake.store import Lake
 if TYPE_CHECKING:
     pass
 
+
 @dataclass
 class AnalysisReport:
     dataset: str
@@ -40,6 +41,7 @@ class AnalysisReport:
     n_pairs: int
     n_concepts: int
     n_tested: int
+    """Concepts with enough support and some information (the BH family)."""
     n_significant: int
     n_conditional: int
     n_prompt: int
@@ -95,7 +97,7 @@ def analyze(
         analysis=key,
         n_pairs=pairs.n,
         n_concepts=n_concepts,
-        n_tested=table.num_rows,
+        n_tested=int(np.sum(~np.isnan(table.column("p").to_numpy(zero_copy_only=False)))),
         n_significant=int(np.sum(q < config.alpha)),
         n_conditional=0 if views is None else views.conditional.num_rows,
         n_prompt=0 if views is None else views.prompt.num_rows,
@@ -167,11 +169,12 @@ def _global_hypotheses(
         u,
         fired_chosen=fired_c.tocsc()[:, tested],
         fired_rejected=fired_r.tocsc()[:, tested],
-        length_diff=pairs.length_diff,
+        lengths=pairs.lengths,
         seed=config.seed,
         n_boot=config.n_boot,
         n_perm=config.n_perm,
         alpha=config.alpha,
+        length_share=config.length_share,
     )
     order = np.lexsort((-np.abs(lean["z"]), lean["p"]))  # by p (so q is monotone), then |z|
     rank = np.empty(len(tested), dtype=np.int32)

@@ -16,12 +16,10 @@ import scipy.sparse as sp
 
 from sculpt.analysis import clusters as clustering
 from sculpt.analysis.inputs import HYPOTHESIS_SCHEMA, SIDES, Pairs, SaeSpans, hypothesis_table
-from sculpt.analysis.stats import in_out_contrast
+from sculpt.analysis.stats import Z_95, in_out_contrast, lean_label
 
 if TYPE_CHECKING:
     from sculpt.analysis.config import AnalyzeConfig
-
-Z_95 = 1.959963984540054
 
 
 @dataclass
@@ -176,8 +174,7 @@ def contrast_table(
     ks, ms = ks[order], ms[order]
     rate = _firing_rates(labels, n_k, {s: fires[s][:, columns] for s in fires})
     delta, z = stats["delta"][ks, ms], stats["z"][ks, ms]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        half_width = np.where(z != 0, Z_95 * np.abs(delta / z), 0.0)
+    half_width = Z_95 * stats["se"][ks, ms]
     concept = [ids[columns[m]] for m in ms]
     nan = np.full(len(ks), np.nan)
     return hypothesis_table(
@@ -201,7 +198,7 @@ def contrast_table(
             "delta_min": stats["delta_min"][ks, ms],
             "delta_len": nan,
             "length_only": np.zeros(len(ks), bool),
-            "lean": np.where(delta >= 0, "chosen", "rejected").tolist(),
+            "lean": lean_label(delta).tolist(),
             "chosen_rate": rate["chosen"][ks, ms],
             "rejected_rate": rate["rejected"][ks, ms],
             "rank": np.arange(1, len(ks) + 1),

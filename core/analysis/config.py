@@ -41,6 +41,9 @@ class AnalyzeConfig:
     """Sign flips for concepts with few nonzero differences (the rest use the exact limit)."""
     alpha: float = 0.05
     """FDR level for `length_only` marks."""
+    length_share: float = 0.5
+    """A significant concept is marked length-only when response length explains at least this
+    share of its lean (1 − Δ_len/Δ, Δ_len adjusted for any function of each response's length)."""
     min_support: int | None = None
     """Pairs where a concept fires (either side) needed to test it; None: min(10, 1% of N),
     at least 5."""
@@ -68,6 +71,8 @@ class AnalyzeConfig:
             raise ValueError("edge_fraction must be in (0, 1]; the preprint uses 0.01")
         if not 0 <= self.silent_quantile < 0.5:
             raise ValueError("silent_quantile must be in [0, 0.5); the preprint uses 0.05")
+        if not 0 < self.length_share <= 1:
+            raise ValueError("length_share must be in (0, 1]; 0.5 marks 'mostly length'")
         if self.predictive_folds < 2:
             raise ValueError("predictive_folds must be ≥ 2")
 

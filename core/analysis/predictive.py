@@ -30,9 +30,17 @@ def _l1_logistic(c: float, seed: int) -> Any:
     return LogisticRegression(penalty="l1", solver="liblinear", C=c, random_state=seed)
 
 
+def _top(coef: np.ndarray, k: int) -> np.ndarray:
+    """Columns of the k largest nonzero |coefficients|."""
+    top = np.argsort(-np.abs(coef), kind="stable")[:k]
+    return top[coef[top] != 0]
+
+
 def _cv_auc(
-    x: sp.csr_matrix, y: np.ndarray, folds: int, seed: int, c: float
+    x: sp.csr_matrix, y: np.ndarray, folds: int, seed: int, c: float, top: int | None = None
 ) -> tuple[float, float]:
+    """Mean and sd of the held-out AUC over stratified folds. With `top`, the top concepts are
+    chosen inside each fold from its training rows (nested), so the held-out rows never pick them."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
@@ -41,9 +49,14 @@ def _cv_auc(
     aucs = []
     split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, test in split.split(np.zeros(len(y)), y):
-        model = _l1_logistic(c, seed)
-        model.fit(x[train], y[train])
-        aucs.append(roc_auc_score(y[test], model.decision_function(x[test])))
+        columns = np.arange(x.shape[1])
+        if top is not None:
+            columns = _top(_l1_logistic(c, seed).fit(x[train], y[train]).coef_.ravel(), top)
+        if columns.size == 0:
+            aucs.append(0.5)
+            continue
+        model = _l1_logistic(c, seed).fit(x[train][:, columns], y[train])
+        aucs.append(roc_auc_score(y[test], model.decision_function(x[test][:, columns])))
     return float(np.mean(aucs)), float(np.std(aucs))
 
 
@@ -87,12 +100,12 @@ def predictive_power(
         auc, sd = _cv_auc(x, y, folds, seed, c)
         full = _l1_logistic(c, seed)
         coef = full.fit(x, y).coef_.ravel() if x.shape[1] else np.zeros(0)
-        top = np.argsort(-np.abs(coef), kind="stable")[:TOP_CONCEPTS]
-        top = top[coef[top] != 0]
+        top = _top(coef, TOP_CONCEPTS)
         named = json.dumps([[concept_ids[i], round(float(coef[i]), 4)] for i in top])
         out.append(("concepts", auc, sd, named))
         out.append(("length", *_cv_auc(_standardize(length), y, folds, seed, 1.0), "[]"))
-        out.append((f"top{TOP_CONCEPTS}", *_cv_auc(x[:, top], y, folds, seed, c), named))
+        top_auc = _cv_auc(x, y, folds, seed, c, top=TOP_CONCEPTS)
+        out.append((f"top{TOP_CONCEPTS}", *top_auc, named))
     return pa.Table.from_pylist(
         [dict(zip(PREDICTIVE_SCHEMA.names, row, strict=True)) for row in out],
         schema=PREDICTIVE_SCHEMA,

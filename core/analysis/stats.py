@@ -20,6 +20,15 @@ BOOT_CHUNK = 50
 NORMAL_MIN_EFFECTIVE_N = 50.0
 """Below this effective number of nonzero differences, (Σu²)²/Σu⁴, the sign-flip p is Monte Carlo."""
 
+SIGN_FLOOR = 1e-6
+"""|Δ| at or below this has no sign (the preprint's floor): float noise is not a lean, in the
+lean label and in both split-half checks."""
+
+LENGTH_KNOTS = 12
+"""Knots (quantiles of response length) of the length basis; fewer when there are few pairs."""
+
+Z_95 = 1.959963984540054
+
 
 def _csc(u: Matrix) -> sp.csc_matrix:
     if sp.issparse(u):
@@ -30,6 +39,49 @@ def _csc(u: Matrix) -> sp.csc_matrix:
 
 def _colsum(m: sp.csc_matrix) -> np.ndarray:
     return np.asarray(m.sum(axis=0)).ravel()
+
+
+def informative(m: sp.csc_matrix) -> np.ndarray:
+    """Columns that carry information: every difference finite and at least one nonzero. The rest
+    are reported as untested and are not counted among the BH tests."""
+    bad = ~np.isfinite(m.data)
+    columns = np.repeat(np.arange(m.shape[1]), np.diff(m.indptr))
+    broken = np.bincount(columns[bad], minlength=m.shape[1]) > 0
+    nonzero = np.bincount(columns[~bad & (m.data != 0)], minlength=m.shape[1]) > 0
+    return nonzero & ~broken
+
+
+def _finite(m: sp.csc_matrix) -> sp.csc_matrix:
+    """m with non-finite entries zeroed (their columns are untested; this keeps the rest exact)."""
+    bad = ~np.isfinite(m.data)
+    if not bad.any():
+        return m
+    m = m.copy()
+    m.data[bad] = 0.0
+    return m
+
+
+def signed(delta: np.ndarray) -> np.ndarray:
+    """sign(Δ) with |Δ| ≤ SIGN_FLOOR (and NaN) as 0: one floor for every lean and split-half."""
+    delta = np.asarray(delta, dtype=np.float64)
+    return np.where(np.abs(np.nan_to_num(delta)) > SIGN_FLOOR, np.sign(np.nan_to_num(delta)), 0.0)
+
+
+def lean_label(delta: np.ndarray, tested: np.ndarray | None = None) -> np.ndarray:
+    """ "chosen" / "rejected" by the sign of Δ, "none" when Δ has no sign, "untested" when the
+    concept carries no information."""
+    label = np.array(["rejected", "none", "chosen"], dtype=object)[signed(delta).astype(int) + 1]
+    if tested is not None:
+        label[~np.asarray(tested, dtype=bool)] = "untested"
+    return label.astype(str)
+
+
+def variance_floor(delta: np.ndarray, n: np.ndarray | float) -> np.ndarray:
+    """Zero-variance rule: a group's variance is taken as at least Δ²/(n+1), the variance it would
+    have if one more of its pairs sat at the other side's mean (0 for a paired Δ). So |d| ≤ √(n+1):
+    a perfect separation is the strongest lean its n allows, never d = z = 0, and its interval has
+    width. Ordinary data (variance above that) is untouched."""
+    return np.asarray(delta, dtype=np.float64) ** 2 / (np.asarray(n, dtype=np.float64) + 1.0)
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
@@ -127,46 +179,64 @@ def split_halves(n: int, seed: int) -> np.ndarray:
     return mask
 
 
-def split_half(u: Matrix, seed: int = 0, eps: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
-    """(ok, delta_min): both halves' Δ agree in sign with the full Δ and exceed eps."""
+def split_half(u: Matrix, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(ok, delta_min): both halves' Δ agree in sign with the full Δ, every one beyond SIGN_FLOOR."""
     m = _csc(u)
     half = split_halves(m.shape[0], seed)
     n_a, n_b = half.sum(), (~half).sum()
     total = _colsum(m)
     in_a = m.T @ half.astype(np.float64)
     delta_a, delta_b = in_a / max(n_a, 1), (total - in_a) / max(n_b, 1)
-    sign = np.sign(total)
-    ok = (np.sign(delta_a) == sign) & (np.sign(delta_b) == sign) & (sign != 0)
+    sign = signed(total / max(m.shape[0], 1))
+    ok = (signed(delta_a) == sign) & (signed(delta_b) == sign) & (sign != 0)
     delta_min = np.minimum(np.abs(delta_a), np.abs(delta_b))
-    ok &= delta_min > eps
     return ok, np.where(ok, delta_min, 0.0)
 
 
-def length_controlled(u: Matrix, length_diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(Δ_len, p_len): intercept of u ~ 1 + length_diff (OLS) and its two-sided normal p.
+def length_basis(chosen_len: np.ndarray, rejected_len: np.ndarray) -> np.ndarray:
+    """N × K: B(len⁺) − B(len⁻) for a basis B of length (linear, plus a hinge and a step at each
+    knot, knots at quantiles of every response's length), so that any function of length,
+    g(len⁺) − g(len⁻) (linear, a threshold, a saturation), lies close to its span."""
+    chosen_len = np.asarray(chosen_len, dtype=np.float64)
+    rejected_len = np.asarray(rejected_len, dtype=np.float64)
+    n = chosen_len.size
+    both = np.concatenate([chosen_len, rejected_len])
+    knots = int(np.clip(n // 100, 1, LENGTH_KNOTS))
+    quantiles = np.linspace(0, 1, knots + 2)[1:-1]
+    inner = np.unique(np.quantile(both, quantiles)) if n else np.zeros(0)
+    scale = max(float(np.std(both)), 1.0) if n else 1.0
+
+    def basis(length: np.ndarray) -> np.ndarray:
+        over = length[:, None] - inner[None, :]
+        return np.column_stack([length, np.maximum(over, 0.0), scale * (over > 0)]) / scale
+
+    return basis(chosen_len) - basis(rejected_len)
+
+
+def length_controlled(
+    u: Matrix, chosen_len: np.ndarray, rejected_len: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Δ_len, p_len): intercept of u ~ 1 + B(len⁺) − B(len⁻) (OLS, `length_basis`) and its
+    two-sided normal p.
 
     The intercept is the lean expected between two responses of equal length (DESIGN §4,
-    length control), so a concept that is only "longer text" has Δ_len ≈ 0.
+    length control): a concept that is only a function of length has Δ_len ≈ 0.
     """
     m = _csc(u)
     n = m.shape[0]
-    x = np.asarray(length_diff, dtype=np.float64)
-    gram = np.array([[n, x.sum()], [x.sum(), x @ x]])
-    s1, s2 = _colsum(m), _colsum(m.power(2))
-    if n < 3 or np.linalg.matrix_rank(gram) < 2:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            se = np.sqrt(np.maximum(s2 / n - (s1 / n) ** 2, 0) / max(n - 1, 1))
-            p = 2 * scistats.norm.sf(np.abs(np.where(se > 0, (s1 / n) / se, 0.0)))
-        return s1 / n, np.where(s2 > 0, p, 1.0)
-    xtu = np.vstack([s1, m.T @ x])
-    inv = np.linalg.inv(gram)
+    x = np.column_stack([np.ones(n), length_basis(chosen_len, rejected_len)])
+    gram = x.T @ x
+    inv = np.linalg.pinv(gram, rcond=1e-10, hermitian=True)
+    rank = int(np.linalg.matrix_rank(gram, hermitian=True))
+    s2 = _colsum(m.power(2))
+    xtu = np.asarray(m.T @ x).T  # K × C
     coef = inv @ xtu
     rss = np.maximum(s2 - np.einsum("kc,kc->c", coef, xtu), 0.0)
-    se = np.sqrt(rss / (n - 2) * inv[0, 0])
+    se = np.sqrt(rss / max(n - rank, 1) * max(inv[0, 0], 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, coef[0] / se, 0.0)
+        z = np.where(se > 0, coef[0] / se, np.where(coef[0] != 0, np.inf, 0.0))
     p = 2.0 * scistats.norm.sf(np.abs(z))
-    return coef[0], np.where((se > 0) | (coef[0] != 0), p, 1.0)
+    return coef[0], p
 
 
 def global_lean(
@@ -174,23 +244,31 @@ def global_lean(
     *,
     fired_chosen: Matrix | None = None,
     fired_rejected: Matrix | None = None,
-    length_diff: np.ndarray | None = None,
+    lengths: np.ndarray | None = None,
     binary: np.ndarray | None = None,
     seed: int = 0,
     n_boot: int = 1000,
     n_perm: int = 10000,
     alpha: float = 0.05,
+    length_share: float = 0.5,
 ) -> dict[str, Any]:
     """Global lean of every column of u (DESIGN §4): Δ, bootstrap CI, d_z, p, BH q, split-half,
     length-controlled Δ, firing rates. Binary concepts (u ∈ {−1, 0, 1}) get the exact McNemar p.
 
-    Returns a dict of arrays of length C (scalars' arrays of length 1 for a 1-D u).
+    `lengths` (N × 2, words in chosen and rejected) turns on the length control: a significant
+    concept is `length_only` when length explains at least `length_share` of its lean
+    (Δ_len / Δ ≤ 1 − length_share), not when the adjusted test merely has less power. Columns with
+    no information (all zero, or any NaN) are untested: NaN p, q, z, d and interval, lean
+    "untested", outside the BH family. Returns a dict of arrays of length C.
     """
-    m = _csc(u)
+    raw = _csc(u)
+    tested = informative(raw)
+    m = _finite(raw)
     n, n_concepts = m.shape
     s1, s2 = _colsum(m), _colsum(m.power(2))
     delta = s1 / n
-    sd = np.sqrt(np.maximum(s2 - n * delta**2, 0.0) / max(n - 1, 1))
+    var = np.maximum(s2 - n * delta**2, 0.0) / max(n - 1, 1)
+    sd = np.sqrt(np.maximum(var, variance_floor(delta, n)))
     with np.errstate(divide="ignore", invalid="ignore"):
         d = np.where(sd > 0, delta / sd, 0.0)
     p, z = sign_flip_p(m, n_perm=n_perm, seed=seed)
@@ -200,16 +278,25 @@ def global_lean(
         pos = _colsum((m > 0).astype(np.float64).tocsc())
         neg = _colsum((m < 0).astype(np.float64).tocsc())
         p = np.where(binary, mcnemar_exact(pos, neg), p)
-    q = benjamini_hochberg(p)
     ci_lo, ci_hi = bootstrap_ci(m, n_boot=n_boot, seed=seed)
+    width = Z_95 * np.sqrt(variance_floor(delta, n) / n)  # the interval of a perfect lean
+    ci_lo, ci_hi = np.minimum(ci_lo, delta - width), np.maximum(ci_hi, delta + width)
     ok, delta_min = split_half(m, seed=seed)
     chosen_rate, rejected_rate, n_in = _rates(m, fired_chosen, fired_rejected)
-    if length_diff is not None:
-        delta_len, p_len = length_controlled(m, length_diff)
-        q_len = benjamini_hochberg(p_len)
-        length_only = (q < alpha) & ((q_len >= alpha) | (np.sign(delta_len) != np.sign(delta)))
+    if lengths is not None:
+        lengths = np.asarray(lengths, dtype=np.float64).reshape(n, 2)
+        delta_len, _ = length_controlled(m, lengths[:, 0], lengths[:, 1])
     else:
-        delta_len, length_only = delta.copy(), np.zeros(n_concepts, dtype=bool)
+        delta_len = delta.copy()
+    nan = np.where(tested, 1.0, np.nan)
+    p, z, d, ci_lo, ci_hi, delta_len = (x * nan for x in (p, z, d, ci_lo, ci_hi, delta_len))
+    delta = np.where(np.isfinite(_colsum(raw)), delta, np.nan)
+    q = benjamini_hochberg(p)
+    with np.errstate(invalid="ignore"):
+        kept = np.nan_to_num(delta_len * signed(delta)) / np.where(delta != 0, np.abs(delta), 1.0)
+    length_only = (np.nan_to_num(q, nan=1.0) < alpha) & (kept <= 1.0 - length_share)
+    if lengths is None:
+        length_only[:] = False
     return {
         "n": np.full(n_concepts, n, dtype=np.int64),
         "n_in": n_in,
@@ -220,11 +307,11 @@ def global_lean(
         "z": z,
         "p": p,
         "q": q,
-        "split_half_ok": ok,
-        "delta_min": delta_min,
+        "split_half_ok": ok & tested,
+        "delta_min": np.where(tested, delta_min, 0.0),
         "delta_len": delta_len,
         "length_only": length_only,
-        "lean": np.where(delta >= 0, "chosen", "rejected"),
+        "lean": lean_label(delta, tested),
         "chosen_rate": chosen_rate,
         "rejected_rate": rejected_rate,
     }
@@ -232,11 +319,11 @@ def global_lean(
 
 def _is_binary(m: sp.csc_matrix) -> np.ndarray:
     """Columns whose nonzero differences are all ±1 (a firing indicator's difference)."""
-    is_unit = (np.abs(m.data) == 1.0).astype(np.int64)
-    counts = np.diff(m.indptr)
-    unit_counts = np.add.reduceat(is_unit, m.indptr[:-1]) if m.data.size else counts * 0
-    unit_counts = np.where(counts > 0, unit_counts, 0)
-    return (unit_counts == counts) & (counts > 0)
+    nonzero = m.data != 0
+    unit = np.concatenate([[0], np.cumsum(np.abs(m.data) == 1.0)])[m.indptr]
+    present = np.concatenate([[0], np.cumsum(nonzero)])[m.indptr]
+    counts = np.diff(present)
+    return (np.diff(unit) == counts) & (counts > 0)
 
 
 def _rates(
@@ -262,18 +349,18 @@ def in_out_contrast(
 ) -> dict[str, np.ndarray]:
     """Δ = mean_in(u) − mean_out(u) for every (data cluster k, column m), DESIGN §4 conditional.
 
-    `labels` holds each pair's cluster (−1 = silent: always "out"). Returns K × M arrays: n_in,
-    delta, z (Welch), d (Cohen, pooled sd), split_half_ok (SC = 1: both seeded halves agree in
-    sign with Δ), delta_min = min(|Δ^A|, |Δ^B|). z is inflated by the coupling of pairs: rank with
-    it, don't read it as a p-value.
+    `labels` holds each pair's cluster; "out" is the rest of the *active* pool: silent pairs
+    (label −1) are in neither group. Returns K × M arrays: n_in, delta, z (Welch), d (Cohen,
+    pooled sd), se (Welch), split_half_ok (SC = 1: both seeded halves agree in sign with Δ, all
+    beyond SIGN_FLOOR), delta_min = min(|Δ^A|, |Δ^B|). Zero variances follow `variance_floor`.
     """
     u = np.asarray(u, dtype=np.float64)
     full = _contrast(u, labels, n_clusters)
     half = split_halves(len(labels), seed)
     part_a = _contrast(u[half], labels[half], n_clusters)["delta"]
     part_b = _contrast(u[~half], labels[~half], n_clusters)["delta"]
-    sign = np.sign(full["delta"])
-    ok = (np.sign(part_a) == sign) & (np.sign(part_b) == sign) & (sign != 0)
+    sign = signed(full["delta"])
+    ok = (signed(part_a) == sign) & (signed(part_b) == sign) & (sign != 0)
     full["split_half_ok"] = ok
     full["delta_min"] = np.minimum(np.abs(part_a), np.abs(part_b))
     return full
@@ -284,15 +371,19 @@ def _contrast(u: np.ndarray, labels: np.ndarray, n_clusters: int) -> dict[str, n
     onehot = sp.csr_matrix(
         (np.ones(keep.sum()), (labels[keep], np.flatnonzero(keep))), shape=(n_clusters, len(u))
     )
+    active = u[keep]
     n_in = np.asarray(onehot.sum(axis=1)).ravel()[:, None]
-    n_out = len(u) - n_in
+    n_out = active.shape[0] - n_in
     sum_in, sq_in = onehot @ u, onehot @ (u * u)
-    sum_out, sq_out = u.sum(axis=0)[None, :] - sum_in, (u * u).sum(axis=0)[None, :] - sq_in
+    sum_out = active.sum(axis=0)[None, :] - sum_in
+    sq_out = (active * active).sum(axis=0)[None, :] - sq_in
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_in, mean_out = sum_in / n_in, sum_out / n_out
+        delta = mean_in - mean_out
         var_in = np.maximum(sq_in - n_in * mean_in**2, 0.0) / (n_in - 1)
         var_out = np.maximum(sq_out - n_out * mean_out**2, 0.0) / (n_out - 1)
-        delta = mean_in - mean_out
+        var_in = np.maximum(var_in, variance_floor(delta, n_in))
+        var_out = np.maximum(var_out, variance_floor(delta, n_out))
         welch_se = np.sqrt(var_in / n_in + var_out / n_out)
         pooled = np.sqrt(((n_in - 1) * var_in + (n_out - 1) * var_out) / (n_in + n_out - 2))
         z = np.where(welch_se > 0, delta / welch_se, 0.0)
@@ -303,4 +394,5 @@ def _contrast(u: np.ndarray, labels: np.ndarray, n_clusters: int) -> dict[str, n
         "delta": np.where(valid, delta, 0.0),
         "z": np.where(valid, z, 0.0),
         "d": np.where(valid, d, 0.0),
+        "se": np.where(valid, welch_se, np.nan),
     }

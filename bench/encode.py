@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 
 from sculpt.lake.store import Lake
+from sculpt.sae.config import SaeTrainConfig
 from sculpt.sae.encode import SaeSink
 from sculpt.sae.registry import _finish, _staging
-from sculpt.sae.training import SaeTrainConfig, make_trainer
+from sculpt.sae.training import make_trainer
 from sculpt.scan.run import SpanBatch
 
 D_MODEL = 576

@@ -28,7 +28,7 @@ import pyarrow as pa
 from sculpt.analysis.analyze import analyze
 from sculpt.analysis.config import AnalyzeConfig
 from sculpt.analysis.known_answer import planted_ranks
-from sculpt.cli.analyze import read_hypotheses
+from sculpt.analysis.results import read_hypotheses
 from sculpt.data.ingest import ingest
 from sculpt.lake.store import Lake
 from sculpt.testing.plant import PLANTABLE, plant, plant_many
@@ -63,8 +63,11 @@ def run_route(
         analyze(lake, dataset, AnalyzeConfig(seed=seed), progress=False)
     else:  # the SAE route: default model, scan, `sae train`, encode, lexical, analyze
         from sculpt.audit import AuditConfig, audit
+        from sculpt.scan.config import ScanConfig
 
-        config = AuditConfig(model=model, seed=seed, progress=True, sample_tokens=sample_tokens)
+        config = AuditConfig(
+            model=model, seed=seed, progress=True, scan=ScanConfig(sample_tokens=sample_tokens)
+        )
         audit(lake, None, dataset, config)
 
 

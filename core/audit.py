@@ -8,6 +8,7 @@ downstream of it. Heavy libraries are imported inside the stages.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -15,56 +16,59 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from sculpt.analysis.config import AnalyzeConfig
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake, slug
+from sculpt.sae.config import SaeTrainConfig
+from sculpt.scan.config import ScanConfig, default_layer
 
 STAGE = "audit"
 
 
+def _audit_sae() -> SaeTrainConfig:
+    # 1024 features × 3 epochs keep the demo's SAE to a couple of minutes on 2 CPU cores;
+    # `sculpt sae train` has wider defaults.
+    return SaeTrainConfig(width=1024, k=32, epochs=3.0)
+
+
 @dataclass
 class AuditConfig:
-    """What `sculpt audit` runs; all fields but `progress` and `out` enter the stage hashes."""
+    """What `sculpt audit` runs: each stage's own config, nested, and what ties them together.
+    All fields but `progress` and `out` enter the stage hashes."""
 
     model: str | None = None
     """Model spec: omit for the default (SmolLM2-135M-Instruct), `tiny` for a test model, a local
     Hugging Face folder, or a hub id already in the local cache."""
-    layer: int | None = None
-    """Residual-stream layer to read (default: the middle block of the model)."""
     sae: str | None = None
     """An SAE already in the lake (`sculpt sae train` / `sculpt sae load`); default: train one."""
-    sae_width: int = 1024
-    """Features of the SAE trained when `sae` is not given (1024 × 3 epochs keeps the demo's SAE
-    to a couple of minutes on 2 CPU cores; `sculpt sae train` has wider defaults)."""
-    sae_k: int = 32
-    """Active features per token (BatchTopK) of the SAE trained when `sae` is not given."""
-    sae_epochs: float = 3.0
-    """Passes over the sampled tokens when training the SAE."""
-    fmt: str = "auto"
-    """Input format for ingest (auto, trl, conversational, hh, pairwise)."""
+    fmt: Literal["auto", "trl", "conversational", "hh", "pairwise"] = "auto"
+    """Input format for ingest."""
     mapping: str | None = None
     """Column mapping for ingest, e.g. `chosen=preferred,rejected=dispreferred`."""
-    sample_tokens: int = 200_000
-    """Token activations kept for SAE training."""
-    max_tokens: int = 512
-    """Cap on tokens per prompt and per response (the rest is cut and counted)."""
     seed: int = 0
-    """Seed of every random step."""
+    """Seed of every random step: set on the scan, the SAE and the analysis."""
     device: str | None = None
-    """cpu, cuda, cuda:N (default: cuda if available)."""
+    """cpu, cuda, cuda:N (default: cuda if available); set on the scan and the SAE."""
     out: Path | None = None
     """Report file (default: <lake>/reports/<name>.html)."""
     progress: bool = True
     """Progress bars on stderr."""
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    """The scan (layer none: the SAE's layer, else the one a previous audit of this model
+    read, else `default_layer`)."""
+    sae_train: SaeTrainConfig = field(default_factory=_audit_sae)
+    """The SAE trained when `sae` is not given."""
+    analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
+    """The analysis."""
 
     def __post_init__(self) -> None:
-        if self.layer is not None and self.layer < 0:
-            raise ValueError(f"layer {self.layer}: must be ≥ 0")
-        if not 1 <= self.sae_k < self.sae_width:
-            raise ValueError(f"sae_k {self.sae_k}, sae_width {self.sae_width}: need 1 ≤ k < width")
-        if self.max_tokens < 8:
-            raise ValueError(f"max_tokens {self.max_tokens}: need at least 8")
+        self.scan = dataclasses.replace(self.scan, seed=self.seed, device=self.device)
+        self.sae_train = dataclasses.replace(self.sae_train, seed=self.seed, device=self.device)
+        self.analyze = dataclasses.replace(self.analyze, seed=self.seed)
+        if min(self.scan.max_prompt_tokens, self.scan.max_response_tokens) < 8:
+            raise ValueError("max tokens per span: need at least 8")
 
 
 @dataclass
@@ -73,12 +77,10 @@ class StageTime:
     seconds: float
     skipped: bool
     note: str = ""
-    available: bool = True
-    """False when this build lacks the stage's module (the audit went on without it)."""
 
     @property
     def state(self) -> str:
-        return "missing" if not self.available else ("reused" if self.skipped else "ran")
+        return "reused" if self.skipped else "ran"
 
 
 @dataclass
@@ -102,6 +104,11 @@ class AuditReport:
         return out
 
 
+def _without(config: Any, *names: str) -> dict[str, Any]:
+    """A config's fields as a dict, less those that don't change a stage's output."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in names}
+
+
 def _hash(*parts: Any) -> str:
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -122,10 +129,6 @@ def file_fingerprint(path: Path) -> list[Any]:
     return out
 
 
-class StageUnavailable(Exception):
-    """A stage whose module is missing from this build; the audit goes on without it."""
-
-
 class Audit:
     """One audit of one dataset: runs the stages in order, skipping those already done."""
 
@@ -134,7 +137,7 @@ class Audit:
         self.hashes: dict[str, str] = {}
         self.report = AuditReport(dataset=name, report=Path())
         self._loaded: Any = None
-        self.layer: int | None = config.layer
+        self.layer: int | None = config.scan.layer
         self.sae_id: str | None = config.sae
         self.analysis: str | None = None
 
@@ -159,13 +162,7 @@ class Audit:
             self.report.stages.append(StageTime(name, time.perf_counter() - started, True))
             return
         self._say(f"── {name}")
-        try:
-            note = run()
-        except StageUnavailable as exc:  # not recorded: a later build with the module runs it
-            self.hashes[name] = "unavailable"  # …and then re-runs what depends on it
-            elapsed = time.perf_counter() - started
-            self.report.stages.append(StageTime(name, elapsed, True, str(exc), available=False))
-            return
+        note = run()
         self.lake.mark_done(STAGE, key, {"hash": digest, "state": self._state(), "note": note})
         self.report.stages.append(StageTime(name, time.perf_counter() - started, False, note))
 
@@ -194,13 +191,16 @@ class Audit:
         """Every stage up to the analysis; the caller renders the report (core never imports it)."""
         cfg = self.config
         self._ingest_stage()
-        sae_keys = ("sae", "sae_width", "sae_k", "sae_epochs", "seed")
-        sae_params = {k: getattr(cfg, k) for k in sae_keys}
+        sae_params = {"sae": cfg.sae, **_without(cfg.sae_train, "device", "layer", "model")}
         if cfg.sae:  # a given SAE is encoded in the scan's own pass: one forward over the data
             self.stage("sae", [], sae_params, self._sae, self._sae_exists)
         self._resolve_layer()
-        scan_keys = ("model", "sample_tokens", "max_tokens", "seed", "sae")
-        scan_params = {"layer": self.layer, **{k: getattr(cfg, k) for k in scan_keys}}
+        scan_params = {
+            "model": cfg.model,
+            "sae": cfg.sae,
+            **_without(cfg.scan, "device"),
+            "layer": self.layer,
+        }
         self.stage("scan", ["ingest", "sae"], scan_params, self._scan, self._scanned)
         if not cfg.sae:
             self.stage("sae", ["scan"], sae_params, self._sae, self._sae_exists)
@@ -209,7 +209,8 @@ class Audit:
         self.stage("lexical", ["ingest"], {}, self._lexical)
         self.stage("ngrams", ["ingest"], {"seed": cfg.seed}, self._ngrams)
         inputs = ["scan", "encode", "features", "lexical", "ngrams"]
-        self.stage("analyze", inputs, {"seed": cfg.seed}, self._analyze, self._analyzed)
+        params = _without(cfg.analyze, "sae")
+        self.stage("analyze", inputs, params, self._analyze, self._analyzed)
         return self.report
 
     def _ingest_stage(self) -> None:
@@ -250,7 +251,7 @@ class Audit:
         if state.get("layer") is not None and state.get("model_spec") == self.config.model:
             self.layer = int(state["layer"])
         else:
-            self.layer = int(self.model().n_layers) // 2
+            self.layer = default_layer(int(self.model().n_layers))
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -275,24 +276,12 @@ class Audit:
         rejected = sum(found.rejected.values())
         return f"{found.kept:,} pairs kept, {rejected:,} rejected"
 
-    def _scan_config(self) -> Any:
-        from sculpt.scan.run import ScanConfig
-
-        cfg = self.config
-        return ScanConfig(
-            layer=int(self.layer or 0),
-            max_prompt_tokens=cfg.max_tokens,
-            max_response_tokens=cfg.max_tokens,
-            sample_tokens=cfg.sample_tokens,
-            seed=cfg.seed,
-            device=cfg.device,
-        )
+    def _scan_config(self) -> ScanConfig:
+        return self.config.scan.at_layer(int(self.layer or 0))
 
     def _sae_sink(self) -> Any:
-        try:
-            from sculpt.sae.encode import sae_sink
-        except ImportError:
-            raise StageUnavailable("skipped: core/sae/encode.py is not in this build") from None
+        from sculpt.sae.encode import sae_sink
+
         return sae_sink(self.lake, str(self.sae_id), self.name)
 
     def _scan(self) -> str:
@@ -320,21 +309,14 @@ class Audit:
 
     def _sae(self) -> str:
         from sculpt.sae.registry import load_sae
-        from sculpt.sae.training import SaeTrainConfig, train_sae
+        from sculpt.sae.training import train_sae
 
         cfg = self.config
         if cfg.sae:
             _, info = load_sae(self.lake, cfg.sae)
             self.sae_id = cfg.sae
             return f"given: {cfg.sae} (layer {info.get('layer')})"
-        train_config = SaeTrainConfig(
-            layer=self.layer,
-            width=cfg.sae_width,
-            k=cfg.sae_k,
-            epochs=cfg.sae_epochs,
-            seed=cfg.seed,
-            device=cfg.device,
-        )
+        train_config = dataclasses.replace(cfg.sae_train, layer=self.layer)
         info = train_sae(self.lake, self.name, train_config, progress=cfg.progress)
         self.sae_id = str(info["sae_id"])
         quality = info.get("quality", {})
@@ -344,17 +326,14 @@ class Audit:
     def _encode(self) -> str:
         """Encode every span with the trained SAE: from the scan's activations when they hold
         every token (no second forward pass), else through a second forward pass."""
-        try:
-            from sculpt.sae.encode import encode
-        except ImportError:
-            raise StageUnavailable("skipped: core/sae/encode.py is not in this build") from None
+        from sculpt.sae.encode import encode
         from sculpt.sae.encode_acts import acts_cover_spans, encode_from_acts
 
         info = json.loads(
             (self.lake.root / "saes" / slug(str(self.sae_id)) / "sculpt.json").read_text()
         )
         model, layer = slug(str(info["model"])), int(info["layer"])
-        if acts_cover_spans(self.lake, self.name, model, layer, self.config.sample_tokens):
+        if acts_cover_spans(self.lake, self.name, model, layer, self.config.scan.sample_tokens):
             tokens = encode_from_acts(
                 self.lake, self.name, str(self.sae_id), model, layer, self.config.progress
             )
@@ -376,30 +355,23 @@ class Audit:
         return f"{len(found):,} built-in detectors scored"
 
     def _features(self) -> str:
-        try:
-            from sculpt.sae.cards import build_cards
-        except ImportError:
-            raise StageUnavailable("skipped: core/sae/cards.py is not in this build") from None
+        from sculpt.sae.cards import build_cards
+
         cards = build_cards(self.lake, self.name, str(self.sae_id))
         return f"{cards.num_rows:,} feature cards (contexts, top tokens, labels)"
 
     def _ngrams(self) -> str:
-        try:
-            from sculpt.concepts.ngrams import NgramConfig, discover_ngrams
-        except ImportError:
-            raise StageUnavailable(
-                "skipped: core/concepts/ngrams.py is not in this build"
-            ) from None
+        from sculpt.concepts.ngrams import NgramConfig, discover_ngrams
+
         found = discover_ngrams(self.lake, self.name, NgramConfig())
         shown = ", ".join(repr(r.text) for r in found[:3]) if found else "none"
         return f"{len(found):,} n-grams registered (top: {shown})"
 
     def _analyze(self) -> str:
         from sculpt.analysis.analyze import analyze
-        from sculpt.analysis.config import AnalyzeConfig
 
         sae = self.sae_id if self.sae_id and self._encoded() else None
-        config = AnalyzeConfig(seed=self.config.seed, sae=sae)
+        config = dataclasses.replace(self.config.analyze, sae=sae)
         found = analyze(self.lake, self.name, config, progress=self.config.progress)
         self.analysis = found.analysis
         return f"{found.n_tested:,} concepts tested, {found.n_significant:,} with q < 0.05"

@@ -14,6 +14,7 @@ from sculpt.cli.main import main
 from sculpt.concepts.registry import read_concepts
 from sculpt.lake.store import Lake
 from sculpt.sae.cards import build_cards
+from sculpt.sae.config import SaeTrainConfig
 from sculpt.sae.encode import (
     Nonzeros,
     _TopTokens,
@@ -23,7 +24,7 @@ from sculpt.sae.encode import (
     top_per_feature,
 )
 from sculpt.sae.registry import load_sae
-from sculpt.sae.training import SaeTrainConfig, train_sae
+from sculpt.sae.training import train_sae
 from sculpt.scan.models import tiny_model
 from sculpt.scan.run import ScanConfig, iter_span_batches, read_pairs
 

@@ -12,8 +12,9 @@ import torch
 from sculpt.errors import UserError
 from sculpt.lake import schemas
 from sculpt.lake.store import Lake
+from sculpt.sae.config import SaeTrainConfig
 from sculpt.sae.registry import list_saes, load_sae, register_sae, sae_dir
-from sculpt.sae.training import SaeTrainConfig, read_acts, train_sae
+from sculpt.sae.training import read_acts, train_sae
 from sculpt.scan.models import tiny_model
 from sculpt.scan.run import ScanConfig, scan
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from sculpt.cli.main import main
+from sculpt.configs import field_docs
 from sculpt.errors import UserError
-from sculpt.train.config import TrainConfig, field_docs, load_config
+from sculpt.train.config import TrainConfig, load_config
 
 
 def _yaml(tmp_path, text: str):

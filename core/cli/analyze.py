@@ -9,9 +9,11 @@ import math
 import sys
 from typing import Any
 
-from sculpt.cli.lake import add_storage_option, print_table
-from sculpt.errors import UserError
-from sculpt.lake.remote import RemoteLake, open_any, storage_options
+from sculpt.analysis.config import AnalyzeConfig
+from sculpt.analysis.results import read_hypotheses
+from sculpt.cli.options import add_config_flags, add_storage_option, config_from_args
+from sculpt.cli.output import print_table
+from sculpt.lake.remote import open_any, storage_options
 from sculpt.lake.store import Lake
 
 SCOPES = ("global", "conditional", "prompt")
@@ -24,16 +26,7 @@ def register(add: Any) -> None:
         "sculpt analyze hh --seed 0 --sae l15-4k",
     )
     run.add_argument("dataset", metavar="NAME", help="dataset name (as ingested)")
-    run.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
-    run.add_argument("--sae", default=None, help="SAE id (default: every SAE with span features)")
-    run.add_argument(
-        "--score", choices=["max_act", "freq"], default="max_act", help="SAE span summary"
-    )
-    run.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    run.add_argument("--clusters", type=int, default=None, help="data clusters K (default scaled)")
-    run.add_argument(
-        "--min-support", type=int, default=None, help="pairs a concept must fire in to be tested"
-    )
+    add_config_flags(run, AnalyzeConfig, dest="analyze")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_analyze)
 
@@ -64,19 +57,8 @@ def register(add: Any) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from sculpt.analysis.analyze import analyze
-    from sculpt.analysis.config import AnalyzeConfig
 
-    try:
-        config = AnalyzeConfig(
-            seed=args.seed,
-            sae=args.sae,
-            score=args.score,
-            n_boot=args.n_boot,
-            n_data_clusters=args.clusters,
-            min_support=args.min_support,
-        )
-    except ValueError as exc:
-        raise UserError(f"analyze: {exc}") from None
+    config = config_from_args(AnalyzeConfig, args, dest="analyze", command="analyze")
     lake = Lake.open(args.lake)
     report = analyze(lake, args.dataset, config, progress=not args.quiet)
     print(
@@ -89,33 +71,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"  predictive AUC [{model}]: {auc:.3f} ± {sd:.3f}")
     print(f"next: sculpt hypotheses {args.dataset} --analysis {report.analysis}")
     return 0
-
-
-def read_hypotheses(
-    lake: Lake | RemoteLake,
-    dataset: str,
-    analysis: str | None = None,
-    scope: str = "global",
-    lean: str | None = None,
-    kind: str | None = None,
-    top: int = 0,
-) -> list[dict[str, Any]]:
-    """Ranked hypotheses of one analysis (the latest when None), filtered."""
-    from sculpt.analysis.config import latest_analysis
-
-    key = analysis or latest_analysis(lake, dataset)
-    if key is None or not lake.files("hypotheses", {"dataset": dataset, "analysis": key}):
-        raise UserError(f"hypotheses[{dataset}]: no analysis found; run `sculpt analyze {dataset}`")
-    rows = lake.read("hypotheses", {"dataset": dataset, "analysis": key}).to_pylist()
-    rows = [
-        r
-        for r in rows
-        if r["scope"] == scope
-        and (lean is None or r["lean"] == lean)
-        and (kind is None or r["kind"] == kind)
-    ]
-    rows.sort(key=lambda r: r["rank"])
-    return rows[:top] if top > 0 else rows
 
 
 def _num(value: float | None, digits: int = 3) -> str:

@@ -6,9 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from sculpt.cli.lake import print_table
+from sculpt.cli.options import add_config_flags, config_from_args
+from sculpt.cli.output import print_table
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake
+from sculpt.sae.config import SaeTrainConfig
 
 
 def register(add: Any) -> None:
@@ -69,20 +71,7 @@ def _register_sae(add: Any) -> None:
         parent=sub,
     )
     train.add_argument("name", help="dataset name (scanned first with `sculpt scan`)")
-    train.add_argument(
-        "--layer", type=int, default=None, help="layer of `acts` (default: the only one)"
-    )
-    train.add_argument(
-        "--model", default=None, help="model partition of `acts` (default: the only one)"
-    )
-    train.add_argument("--width", type=int, default=2048, help="number of features")
-    train.add_argument("--k", type=int, default=32, help="mean active features per token")
-    train.add_argument("--epochs", type=float, default=5.0, help="passes over the training tokens")
-    train.add_argument("--tokens", type=int, default=None, help="cap on sampled tokens used")
-    train.add_argument("--batch-size", type=int, default=512, help="tokens per step")
-    train.add_argument("--lr", type=float, default=2e-3, help="learning rate")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default=None, help="cpu, cuda, cuda:N")
+    add_config_flags(train, SaeTrainConfig, dest="sae")
     train.add_argument(
         "--id",
         dest="sae_id",
@@ -142,7 +131,9 @@ def _register_concept(add: Any) -> None:
     vector.add_argument("concept", help="concept name (vec:<name> or probe:<name>)")
     vector.add_argument("--positive", required=True, help="examples that show it, one per line")
     vector.add_argument("--negative", required=True, help="examples that don't, one per line")
-    vector.add_argument("--layer", type=int, default=15, help="residual layer")
+    vector.add_argument(
+        "--layer", type=int, default=None, help="residual layer (default: the model's middle block)"
+    )
     vector.add_argument("--model", default=None, help="model (default smollm2)")
     vector.add_argument("--probe", action="store_true", help="logistic probe, not mean difference")
     vector.set_defaults(func=cmd_vector)
@@ -150,23 +141,9 @@ def _register_concept(add: Any) -> None:
 
 
 def cmd_sae_train(args: argparse.Namespace) -> int:
-    from sculpt.sae.training import SaeTrainConfig, train_sae
+    from sculpt.sae.training import train_sae
 
-    try:
-        config = SaeTrainConfig(
-            layer=args.layer,
-            model=args.model,
-            width=args.width,
-            k=args.k,
-            epochs=args.epochs,
-            tokens=args.tokens,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            device=args.device,
-        )
-    except ValueError as exc:
-        raise UserError(f"sae train: {exc}") from None
+    config = config_from_args(SaeTrainConfig, args, dest="sae", command="sae train")
     info = train_sae(Lake.open(args.lake), args.name, config, args.sae_id)
     q = info["quality"]
     print(
@@ -308,6 +285,6 @@ def cmd_vector(args: argparse.Namespace) -> int:
     )
     print(
         f"{meta['concept_id']}: {meta['n_positive']} positive / {meta['n_negative']} negative "
-        f"examples at layer {args.layer} of {meta['model']}; spans scored (z)"
+        f"examples at layer {meta['config']['layer']} of {meta['model']}; spans scored (z)"
     )
     return 0

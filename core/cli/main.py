@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 
 from sculpt.cli import GROUPS
+from sculpt.cli.options import literal
 from sculpt.errors import UserError
 
 EXIT_USAGE = 2
@@ -20,14 +20,6 @@ AddCommand = Callable[..., argparse.ArgumentParser]
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     pass
-
-
-_LONE_PERCENT = re.compile(r"%(?![%(])")
-
-
-def _literal(text: str) -> str:
-    """argparse %-formats help text; a literal "95% CI" must not crash `--help`."""
-    return _LONE_PERCENT.sub("%%", text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         target = parent if parent is not None else sub
         return target.add_parser(
             name,
-            help=_literal(help),
-            description=_literal(help),
-            epilog=_literal(f"Example:\n  {example}"),
+            help=literal(help),
+            description=help,  # argparse %-formats only `help`, not descriptions
+            epilog=f"Example:\n  {example}",
             formatter_class=_Formatter,
             parents=[common] if lake else [],
         )

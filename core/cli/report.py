@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from sculpt.analysis.config import AnalyzeConfig
+from sculpt.audit import AuditConfig
+from sculpt.cli.options import add_config_flags, config_from_args
+from sculpt.cli.scan import add_max_tokens_flag, scan_config
 from sculpt.lake.store import Lake
+from sculpt.sae.config import SaeTrainConfig
+from sculpt.scan.config import ScanConfig
 
 DEMO_NAME = "demo"
 
@@ -63,14 +70,7 @@ def _register_audit(add: Any) -> None:
     audit.add_argument("data", type=Path, help="data file or folder (jsonl, json, parquet, csv, …)")
     audit.add_argument("--name", required=True, help="dataset name in the lake")
     _audit_options(audit)
-    audit.add_argument("--format", dest="fmt", default="auto", help="input format (default: auto)")
-    audit.add_argument(
-        "--map",
-        dest="mapping",
-        default=None,
-        metavar="FIELD=COLUMN,...",
-        help="column mapping, e.g. chosen=preferred,rejected=dispreferred",
-    )
+    add_config_flags(audit, AuditConfig, dest="audit", only=INGEST_FIELDS, names=INGEST_FLAGS)
     audit.set_defaults(func=cmd_audit)
 
 
@@ -85,37 +85,36 @@ def _register_demo(add: Any) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
+INGEST_FIELDS = ("fmt", "mapping")
+INGEST_FLAGS = {"fmt": "format", "mapping": "map"}
+SCAN_FLAGS = (
+    "layer",
+    "max_prompt_tokens",
+    "max_response_tokens",
+    "sample_tokens",
+    "template",
+    "batch_tokens",
+    "dtype",
+)
+SAE_FLAGS = ("width", "k", "epochs", "batch_size", "lr")
+ANALYZE_FLAGS = ("score", "n_boot", "min_support", "n_data_clusters")
+
+
 def _audit_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="model: a local HF folder, a cached hub id, or `tiny` "
-        "(default: SmolLM2-135M-Instruct)",
+    """The audit's flags: its own fields, then a curated part of each nested stage config."""
+    add_config_flags(parser, AuditConfig, dest="audit", only=("model", "sae", "seed", "device"))
+    add_max_tokens_flag(parser)
+    add_config_flags(parser, ScanConfig, dest="scan", only=SCAN_FLAGS)
+    sae_defaults = dataclasses.asdict(AuditConfig().sae_train)
+    add_config_flags(
+        parser,
+        SaeTrainConfig,
+        dest="sae_train",
+        only=SAE_FLAGS,
+        prefix="sae-",
+        defaults=sae_defaults,
     )
-    parser.add_argument("--layer", type=int, default=None, help="layer to read (default: middle)")
-    parser.add_argument(
-        "--sae", default=None, help="use this SAE from the lake (default: train one)"
-    )
-    defaults = _audit_defaults()
-    parser.add_argument(
-        "--sae-width",
-        type=int,
-        default=defaults.sae_width,
-        help="features of a trained SAE (default %(default)s)",
-    )
-    parser.add_argument(
-        "--sae-k",
-        type=int,
-        default=defaults.sae_k,
-        help="active features per token, BatchTopK (default %(default)s)",
-    )
-    parser.add_argument(
-        "--sae-epochs",
-        type=float,
-        default=defaults.sae_epochs,
-        help="passes over the sampled tokens (default %(default)s)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
+    add_config_flags(parser, AnalyzeConfig, dest="analyze", only=ANALYZE_FLAGS)
     parser.add_argument(
         "-o",
         "--out",
@@ -127,10 +126,21 @@ def _audit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _audit_defaults() -> Any:
-    from sculpt.audit import AuditConfig  # light: heavy libraries load inside the stages
-
-    return AuditConfig()
+def audit_config(args: argparse.Namespace) -> AuditConfig:
+    """The AuditConfig of the flags given, stage configs nested."""
+    sae_base = dataclasses.asdict(AuditConfig().sae_train)
+    nested = {
+        "scan": scan_config(args, "audit"),
+        "sae_train": config_from_args(
+            SaeTrainConfig, args, dest="sae_train", command="audit", prefix="sae-", base=sae_base
+        ),
+        "analyze": config_from_args(AnalyzeConfig, args, dest="analyze", command="audit"),
+        "out": args.out,
+        "progress": not args.quiet,
+    }
+    return config_from_args(
+        AuditConfig, args, dest="audit", command="audit", base=nested, names=INGEST_FLAGS
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -152,51 +162,38 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     lake = Lake.open(args.lake)
-    return _run_audit(lake, args.data, args.name, args, fmt=args.fmt, mapping=args.mapping)
+    return _run_audit(lake, args.data, args.name, audit_config(args), args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from sculpt.data.demo import write_demo
 
+    config = audit_config(args)
     lake = Lake.open(args.lake)
     data = write_demo(
-        lake.root / "demo-data" / f"demo-n{args.n}-seed{args.seed}.jsonl", args.n, args.seed
+        lake.root / "demo-data" / f"demo-n{args.n}-seed{config.seed}.jsonl", args.n, config.seed
     )
-    model = args.model or "the default model (SmolLM2-135M-Instruct)"
+    model = config.model or "the default model (SmolLM2-135M-Instruct)"
     print(
         f"demo: {args.n:,} pairs written to {data}; auditing them with {model} "
         "(several minutes on a CPU; a second run reuses the lake)",
         file=sys.stderr,
     )
-    code = _run_audit(lake, data, DEMO_NAME, args)
+    code = _run_audit(lake, data, DEMO_NAME, config, args)
     if code == 0:
         _print_planted(lake)
     return code
 
 
-def _run_audit(lake: Lake, data: Path, name: str, args: argparse.Namespace, **ingest: Any) -> int:
-    from sculpt.audit import Audit, AuditConfig, StageTime
-    from sculpt.errors import UserError
+def _run_audit(
+    lake: Lake, data: Path, name: str, config: AuditConfig, args: argparse.Namespace
+) -> int:
+    from sculpt.audit import Audit, StageTime
     from sculpt.reports.render import write_report
 
-    try:
-        config = AuditConfig(
-            model=args.model,
-            layer=args.layer,
-            sae=args.sae,
-            sae_width=args.sae_width,
-            sae_k=args.sae_k,
-            sae_epochs=args.sae_epochs,
-            seed=args.seed,
-            out=args.out,
-            progress=not args.quiet,
-            **ingest,
-        )
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
     result = Audit(lake, data, name, config).run()
     started = time.perf_counter()
-    path = write_report(lake, name, args.out)
+    path = write_report(lake, name, config.out)
     result.report = path
     result.stages.append(StageTime("report", time.perf_counter() - started, False))
     lake_flag = "" if args.lake is None else f" --lake {args.lake}"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any
 
-from sculpt.cli.lake import print_table
+from sculpt.cli.options import add_config_flags, given
+from sculpt.cli.output import print_table
+from sculpt.lake.datasets import pick_dataset
 from sculpt.lake.store import Lake
 
 
@@ -29,7 +30,9 @@ def register(add: Any) -> None:
     )
     train.add_argument("--config", metavar="FILE", help="YAML file of TrainConfig keys")
     train.add_argument("--resume", metavar="RUN", help="continue an interrupted run (id or folder)")
-    _add_config_flags(train)
+    from sculpt.train.config import TrainConfig
+
+    add_config_flags(train, TrainConfig, dest="train")
     train.set_defaults(func=cmd_train)
 
     evaluate = add(
@@ -48,27 +51,11 @@ def register(add: Any) -> None:
     evaluate.set_defaults(func=cmd_eval)
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One `--key value` flag per TrainConfig field; the field docstring is its help."""
-    from sculpt.train.config import TrainConfig, field_docs
-
-    docs = field_docs(TrainConfig)
-    for item in dataclasses.fields(TrainConfig):
-        flags = {f"--{item.name.replace('_', '-')}", f"--{item.name}"}
-        parser.add_argument(
-            *sorted(flags),
-            dest=f"cfg_{item.name}",
-            default=argparse.SUPPRESS,
-            metavar="VALUE",
-            help=f"{docs.get(item.name, '')} (default: {item.default})",
-        )
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     from sculpt.plan.plan import compile_plan
 
     lake = Lake.open(args.lake)
-    plan = compile_plan(lake, args.dataset, args.output)
+    plan = compile_plan(lake, pick_dataset(lake, args.dataset), args.output)
     if not plan.interventions:
         print(
             f"plan {args.output}: no suppress/amplify decisions for {args.dataset}; "
@@ -95,8 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sculpt.train.config import load_config
     from sculpt.train.run import train_run
 
-    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, given(args, "train"))
     lake = Lake.open(args.lake)
     result = train_run(config, lake, resume=args.resume)
     state = PartialState()

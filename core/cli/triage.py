@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sculpt.errors import UserError
+from sculpt.lake.datasets import pick_dataset
 from sculpt.lake.store import Lake
 
 
@@ -26,28 +26,6 @@ def register(add: Any) -> None:
         help='TOML or YAML file of `binding.id = "key"` lines; see `?` in the app',
     )
     parser.set_defaults(func=cmd_triage)
-
-
-def pick_dataset(lake: Lake, name: str | None) -> str:
-    """NAME, or the lake's only dataset; a clear error when that is ambiguous."""
-    if name:
-        return name
-    found: set[str] = set()
-    for table in ("pairs", "hypotheses"):
-        folder = lake.table_dir(table)
-        if folder.exists():
-            found |= {p.name.split("=", 1)[1] for p in folder.glob("dataset=*") if p.is_dir()}
-    if len(found) == 1:
-        return found.pop()
-    if not found:
-        raise UserError(
-            f"lake {lake.root}: no dataset yet — run `sculpt demo` or "
-            "`sculpt ingest FILE --name NAME`, then `sculpt triage NAME`"
-        )
-    raise UserError(
-        f"lake {lake.root}: several datasets ({', '.join(sorted(found))}); "
-        "name one: `sculpt triage NAME`"
-    )
 
 
 def cmd_triage(args: argparse.Namespace) -> int:

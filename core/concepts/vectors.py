@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,8 @@ VECTOR_DIR = "vectors"
 class VectorConfig:
     """How to build a vector concept."""
 
-    layer: int = 15
-    """Residual-stream layer (after block L)."""
+    layer: int | None = None
+    """Residual-stream layer (after block L); none: the model's default layer."""
     probe: bool = False
     """Fit a logistic probe on token activations instead of taking the difference of means."""
     seed: int = 0
@@ -142,12 +142,13 @@ def build_vector(
     from sculpt.scan.run import read_pairs
 
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    loaded.check_layer(config.layer)
-    pos = torch.cat(token_acts(loaded, example_pairs(positive, "p"), config.layer))
-    neg = torch.cat(token_acts(loaded, example_pairs(negative, "n"), config.layer))
+    layer = loaded.check_layer(config.layer)
+    config = replace(config, layer=layer)
+    pos = torch.cat(token_acts(loaded, example_pairs(positive, "p"), layer))
+    neg = torch.cat(token_acts(loaded, example_pairs(negative, "n"), layer))
     direction = fit_direction(pos, neg, config.probe, config.seed)
     rows = read_pairs(lake, dataset)
-    spans, per_span = _dataset_span_acts(loaded, rows, config.layer)
+    spans, per_span = _dataset_span_acts(loaded, rows, layer)
     raw = span_scores(per_span, direction)
     z = (raw - raw.mean()) / (raw.std() + 1e-12)
     kind = "probe" if config.probe else "vector"
@@ -178,7 +179,7 @@ def build_vector(
         members=[name],
         source={
             "file": str(path.relative_to(lake.root)),
-            "layer": config.layer,
+            "layer": layer,
             "model": loaded.name,
         },
     )

@@ -158,7 +158,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "plan") -> Plan:
 
 
 def _typed(cls: type, values: dict[str, Any], where: str) -> dict[str, Any]:
-    from sculpt.train.config import coerce
+    from sculpt.configs import coerce
 
     hints = get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls) if f.name not in ("path", "interventions")]

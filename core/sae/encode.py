@@ -21,7 +21,7 @@ import torch
 
 from sculpt.errors import UserError
 from sculpt.lake import schemas
-from sculpt.lake.store import Lake, slug, with_schema_version, write_parquet_atomic
+from sculpt.lake.store import Lake, with_schema_version, write_parquet_atomic
 from sculpt.sae.registry import load_sae
 
 if TYPE_CHECKING:
@@ -316,23 +316,17 @@ def encode(
     progress: bool = True,
 ) -> ScanReport:
     """Scan `dataset` through the SAE's model and layer with only the SAE sink (no `acts`)."""
+    from sculpt.sae.fit import check_sae_model, sae_layer
     from sculpt.scan.models import LoadedModel, load_model
     from sculpt.scan.run import ScanConfig, scan
 
     sink = sae_sink(lake, sae_id, dataset, top_k)
-    layer = int(sink.info["layer"])
-    if config is None:
-        config = ScanConfig(layer=layer)
-    elif config.layer != layer:
-        raise UserError(f"sae {sae_id}: reads layer {layer}, not {config.layer}; drop --layer")
+    config = config or ScanConfig()
+    config = config.at_layer(sae_layer(sae_id, sink.info, config.layer))
     loaded = (
         model if isinstance(model, LoadedModel) else load_model(model, config.device, config.dtype)
     )
-    expected = sink.info.get("model")
-    if expected and slug(loaded.name) != slug(str(expected)):
-        raise UserError(
-            f"sae {sae_id}: trained on {expected}, not {loaded.name}; pass --model for {expected}"
-        )
+    check_sae_model(sae_id, sink.info, loaded.name)
     return scan(lake, dataset, loaded, config, sinks=[sink], write_acts=False, progress=progress)
 
 

@@ -65,8 +65,12 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
 
-    def check_layer(self, layer: int) -> int:
-        """The layer if it exists, else a UserError naming the valid range."""
+    def check_layer(self, layer: int | None) -> int:
+        """The layer if it exists (none: `default_layer`), else a UserError naming the range."""
+        if layer is None:
+            from sculpt.scan.config import default_layer
+
+            return default_layer(self.n_layers)
         if not 0 <= layer < self.n_layers:
             raise UserError(
                 f"--layer {layer}: out of range for {self.name} "

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake
+from sculpt.scan.config import ScanConfig
 from sculpt.scan.ray_worker import (
     ModelCard,
     SaeSinkSpec,
@@ -38,7 +39,7 @@ from sculpt.scan.ray_worker import (
 )
 from sculpt.scan.run import read_pairs
 from sculpt.scan.shards import STAGE, ScanRun
-from sculpt.scan.types import ScanConfig, ScanReport
+from sculpt.scan.types import ScanReport
 
 __all__ = ["SaeSinkSpec", "ScanWorkers", "SinkFactory", "connect", "scan_ray"]
 
@@ -202,7 +203,7 @@ def _scan_with(
     import ray
 
     shell = pool.card().driver_model()
-    shell.check_layer(config.layer)
+    config = config.at_layer(shell.check_layer(config.layer))
     chunks = [rows[i :: len(pool.actors)] for i in range(len(pool.actors))]
     parts = _ray_get(
         [a.tokenize.remote(c, config) for a, c in zip(pool.actors, chunks, strict=True)]

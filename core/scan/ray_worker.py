@@ -18,11 +18,12 @@ from tqdm import tqdm
 
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake
+from sculpt.scan.config import ScanConfig
 from sculpt.scan.models import LoadedModel, load_model
 from sculpt.scan.run import tokenize_rows
 from sculpt.scan.shards import ScanRun
 from sculpt.scan.tokens import TokenizedPair
-from sculpt.scan.types import ScanConfig, Sink
+from sculpt.scan.types import Sink
 
 SinkFactory = Callable[[Lake], Sink]
 """Builds a sink inside a worker (sinks hold models and buffers, so they are re-created there,

@@ -14,11 +14,12 @@ from typing import Any
 
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake
+from sculpt.scan.config import ScanConfig
 from sculpt.scan.forward import iter_pair_acts
 from sculpt.scan.models import LoadedModel, load_model
 from sculpt.scan.shards import ScanRun
 from sculpt.scan.tokens import TokenizedPair, encode_pair_tokens, tokenize_pair, use_chat_template
-from sculpt.scan.types import ScanConfig, ScanReport, Sink, SpanBatch, span_batch
+from sculpt.scan.types import ScanReport, Sink, SpanBatch, span_batch
 
 __all__ = [
     "ScanConfig",
@@ -57,7 +58,7 @@ def iter_span_batches(
     loaded: LoadedModel, pairs: list[dict[str, Any]], config: ScanConfig
 ) -> Iterator[SpanBatch]:
     """The scan's fast forward in memory, for callers that don't write the lake."""
-    loaded.check_layer(config.layer)
+    config = config.at_layer(loaded.check_layer(config.layer))
     tokenized = tokenize_rows(loaded, pairs, config)
     for results in iter_pair_acts(
         loaded, config.layer, tokenized, config.batch_tokens_for(loaded.device), config.share_prefix
@@ -79,7 +80,7 @@ def scan(
     loaded = (
         model if isinstance(model, LoadedModel) else load_model(model, config.device, config.dtype)
     )
-    loaded.check_layer(config.layer)
+    config = config.at_layer(loaded.check_layer(config.layer))
     pairs = tokenize_rows(loaded, rows, config)
     run = ScanRun(lake, dataset, loaded, config, pairs, list(sinks), write_acts)
     return run.execute(progress)

@@ -16,11 +16,12 @@ from tqdm import tqdm
 
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake, with_schema_version, write_parquet_atomic
+from sculpt.scan.config import ScanConfig
 from sculpt.scan.forward import iter_pair_acts
 from sculpt.scan.models import LoadedModel
 from sculpt.scan.tables import ActsSample, TokenText, sample_masks, spans_table
 from sculpt.scan.tokens import SIDES, TokenizedPair
-from sculpt.scan.types import ScanConfig, ScanReport, Sink, span_batch
+from sculpt.scan.types import ScanReport, Sink, span_batch
 
 STAGE = "scan"
 OWNER_STAGE = "scan-owner"

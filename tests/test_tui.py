@@ -16,7 +16,7 @@ from sculpt.lake.store import Lake
 from sculpt.plan.decisions import Decision, current, history
 from sculpt.testing.sample_lake import build_sample_lake
 from sculpt.tui.app import TriageApp
-from sculpt.tui.card import ConceptCard
+from sculpt.tui.card import HIGHLIGHT, ConceptCard
 from sculpt.tui.decide import DecisionForm
 from sculpt.tui.hypotheses import HypothesesScreen
 from sculpt.tui.keys import KEY_IDS, KEYS, load_keymap
@@ -50,6 +50,12 @@ async def until(pilot, condition: Callable[[], bool], what: str, timeout: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}:\n{screen_text(pilot.app)}")
         await pilot.pause(0.05)
+
+
+def content(app: TriageApp, selector: str) -> str:
+    """The text of a Static on the current screen ('' until it is composed)."""
+    found = app.screen.query(selector)
+    return str(found.first().content) if found else ""
 
 
 async def loaded(pilot, after: int = 0) -> HypothesesScreen:
@@ -300,10 +306,37 @@ def test_keymap_file_rebinds_and_help_lists_ids(lake: Lake, tmp_path: Path) -> N
 
 
 def test_triage_command_names_the_dataset_or_explains(tmp_path: Path) -> None:
-    from sculpt.cli.triage import pick_dataset
+    from sculpt.lake.datasets import pick_dataset
 
     empty = Lake.open(tmp_path / "empty")
     with pytest.raises(UserError, match="sculpt demo"):
         pick_dataset(empty, None)
     build_sample_lake(tmp_path / "one", n_pairs=10, n_hypotheses=20)
     assert pick_dataset(Lake.open(tmp_path / "one"), None) == "demo"
+
+
+def test_ngram_card_shows_its_contexts_marked(lake: Lake) -> None:
+    """An n-gram concept has no regex in its source: its contexts come from the n-gram itself,
+    the same highlight the report uses."""
+
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        row = next(
+            r for r in screen.data.hypotheses_for("ngram:unfortunately") if r["scope"] == "global"
+        )
+        pilot.app.push_screen(ConceptCard(row))
+        await until(
+            pilot,
+            lambda: "top-activating" in content(pilot.app, "#card-contexts"),
+            "card",
+        )
+        contexts = pilot.app.screen.query_one("#card-contexts").content
+        assert "none recorded" not in str(contexts)
+        marked = [
+            str(contexts)[span.start : span.end]
+            for span in contexts.spans
+            if span.style == HIGHLIGHT
+        ]
+        assert marked and all(m.lower() == "unfortunately" for m in marked if m.strip())
+
+    drive(lake, SMALL, scenario)

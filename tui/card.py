@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
 
-from sculpt.tui import evidence
+from sculpt.concepts import evidence
 from sculpt.tui.decide import DecidingScreen, Target, badge
 from sculpt.tui.keys import bindings
 from sculpt.tui.table import fmt, fmt_delta, fmt_q, scope_cell
@@ -95,13 +95,22 @@ def histogram_text(bins: list[tuple[float, float, int]], width: int = 30) -> Tex
     return text
 
 
-def context_text(ctx: dict[str, Any]) -> Text:
+def context_text(ctx: dict[str, Any], radius: int = 40) -> Text:
+    """One context line: side, activation, the text around the marked match or token."""
     text = Text("  ")
     text.append(f"{ctx.get('side', '?'):<8}", "dim")
-    text.append(f" {float(ctx.get('act') or 0):5.2f}  ")
-    text.append("…" + str(ctx.get("text_before", ""))[-40:] + " ")
-    text.append(str(ctx.get("token", "")), HIGHLIGHT)
-    text.append(" " + str(ctx.get("text_after", ""))[:40] + "…\n")
+    act = ctx.get("act")
+    text.append(f" {float(act):5.2f}  " if act is not None else "        ")
+    segments = ctx.get("segments") or []
+    first = next((i for i, (_, hot) in enumerate(segments) if hot), None)
+    for i, (part, hot) in enumerate(segments):
+        part = str(part)
+        if first is not None and i < first:
+            part = part[-radius:]
+        elif first is not None and i > first and not hot:
+            part = part[:radius]
+        text.append(part, HIGHLIGHT if hot else "")
+    text.append("\n")
     return text
 
 
@@ -132,13 +141,13 @@ class ConceptCard(DecidingScreen):
 
     @work(thread=True, exclusive=True, group="card")
     def load(self) -> None:
-        data = self.app.data  # type: ignore[attr-defined]
+        data = self.data
         concept_id = self.row["concept_id"]
         try:
             concept = evidence.concept(data, concept_id)
             related = data.hypotheses_for(concept_id)
             histogram = evidence.gap_histogram(data, concept_id)
-            contexts = evidence.contexts(data, concept)
+            contexts = evidence.contexts(data, concept, self.row["lean"])
         except duckdb.Error as exc:
             self.app.call_from_thread(self.notify, str(exc).splitlines()[0], severity="error")
             return
@@ -147,17 +156,16 @@ class ConceptCard(DecidingScreen):
     @work(thread=True, exclusive=True, group="correlated")
     def load_correlated(self) -> None:
         try:
-            data = self.app.data  # type: ignore[attr-defined]
-            rows = evidence.correlated(data, self.row["concept_id"])
+            data = self.data
+            candidates = data.correlation_candidates()
+            rows = evidence.correlated(data, self.row["concept_id"], candidates)
         except duckdb.Error:
             rows = []
         self.post_message(CorrelatedLoaded(rows))
 
     def header_text(self) -> Text:
         row = self.row
-        decision = self.app.book.for_row(  # type: ignore[attr-defined]
-            row["concept_id"], row["hypothesis_id"], row["data_cluster"]
-        )
+        decision = self.book.for_row(row["concept_id"], row["hypothesis_id"], row["data_cluster"])
         text = Text()
         text.append(str(row["label"] or row["concept_id"]), "bold")
         text.append(f"  [{badge(decision) if decision else 'undecided'}]\n")

@@ -1,5 +1,6 @@
 """The triage app's data: one DuckDB over the lake's views, and the hypotheses table's filters,
-sort and pages, never a whole table in Python. A concept's evidence is in sculpt.tui.evidence."""
+sort and pages, never a whole table in Python. It is the `Reader` that a concept's evidence
+(sculpt.concepts.evidence, shared with the report) is read through."""
 
 from __future__ import annotations
 
@@ -228,6 +229,14 @@ class TriageData:
             "order by scope = 'global' desc, split_half_ok desc, q asc nulls last, "
             "abs(delta) desc limit 50",
             [concept_id],
+        )
+
+    def correlation_candidates(self, limit: int = 60) -> list[dict[str, Any]]:
+        """The concepts a card's correlations are computed against: the strongest by |d|."""
+        return self.query(
+            f"select concept_id, any_value(label) as label from {self.source} "
+            "where scope = 'global' group by concept_id "
+            f"order by max(abs(d)) desc, concept_id limit {int(limit)}"
         )
 
     def close(self) -> None:

@@ -8,12 +8,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from sculpt.lake.store import Lake
 from sculpt.plan import decisions as log
 from sculpt.plan.decisions import ACTIONS, GLYPHS, METHODS, Decision
+from sculpt.tui.screen import TriageScreen
 
 WORDS = {"allow": "allowed", "suppress": "suppressed", "amplify": "amplified", "review": "review"}
 DEFAULT_METHOD = {
@@ -200,7 +201,7 @@ def _escape(text: str) -> str:
     return text.replace("[", r"\[")
 
 
-class DecidingScreen(Screen):
+class DecidingScreen(TriageScreen):
     """A screen whose selection can be decided on (a/x/m/r) and undone (u)."""
 
     def decision_target(self) -> Target | None:
@@ -214,13 +215,12 @@ class DecidingScreen(Screen):
         if target is None:
             self.notify("nothing selected to decide on", severity="warning")
             return
-        app = self.app
-        app.push_screen(DecisionForm(app.dataset, target, action), self._record)  # type: ignore[attr-defined]
+        self.app.push_screen(DecisionForm(self.triage.dataset, target, action), self._record)
 
     def _record(self, decision: Decision | None) -> None:
         if decision is None:
             return
-        saved = self.app.book.record(decision)  # type: ignore[attr-defined]
+        saved = self.book.record(decision)
         where = f"hypothesis {saved.hypothesis_id}" if saved.hypothesis_id else saved.concept_id
         method = "" if saved.method == "none" else f" · {saved.method} ×{saved.strength:g}"
         self.notify(
@@ -229,7 +229,7 @@ class DecidingScreen(Screen):
         self.decisions_changed()
 
     def action_undo(self) -> None:
-        undone = self.app.book.undo_last()  # type: ignore[attr-defined]
+        undone = self.book.undo_last()
         if undone is None:
             self.notify("nothing to undo in this session", severity="warning")
             return

@@ -65,7 +65,7 @@ class HypothesesScreen(DecidingScreen):
 
     def compose(self) -> ComposeResult:
         yield Static(
-            f"[b]sculpt triage[/b] · {self.app.dataset} · opening the lake…",  # type: ignore[attr-defined]
+            f"[b]sculpt triage[/b] · {self.triage.dataset} · opening the lake…",
             id="title",
         )
         yield Input(
@@ -85,14 +85,14 @@ class HypothesesScreen(DecidingScreen):
     @work(thread=True, group="open")
     def open_lake(self) -> None:
         try:
-            self.app.open_lake()  # type: ignore[attr-defined]
+            self.triage.open_lake()
         except Exception as exc:  # noqa: BLE001 - shown, not raised: the app stays usable
             self.app.call_from_thread(self.show_missing, f"cannot open the lake: {exc}")
             return
         self.post_message(LakeOpened())
 
     def on_lake_opened(self, _: LakeOpened) -> None:
-        data = self.app.data  # type: ignore[attr-defined]
+        data = self.data
         self.title_text = f"[b]sculpt triage[/b] · {data.dataset} · analysis {data.analysis or '–'}"
         self.query_one("#title", Static).update(self.title_text)
         missing = data.missing()
@@ -119,7 +119,7 @@ class HypothesesScreen(DecidingScreen):
     def load_page(self, filters: Filters, sort: Sort, offset: int, append: bool) -> None:
         worker = get_current_worker()
         try:
-            page = self.app.data.page(filters, sort, offset, PAGE_SIZE)  # type: ignore[attr-defined]
+            page = self.data.page(filters, sort, offset, PAGE_SIZE)
         except duckdb.Error as exc:
             if not worker.is_cancelled:
                 self.post_message(HypothesesFailed(str(exc).splitlines()[0]))
@@ -130,7 +130,7 @@ class HypothesesScreen(DecidingScreen):
     @work(thread=True, group="cache")
     def build_cache(self) -> None:
         try:
-            self.app.data.materialize()  # type: ignore[attr-defined]
+            self.data.materialize()
         except duckdb.Error:
             return  # the views still answer, only slower
         self.post_message(CacheBuilt())
@@ -175,7 +175,7 @@ class HypothesesScreen(DecidingScreen):
             self.wide, self.columns = wide, columns
         else:
             table.clear()
-        book = self.app.book  # type: ignore[attr-defined]
+        book = self.book
         for row in self.rows:
             decision = badge(
                 book.for_row(row["concept_id"], row["hypothesis_id"], row["data_cluster"])
@@ -217,7 +217,7 @@ class HypothesesScreen(DecidingScreen):
     def on_screen_resume(self) -> None:
         """Decisions made on a card, in the pair viewer or the queue show here at once."""
         if self.wide is not None:
-            self.app.book.refresh()  # type: ignore[attr-defined]
+            self.book.refresh()
             self.fill_table(keep_cursor=True)
 
     # ---- selection ---------------------------------------------------------------------------
@@ -333,7 +333,7 @@ class HypothesesScreen(DecidingScreen):
             return
         if any(w.is_running for w in self.workers if w.group == "page"):
             self.workers.cancel_group(self, "page")
-            self.app.data.interrupt()  # type: ignore[attr-defined]
+            self.data.interrupt()
             self._hide_spinner()
             self.notify("query cancelled", severity="warning")
 

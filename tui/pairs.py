@@ -13,9 +13,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
 
-from sculpt.tui import evidence
+from sculpt.concepts import evidence
+from sculpt.concepts.evidence import PairView, highlight_pattern
 from sculpt.tui.decide import DecidingScreen, Target
-from sculpt.tui.evidence import PairView, concept_pattern
 from sculpt.tui.keys import bindings
 from sculpt.tui.table import fmt_delta
 
@@ -65,7 +65,7 @@ def side_text(pair: PairView, side: str, concept: dict[str, Any]) -> Text:
     concept_id = str(concept.get("concept_id", ""))
     if concept_id.startswith("sae:") and side in pair.tokens:
         return shaded_tokens(pair.tokens[side], pair.activations.get(side, {}))
-    return regex_marked(pair.texts[side], concept_pattern(concept))
+    return regex_marked(pair.texts[side], highlight_pattern(concept))
 
 
 def legend(concept: dict[str, Any], pair: PairView) -> str:
@@ -74,7 +74,7 @@ def legend(concept: dict[str, Any], pair: PairView) -> str:
         if not pair.tokens:
             return "no decoded tokens in the lake (run `sculpt scan`): plain text"
         return "tokens by activation: reverse+bold ≥⅔ of peak, reverse ≥⅓, underline >0"
-    if concept_pattern(concept) is not None:
+    if highlight_pattern(concept) is not None:
         return "regex matches in reverse+bold"
     return "no token-level view for this kind of concept: plain text"
 
@@ -111,12 +111,14 @@ class PairViewer(DecidingScreen):
 
     @work(thread=True, exclusive=True, group="pairs")
     def load_pairs(self) -> None:
-        data = self.app.data  # type: ignore[attr-defined]
+        data = self.data
         row = self.row
         cluster = row["data_cluster"] if row["scope"] != "global" else None
         try:
             concept = evidence.concept(data, row["concept_id"])
-            pairs = evidence.driving_pairs(data, row["concept_id"], row["lean"], cluster)
+            pairs = evidence.evidence_pairs(
+                data, row["concept_id"], row["lean"], "supporting", cluster
+            )
         except duckdb.Error as exc:
             self.app.call_from_thread(self.notify, str(exc).splitlines()[0], severity="error")
             pairs, concept = [], self.concept
@@ -125,8 +127,7 @@ class PairViewer(DecidingScreen):
     @work(thread=True, exclusive=True, group="pair")
     def load_pair(self, index: int) -> None:
         pair_id = self.pairs[index]["pair_id"]
-        data = self.app.data  # type: ignore[attr-defined]
-        pair = evidence.pair(data, pair_id, self.row["concept_id"])
+        pair = evidence.pair(self.data, pair_id, self.row["concept_id"])
         self.post_message(PairLoaded(index, pair))
 
     def on_driving_pairs_loaded(self, message: DrivingPairsLoaded) -> None:

@@ -6,12 +6,12 @@ import time
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from sculpt.plan.decisions import Decision
 from sculpt.tui.decide import badge
 from sculpt.tui.keys import bindings
+from sculpt.tui.screen import TriageScreen
 
 
 def ordered(decisions: list[Decision]) -> list[Decision]:
@@ -19,7 +19,7 @@ def ordered(decisions: list[Decision]) -> list[Decision]:
     return sorted(decisions, key=lambda d: (d.method == "none", -d.ts))
 
 
-class QueueScreen(Screen):
+class QueueScreen(TriageScreen):
     KEYS_SCREEN = "queue"
     BINDINGS = bindings("queue")
 
@@ -30,12 +30,12 @@ class QueueScreen(Screen):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.app.book.refresh()  # type: ignore[attr-defined]
+        self.book.refresh()
         self.draw()
         self.query_one(DataTable).focus()
 
     def draw(self) -> None:
-        book = self.app.book  # type: ignore[attr-defined]
+        book = self.book
         self.decisions = ordered(book.in_force)
         pending = len(book.pending())
         self.query_one("#queue-head", Static).update(
@@ -78,7 +78,7 @@ class QueueScreen(Screen):
         decision = self.selected()
         if decision is None:
             return
-        self.app.book.undo(decision)  # type: ignore[attr-defined]
+        self.book.undo(decision)
         self.notify(
             f"undone: {badge(decision)} · {decision.concept_id} · {decision.scope}",
             title="decision withdrawn",
@@ -91,7 +91,7 @@ class QueueScreen(Screen):
         decision = self.selected()
         if decision is None:
             return
-        rows = self.app.data.hypotheses_for(decision.concept_id)  # type: ignore[attr-defined]
+        rows = self.data.hypotheses_for(decision.concept_id)
         match = [r for r in rows if r["hypothesis_id"] == decision.hypothesis_id] or rows
         if not match:
             self.notify(

@@ -1,273 +1,367 @@
-"""Concept cards for the report: top contexts with the firing tokens marked, and example pairs.
+"""The evidence behind one concept, read from the lake: its highlight pattern, the per-pair gap
+and its histogram, the pairs that support or contradict its lean, where it fires, one pair in full.
 
-Text is returned as segments `[text, highlighted]` so the template escapes every character and no
-markup is ever built from dataset text.
+The triage TUI and the HTML report both read evidence through these functions, so they show the
+same pairs and mark the same text. Text is returned as segments `[text, highlighted]`: the caller
+escapes (HTML) or makes visible (terminal) every character, and no markup is built from data.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 import duckdb
 
-from sculpt.lake.store import Lake, slug
-from sculpt.lake.store import fetch_dicts as _rows
+from sculpt.lake.store import fetch_dicts, slug
 
 Segments = list[list[Any]]
-EXAMPLES = 2
-CONTEXTS = 6
+Evidence = Literal["supporting", "counter", "both"]
+"""Which pairs to read: the gap goes the concept's way, goes against it, or both sides fire."""
+EVIDENCE: tuple[Evidence, ...] = ("supporting", "counter", "both")
 TEXT_LIMIT = 700
 CONTEXT_RADIUS = 70
 CONTEXT_TOKENS = 10
-STAT_FIELDS = (
-    "hypothesis_id",
-    "concept_id",
-    "label",
-    "kind",
-    "lean",
-    "delta",
-    "ci_lo",
-    "ci_hi",
-    "d",
-    "q",
-    "split_half_ok",
-    "length_only",
-    "chosen_rate",
-    "rejected_rate",
-    "delta_len",
-    "n",
-)
 
 
-def concept_cards(
-    lake: Lake,
-    con: duckdb.DuckDBPyConnection,
-    tables: set[str],
-    dataset: str,
-    targets: list[dict[str, Any]],
-) -> list[dict[str, Any]]:
-    """One card per target hypothesis (a global-lean row of `hypotheses`)."""
-    return [_card(con, tables, dataset, hyp) for hyp in targets]
+class Reader(Protocol):
+    """A DuckDB over the lake's views for one dataset (and the analysis being read)."""
+
+    tables: set[str]
+    dataset: str
+    analysis: str | None
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]: ...
 
 
-def _card(
-    con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str, hyp: dict[str, Any]
-) -> dict[str, Any]:
-    concept_id = hyp["concept_id"]
-    card: dict[str, Any] = {k: hyp.get(k) for k in STAT_FIELDS}
-    card.update(top_tokens=[], contexts=[], examples=[], density=None)
-    sae_ref = _parse_sae(concept_id)
-    pattern = _pattern(con, tables, dataset, concept_id)
-    lean_side = "rejected" if hyp.get("lean") == "rejected" else "chosen"
-    ids = _example_ids(con, tables, dataset, concept_id, sae_ref, lean_side)
-    if sae_ref is not None:
-        top = _top_activations(con, tables, dataset, sae_ref)
-        # Pairs whose lean side holds a top activation come first: their tokens can be marked.
-        hot = [t["pair_id"] for t in top if t["side"] == lean_side]
-        ids = list(dict.fromkeys([*hot, *ids]))
-        pairs = _pairs(con, tables, dataset, ids[:EXAMPLES])
-        _fill_sae(con, tables, dataset, sae_ref, card, pairs, top)
-    else:
-        pairs = _pairs(con, tables, dataset, ids[: max(EXAMPLES, CONTEXTS)])
-        card["contexts"] = _pattern_contexts(pairs, lean_side, pattern)
-        card["examples"] = [_example(p, pattern, {}) for p in pairs[:EXAMPLES]]
-    return card
+@dataclass
+class LakeReader:
+    """A `Reader` over an open connection (the report's; the TUI has its own, cancellable)."""
+
+    con: duckdb.DuckDBPyConnection
+    tables: set[str]
+    dataset: str
+    analysis: str | None = None
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        return fetch_dicts(self.con, sql, params or [])
 
 
-def _parse_sae(concept_id: str) -> tuple[str, int] | None:
+@dataclass
+class PairView:
+    """One pair in full: prompt, both responses, decoded tokens and the concept's activations."""
+
+    pair_id: str
+    row: int | None
+    prompt: list[dict[str, str]]
+    texts: dict[str, str]
+    tokens: dict[str, list[str]] = field(default_factory=dict)
+    activations: dict[str, dict[int, float]] = field(default_factory=dict)
+    data_cluster: int | None = None
+
+
+# ---- what a concept is -------------------------------------------------------------------------
+def parse_sae(concept_id: str) -> tuple[str, int] | None:
+    """(sae id, feature) of an `sae:<sae>:<feature>` concept, else None."""
     if not concept_id.startswith("sae:"):
         return None
     sae_id, _, feature = concept_id[4:].rpartition(":")
     return (sae_id, int(feature)) if feature.isdigit() and sae_id else None
 
 
-def _pattern(
-    con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str, concept_id: str
-) -> re.Pattern[str] | None:
-    """What to highlight in text for a lexical or n-gram concept (None: nothing to mark)."""
+def concept(reader: Reader, concept_id: str) -> dict[str, Any]:
+    """The concept's row in the concepts table (label, kind, source), else just its id."""
+    if "concepts" not in reader.tables:
+        return {"concept_id": concept_id}
+    found = reader.query(
+        "select * from concepts where dataset = ? and concept_id = ? limit 1",
+        [slug(reader.dataset), concept_id],
+    )
+    return found[0] if found else {"concept_id": concept_id}
+
+
+def highlight_pattern(concept_row: dict[str, Any]) -> re.Pattern[str] | None:
+    """What to mark in text for a lexical or n-gram concept (None: nothing to mark)."""
+    concept_id = str(concept_row.get("concept_id", ""))
     if concept_id.startswith("ngram:"):
         # n-grams are words and punctuation joined by spaces ("Great question !"): match the
         # words with any or no whitespace between them, as they appear in the text.
         words = r"\s*".join(re.escape(w) for w in concept_id[6:].split())
         return re.compile(rf"(?<!\w){words}(?!\w)") if words else None
-    if "concepts" not in tables:
-        return None
-    found = _rows(
-        con,
-        "select source from concepts where dataset = ? and concept_id = ? limit 1",
-        [slug(dataset), concept_id],
-    )
     try:
-        source = json.loads(found[0]["source"] or "{}") if found else {}
-        return re.compile(source["pattern"], re.MULTILINE) if source.get("pattern") else None
-    except (json.JSONDecodeError, TypeError, KeyError, re.error, AttributeError):
+        source = json.loads(concept_row.get("source") or "{}")
+    except (TypeError, ValueError):
+        return None
+    pattern = source.get("pattern") if isinstance(source, dict) else None
+    if not isinstance(pattern, str) or not pattern:
+        return None
+    try:
+        return re.compile(pattern, re.MULTILINE)  # as sculpt.concepts.lexical compiles it
+    except re.error:
         return None
 
 
-def _example_ids(
-    con: duckdb.DuckDBPyConnection,
-    tables: set[str],
-    dataset: str,
-    concept_id: str,
-    sae_ref: tuple[str, int] | None,
-    lean: str,
-) -> list[str]:
-    """Pairs where the concept's chosen − rejected gap is largest in the direction of its lean."""
-    gap = (
-        "sum(case when side = 'chosen' then {v} else 0 end) - "
-        "sum(case when side = 'rejected' then {v} else 0 end)"
-    )
-    order = "asc" if lean == "rejected" else "desc"
-    if sae_ref is not None and "span_features" in tables:
-        query = (
-            f"select pair_id, {gap.format(v='max_act')} as u from span_features "
-            "where dataset = ? and sae = ? and feature = ? group by pair_id "
+# ---- the per-pair gap --------------------------------------------------------------------------
+def gap_sql(reader: Reader, concept_id: str) -> tuple[str, list[Any]] | None:
+    """(pair_id, chosen score, rejected score) per pair for one concept, from its base table."""
+    sae_ref = parse_sae(concept_id)
+    if sae_ref is not None and "span_features" in reader.tables:
+        return (
+            "select pair_id, coalesce(max(max_act) filter (side = 'chosen'), 0) as chosen, "
+            "coalesce(max(max_act) filter (side = 'rejected'), 0) as rejected "
+            "from span_features where dataset = ? and sae = ? and feature = ? "
+            "group by pair_id",
+            [slug(reader.dataset), slug(sae_ref[0]), sae_ref[1]],
         )
-        params: list[Any] = [slug(dataset), slug(sae_ref[0]), sae_ref[1]]
-    elif "concept_span_scores" in tables:
-        query = (
-            f"select pair_id, {gap.format(v='score')} as u from concept_span_scores "
-            "where dataset = ? and concept_id = ? group by pair_id "
+    if sae_ref is None and "concept_span_scores" in reader.tables:
+        return (
+            "select pair_id, coalesce(max(score) filter (side = 'chosen'), 0) as chosen, "
+            "coalesce(max(score) filter (side = 'rejected'), 0) as rejected "
+            "from concept_span_scores where dataset = ? and concept_id = ? "
+            "group by pair_id",
+            [slug(reader.dataset), concept_id],
         )
-        params = [slug(dataset), concept_id]
-    else:
+    return None
+
+
+def gap_histogram(
+    reader: Reader, concept_id: str, bins: int = 11
+) -> list[tuple[float, float, int]]:
+    """Counts of the per-pair gap (chosen − rejected); pairs without a score count as 0."""
+    gap = gap_sql(reader, concept_id)
+    if gap is None or "pairs" not in reader.tables:
         return []
-    found = _rows(con, query + f"order by u {order}, pair_id limit {CONTEXTS}", params)
-    sign = -1 if lean == "rejected" else 1
-    return [r["pair_id"] for r in found if (r["u"] or 0) * sign > 0]
+    sql, params = gap
+    found = reader.query(
+        f"with g as ({sql}), a as (select coalesce(g.chosen - g.rejected, 0) as gap "
+        "from pairs p left join g using (pair_id) where p.dataset = ?), "
+        "r as (select min(gap) lo, max(gap) hi from a) "
+        f"select least(cast(floor((gap - lo) / nullif(hi - lo, 0) * {int(bins)}) as int), "
+        f"{int(bins) - 1}) as bin, count(*) as n, any_value(lo) lo, any_value(hi) hi "
+        "from a, r group by 1 order by 1",
+        [*params, slug(reader.dataset)],
+    )
+    if not found:
+        return []
+    lo, hi = float(found[0]["lo"]), float(found[0]["hi"])
+    if hi == lo:
+        return [(lo, hi, int(sum(r["n"] for r in found)))]
+    width = (hi - lo) / bins
+    counts = {int(r["bin"]): int(r["n"]) for r in found}
+    return [(lo + i * width, lo + (i + 1) * width, counts.get(i, 0)) for i in range(bins)]
 
 
-def _pairs(
-    con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str, ids: list[str]
+def evidence_pairs(
+    reader: Reader,
+    concept_id: str,
+    lean: str,
+    which: Evidence = "supporting",
+    data_cluster: int | None = None,
+    limit: int = 200,
 ) -> list[dict[str, Any]]:
-    if not ids or "pairs" not in tables:
+    """Pairs with their scores and gap: those whose gap goes the way the concept leans (largest
+    first), those against it (counter-examples, largest first), or those where both sides fire."""
+    gap = gap_sql(reader, concept_id)
+    if gap is None:
+        return []
+    sql, params = gap
+    sign = -1 if lean == "rejected" else 1
+    where, order = {
+        "supporting": (
+            f"{sign} * (g.chosen - g.rejected) > 0",
+            f"{sign} * (g.chosen - g.rejected) desc",
+        ),
+        "counter": (
+            f"{sign} * (g.chosen - g.rejected) < 0",
+            f"{sign} * (g.chosen - g.rejected) asc",
+        ),
+        "both": ("g.chosen > 0 and g.rejected > 0", "least(g.chosen, g.rejected) desc"),
+    }[which]
+    cluster_join, cluster_params = "", []
+    if data_cluster is not None and "clusters" in reader.tables and reader.analysis:
+        cluster_join = (
+            "join clusters c on c.pair_id = g.pair_id and c.dataset = ? "
+            "and c.analysis = ? and c.data_cluster = ?"
+        )
+        cluster_params = [slug(reader.dataset), reader.analysis, int(data_cluster)]
+    return reader.query(
+        f"with g as ({sql}) select g.pair_id, g.chosen, g.rejected, "
+        f"g.chosen - g.rejected as gap from g {cluster_join} "
+        f"where {where} order by {order}, g.pair_id limit {int(limit)}",
+        [*params, *cluster_params],
+    )
+
+
+def evidence_counts(
+    reader: Reader, concept_id: str, lean: str, data_cluster: int | None = None
+) -> dict[str, int]:
+    """How many pairs each kind of evidence holds (supporting, counter, both)."""
+    gap = gap_sql(reader, concept_id)
+    if gap is None:
+        return dict.fromkeys(EVIDENCE, 0)
+    sql, params = gap
+    sign = -1 if lean == "rejected" else 1
+    cluster_join, cluster_params = "", []
+    if data_cluster is not None and "clusters" in reader.tables and reader.analysis:
+        cluster_join = (
+            "join clusters c on c.pair_id = g.pair_id and c.dataset = ? "
+            "and c.analysis = ? and c.data_cluster = ?"
+        )
+        cluster_params = [slug(reader.dataset), reader.analysis, int(data_cluster)]
+    found = reader.query(
+        f"with g as ({sql}) select "
+        f"count(*) filter ({sign} * (g.chosen - g.rejected) > 0) as supporting, "
+        f"count(*) filter ({sign} * (g.chosen - g.rejected) < 0) as counter, "
+        "count(*) filter (g.chosen > 0 and g.rejected > 0) as both "
+        f"from g {cluster_join}",
+        [*params, *cluster_params],
+    )
+    row = found[0] if found else {}
+    return {k: int(row.get(k) or 0) for k in EVIDENCE}
+
+
+def correlated(
+    reader: Reader, concept_id: str, candidates: list[dict[str, Any]], limit: int = 6
+) -> list[dict[str, Any]]:
+    """Of `candidates` (concept_id, label), those whose per-pair gap moves with this concept's,
+    as Pearson r on a seeded sample of ≤2,000 pairs."""
+    gap = gap_sql(reader, concept_id)
+    others = [c for c in candidates if c["concept_id"] != concept_id]
+    if gap is None or not others or "pairs" not in reader.tables:
+        return []
+    sql, params = gap
+    values = ", ".join("(?, ?)" for _ in others)
+    cand_params = [x for c in others for x in (c["concept_id"], c.get("label"))]
+    return reader.query(
+        "with s as (select pair_id from pairs where dataset = ? "
+        "using sample reservoir(2000 rows) repeatable (7)), "
+        f"cands(concept_id, label) as (values {values}), "
+        f"g as ({sql}), "
+        "o as (select concept_id, pair_id, sum(case side when 'chosen' then score "
+        "when 'rejected' then -score else 0 end) as gap from concept_scores "
+        "where dataset = ? and concept_id in (select concept_id from cands) "
+        "and pair_id in (select pair_id from s) group by all) "
+        "select c.concept_id, c.label, corr(coalesce(g.chosen - g.rejected, 0), "
+        "coalesce(o.gap, 0)) as r from s cross join cands c "
+        "left join g on g.pair_id = s.pair_id "
+        "left join o on o.pair_id = s.pair_id and o.concept_id = c.concept_id "
+        "group by c.concept_id, c.label having r is not null and not isnan(r) "
+        f"order by abs(r) desc, c.concept_id limit {int(limit)}",
+        [slug(reader.dataset), *cand_params, *params, slug(reader.dataset)],
+    )
+
+
+# ---- pairs and tokens --------------------------------------------------------------------------
+def pair_rows(reader: Reader, ids: list[str]) -> list[dict[str, Any]]:
+    """pair_id, row, prompt, chosen, rejected of the wanted pairs, in the order asked."""
+    if not ids or "pairs" not in reader.tables:
         return []
     marks = ", ".join("?" for _ in ids)
-    found = _rows(
-        con,
+    found = reader.query(
         "select pair_id, row, prompt, chosen, rejected from pairs "
         f"where dataset = ? and pair_id in ({marks})",
-        [slug(dataset), *ids],
+        [slug(reader.dataset), *ids],
     )
     by_id = {r["pair_id"]: r for r in found}
     return [by_id[i] for i in ids if i in by_id]
 
 
-def _top_activations(
-    con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str, sae_ref: tuple[str, int]
+def pair(reader: Reader, pair_id: str, concept_id: str | None = None) -> PairView | None:
+    """One pair in full, with the concept's token activations when it is an SAE feature."""
+    found = pair_rows(reader, [pair_id])
+    if not found:
+        return None
+    row = found[0]
+    view = PairView(
+        pair_id,
+        row["row"],
+        prompt_messages(row["prompt"]),
+        {"chosen": row["chosen"] or "", "rejected": row["rejected"] or ""},
+    )
+    for (_, side), tokens in span_tokens(
+        reader, [(pair_id, "chosen"), (pair_id, "rejected")]
+    ).items():
+        view.tokens[side] = tokens
+    sae_ref = parse_sae(concept_id or "")
+    if sae_ref is not None and "token_features" in reader.tables:
+        for tok in reader.query(
+            "select side, pos, act from token_features where dataset = ? "
+            "and sae = ? and feature = ? and pair_id = ?",
+            [slug(reader.dataset), slug(sae_ref[0]), sae_ref[1], pair_id],
+        ):
+            view.activations.setdefault(tok["side"], {})[int(tok["pos"])] = float(tok["act"])
+    if "clusters" in reader.tables and reader.analysis:
+        cluster = reader.query(
+            "select data_cluster from clusters where dataset = ? and analysis = ? and pair_id = ?",
+            [slug(reader.dataset), reader.analysis, pair_id],
+        )
+        view.data_cluster = cluster[0]["data_cluster"] if cluster else None
+    return view
+
+
+def prompt_messages(prompt_json: str | None) -> list[dict[str, str]]:
+    """A pair's prompt (JSON messages) as a list of {role, content}."""
+    try:
+        messages = json.loads(prompt_json or "[]")
+    except (TypeError, ValueError):
+        return [{"role": "user", "content": str(prompt_json)}]
+    if not isinstance(messages, list):
+        return [{"role": "user", "content": str(prompt_json)}]
+    return [
+        {"role": str(m.get("role", "?")), "content": str(m.get("content", ""))}
+        for m in messages
+        if isinstance(m, dict)
+    ]
+
+
+def last_user_turn(prompt_json: str | None, limit: int = 300) -> str:
+    """The last user message of a pair's prompt (JSON messages), shortened."""
+    try:
+        messages = json.loads(prompt_json or "[]")
+    except json.JSONDecodeError:
+        return (prompt_json or "")[:limit]
+    users = [
+        m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"
+    ]
+    text = str(users[-1]) if users else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def top_activations(
+    reader: Reader, sae_ref: tuple[str, int], limit: int = 50
 ) -> list[dict[str, Any]]:
     """The feature's strongest token activations kept in `token_features`, strongest first."""
-    if "token_features" not in tables:
+    if "token_features" not in reader.tables:
         return []
-    return _rows(
-        con,
+    return reader.query(
         "select pair_id, side, pos, act from token_features where dataset = ? and sae = ? "
-        "and feature = ? order by act desc, pair_id limit 50",
-        [slug(dataset), slug(sae_ref[0]), sae_ref[1]],
+        f"and feature = ? order by act desc, pair_id limit {int(limit)}",
+        [slug(reader.dataset), slug(sae_ref[0]), sae_ref[1]],
     )
 
 
-def _fill_sae(
-    con: duckdb.DuckDBPyConnection,
-    tables: set[str],
-    dataset: str,
-    sae_ref: tuple[str, int],
-    card: dict[str, Any],
-    pairs: list[dict[str, Any]],
-    top: list[dict[str, Any]],
-) -> None:
-    sae_id, feature = sae_ref
-    if "features" in tables:
-        found = _rows(
-            con,
-            "select density, top_tokens, contexts from features where sae = ? and feature = ?",
-            [slug(sae_id), feature],
-        )
-        if found:
-            card["density"] = found[0]["density"]
-            card["top_tokens"] = _json_list(found[0]["top_tokens"])[:10]
-            stored = [c for c in _json_list(found[0]["contexts"]) if isinstance(c, dict)]
-            card["contexts"] = [_feature_context(c) for c in responses_first(stored)[:CONTEXTS]]
-    keys = [(t["pair_id"], t["side"]) for t in responses_first(top)[:CONTEXTS]]
-    keys += [(p["pair_id"], side) for p in pairs for side in ("chosen", "rejected")]
-    tokens = _span_tokens(con, tables, dataset, keys)
-    if not any(c["side"] in ("chosen", "rejected") for c in card["contexts"]):
-        # The card is about responses: show where it fires in them when the stored card
-        # contexts (top activations over all spans) are all in prompts.
-        found = _token_contexts(responses_first(top)[:CONTEXTS], tokens)
-        card["contexts"] = (found + card["contexts"])[:CONTEXTS]
-    hot: dict[tuple[str, str], set[int]] = {}
-    for t in top:
-        hot.setdefault((t["pair_id"], t["side"]), set()).add(int(t["pos"]))
-    marked = {k: _token_segments(tokens[k], hot[k]) for k in tokens if k in hot}
-    card["examples"] = [_example(p, None, marked) for p in pairs]
+def feature_row(reader: Reader, sae_ref: tuple[str, int]) -> dict[str, Any] | None:
+    """The SAE feature's card row (density, top tokens, stored contexts), if the lake has one."""
+    if "features" not in reader.tables:
+        return None
+    found = reader.query(
+        "select density, top_tokens, contexts from features where sae = ? and feature = ?",
+        [slug(sae_ref[0]), sae_ref[1]],
+    )
+    return found[0] if found else None
 
 
-def _json_list(text: Any) -> list[Any]:
-    try:
-        value = json.loads(text) if isinstance(text, str) else text
-    except json.JSONDecodeError:
-        return []
-    return list(value) if isinstance(value, list) else []
-
-
-def _feature_context(ctx: dict[str, Any]) -> dict[str, Any]:
-    before = str(ctx.get("text_before", ""))[-CONTEXT_RADIUS:]
-    after = str(ctx.get("text_after", ""))[:CONTEXT_RADIUS]
-    return {
-        "side": ctx.get("side"),
-        "act": ctx.get("act"),
-        "segments": [
-            [_one_line(before), False],
-            [_one_line(str(ctx.get("token", ""))), True],
-            [_one_line(after), False],
-        ],
-    }
-
-
-def _token_contexts(
-    top: list[dict[str, Any]], tokens: dict[tuple[str, str], list[str]]
-) -> list[dict[str, Any]]:
-    """Cards without a `features` row: ±N tokens around each top activation, token marked."""
-    out = []
-    for t in top:
-        span = tokens.get((t["pair_id"], t["side"]))
-        pos = int(t["pos"])
-        if not span or pos >= len(span):
-            continue
-        before = "".join(span[max(0, pos - CONTEXT_TOKENS) : pos])
-        after = "".join(span[pos + 1 : pos + 1 + CONTEXT_TOKENS])
-        segs = [[_one_line(before), False], [_one_line(span[pos]), True], [_one_line(after), False]]
-        out.append({"side": t["side"], "act": t["act"], "segments": segs})
-    return out
-
-
-def responses_first(top: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Activations on chosen/rejected before those on prompts: the card is about responses."""
-    return sorted(top, key=lambda t: t.get("side") == "prompt")
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\n", "⏎ ")
-
-
-def _span_tokens(
-    con: duckdb.DuckDBPyConnection,
-    tables: set[str],
-    dataset: str,
-    keys: list[tuple[str, str]],
-) -> dict[tuple[str, str], list[str]]:
+def span_tokens(reader: Reader, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
     """Decoded tokens of the wanted (pair, side) spans, from `spans` (first model found)."""
     ids = sorted({k[0] for k in keys})
-    if not ids or "spans" not in tables:
+    if not ids or "spans" not in reader.tables:
         return {}
     marks = ", ".join("?" for _ in ids)
-    found = _rows(
-        con,
+    found = reader.query(
         f"select pair_id, side, tokens from spans where dataset = ? and pair_id in ({marks})",
-        [slug(dataset), *ids],
+        [slug(reader.dataset), *ids],
     )
     wanted = set(keys)
     out: dict[tuple[str, str], list[str]] = {}
@@ -278,48 +372,124 @@ def _span_tokens(
     return out
 
 
-def _token_segments(tokens: list[str], hot: set[int]) -> Segments:
+def responses_first(top: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Activations on chosen/rejected before those on prompts: the card is about responses."""
+    return sorted(top, key=lambda t: t.get("side") == "prompt")
+
+
+def json_list(text: Any) -> list[Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError:
+        return []
+    return list(value) if isinstance(value, list) else []
+
+
+# ---- where it fires ----------------------------------------------------------------------------
+def contexts(
+    reader: Reader,
+    concept_row: dict[str, Any],
+    lean: str,
+    limit: int = 6,
+    pairs: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Where the concept fires, as {pair_id, side, act, segments}: an SAE feature's stored card
+    contexts (responses first, else its top token activations); a lexical or n-gram concept's
+    matches in the pairs that support its lean (`pairs` when the caller already read them)."""
+    concept_id = str(concept_row["concept_id"])
+    sae_ref = parse_sae(concept_id)
+    if sae_ref is not None:
+        return _sae_contexts(reader, sae_ref, limit)
+    pattern = highlight_pattern(concept_row)
+    if pattern is None:
+        return []
+    if pairs is None:
+        ids = [p["pair_id"] for p in evidence_pairs(reader, concept_id, lean, limit=limit * 3)]
+        pairs = pair_rows(reader, ids)
+    side = "rejected" if lean == "rejected" else "chosen"
+    out = []
+    for p in pairs:
+        spans = matches(pattern, p[side])
+        if spans:
+            segs = window(p[side], spans[:1], CONTEXT_RADIUS)
+            out.append(
+                {
+                    "pair_id": p["pair_id"],
+                    "side": side,
+                    "act": None,
+                    "segments": [[one_line(t), h] for t, h in segs],
+                }
+            )
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _sae_contexts(reader: Reader, sae_ref: tuple[str, int], limit: int) -> list[dict[str, Any]]:
+    card = feature_row(reader, sae_ref)
+    stored = [c for c in json_list(card["contexts"]) if isinstance(c, dict)] if card else []
+    out = [_feature_context(c) for c in responses_first(stored)[:limit]]
+    if not any(c["side"] in ("chosen", "rejected") for c in out):
+        # The card is about responses: show where it fires in them when the stored card
+        # contexts (top activations over all spans) are all in prompts.
+        top = responses_first(top_activations(reader, sae_ref))[:limit]
+        tokens = span_tokens(reader, [(t["pair_id"], t["side"]) for t in top])
+        out = (_token_contexts(top, tokens) + out)[:limit]
+    return out
+
+
+def _feature_context(ctx: dict[str, Any]) -> dict[str, Any]:
+    before = str(ctx.get("text_before", ""))[-CONTEXT_RADIUS:]
+    after = str(ctx.get("text_after", ""))[:CONTEXT_RADIUS]
+    return {
+        "pair_id": ctx.get("pair_id"),
+        "side": ctx.get("side"),
+        "act": ctx.get("act"),
+        "segments": [
+            [one_line(before), False],
+            [one_line(str(ctx.get("token", ""))), True],
+            [one_line(after), False],
+        ],
+    }
+
+
+def _token_contexts(
+    top: list[dict[str, Any]], tokens: dict[tuple[str, str], list[str]]
+) -> list[dict[str, Any]]:
+    """±N decoded tokens around each top activation, the token marked."""
+    out = []
+    for t in top:
+        span = tokens.get((t["pair_id"], t["side"]))
+        pos = int(t["pos"])
+        if not span or pos >= len(span):
+            continue
+        before = "".join(span[max(0, pos - CONTEXT_TOKENS) : pos])
+        after = "".join(span[pos + 1 : pos + 1 + CONTEXT_TOKENS])
+        segs = [[one_line(before), False], [one_line(span[pos]), True], [one_line(after), False]]
+        out.append({"pair_id": t["pair_id"], "side": t["side"], "act": t["act"], "segments": segs})
+    return out
+
+
+# ---- segments ----------------------------------------------------------------------------------
+def one_line(text: str) -> str:
+    return text.replace("\n", "⏎ ")
+
+
+def matches(pattern: re.Pattern[str] | None, text: str | None) -> list[tuple[int, int]]:
+    """Spans of the pattern's non-empty matches in `text` (at most 50)."""
+    if pattern is None or not text:
+        return []
+    return [m.span() for m in pattern.finditer(text) if m.end() > m.start()][:50]
+
+
+def token_segments(tokens: list[str], hot: set[int]) -> Segments:
+    """Decoded tokens joined, the tokens at `hot` positions marked, cut to a window."""
     text, spans = "", []
     for pos, tok in enumerate(tokens):
         if pos in hot:
             spans.append((len(text), len(text) + len(tok)))
         text += tok
     return window(text, spans)
-
-
-def _example(
-    pair: dict[str, Any], pattern: re.Pattern[str] | None, tokens: dict[tuple[str, str], Segments]
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"pair_id": pair["pair_id"], "row": pair["row"]}
-    out["prompt"] = last_user_turn(pair["prompt"])
-    for side in ("chosen", "rejected"):
-        marked = tokens.get((pair["pair_id"], side))
-        out[side] = (
-            marked
-            if marked is not None
-            else window(pair[side] or "", _matches(pattern, pair[side]))
-        )
-    return out
-
-
-def _pattern_contexts(
-    pairs: list[dict[str, Any]], side: str, pattern: re.Pattern[str] | None
-) -> list[dict[str, Any]]:
-    out = []
-    for pair in pairs:
-        spans = _matches(pattern, pair[side])
-        if spans:
-            segs = window(pair[side], spans[:1], CONTEXT_RADIUS)
-            out.append(
-                {"side": side, "act": None, "segments": [[_one_line(t), h] for t, h in segs]}
-            )
-    return out
-
-
-def _matches(pattern: re.Pattern[str] | None, text: str | None) -> list[tuple[int, int]]:
-    if pattern is None or not text:
-        return []
-    return [m.span() for m in pattern.finditer(text) if m.end() > m.start()][:50]
 
 
 def window(text: str, spans: list[tuple[int, int]], radius: int | None = None) -> Segments:
@@ -346,16 +516,3 @@ def window(text: str, spans: list[tuple[int, int]], radius: int | None = None) -
     if end < len(text):
         segs.append(["…", False])
     return segs
-
-
-def last_user_turn(prompt_json: str | None, limit: int = 300) -> str:
-    """The last user message of a pair's prompt (JSON messages), shortened."""
-    try:
-        messages = json.loads(prompt_json or "[]")
-    except json.JSONDecodeError:
-        return (prompt_json or "")[:limit]
-    users = [
-        m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"
-    ]
-    text = str(users[-1]) if users else ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"

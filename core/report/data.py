@@ -15,10 +15,10 @@ from typing import Any
 import duckdb
 
 from sculpt.analysis.config import latest_analysis
-from sculpt.concepts.evidence import concept_cards
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake, slug
 from sculpt.plan import decisions as decision_log
+from sculpt.report.cards import concept_cards
 from sculpt.report.runs import collect_runs
 
 LENGTH_BINS = 30
@@ -60,7 +60,9 @@ def collect(
             "analysis": key,
             "hypotheses": hyps,
             "predictive": predictive,
-            "cards": concept_cards(lake, con, tables, dataset, top_rows) if top_rows else None,
+            "cards": (
+                concept_cards(lake, con, tables, dataset, top_rows, key) if top_rows else None
+            ),
             "decisions": _decisions(lake, dataset, labels),
             "runs": collect_runs(lake, con, tables, dataset, runs),
         }

@@ -41,6 +41,8 @@ LEXICAL = [
     ("bold", "bold markdown", r"\*\*"),
     ("exclaim", "exclamation marks", r"!"),
 ]
+NGRAM = "unfortunately"
+"""A discovered n-gram concept (`ngram:<text>`, no regex in its source): scored by its count."""
 NEUTRAL = (
     "the a of to and in it you that is for on with as this be can your are have will "
     "about help here some more if there would like could one time way people make good "
@@ -230,7 +232,7 @@ class _Builder:
         """Per-pair chosen and rejected scores of every real concept (columns)."""
         ids = [f"sae:{SAE_ID}:{f}" for f in range(len(THEMES))]
         ids += [f"lex:{name}" for name, _, _ in LEXICAL]
-        ids += [f"fc:{SAE_ID}:0"]
+        ids += [f"ngram:{NGRAM}", f"fc:{SAE_ID}:0"]
         out = {}
         for side in ("chosen", "rejected"):
             m = np.zeros((self.n_pairs, len(ids)), dtype=np.float64)
@@ -245,6 +247,7 @@ class _Builder:
                     m[i, col] = (
                         len(words) if pattern is None else len(re.findall(pattern, text, re.I))
                     )
+                m[i, len(THEMES) + len(LEXICAL)] = sum(w.lower() == NGRAM for w in words)
                 m[i, -1] = m[i, 0] + m[i, 7]  # feature cluster: apology + hedging
             out[side] = m
         return ids, out["chosen"], out["rejected"]
@@ -439,8 +442,10 @@ def build_sample_lake(
     lake.replace_partition("span_features", {"dataset": dataset, "sae": SAE_ID}, span_features)
     lake.replace_partition("token_features", {"dataset": dataset, "sae": SAE_ID}, token_features)
     ids, chosen, rejected = b.score_matrix()
-    labels = [t[0] for t in THEMES] + [desc for _, desc, _ in LEXICAL] + ["apology + hedging"]
-    kinds = ["sae_feature"] * len(THEMES) + ["lexical"] * len(LEXICAL) + ["feature_cluster"]
+    labels = [t[0] for t in THEMES] + [desc for _, desc, _ in LEXICAL]
+    labels += [NGRAM, "apology + hedging"]
+    kinds = ["sae_feature"] * len(THEMES) + ["lexical"] * len(LEXICAL)
+    kinds += ["ngram", "feature_cluster"]
     real = _real_hypotheses(ids, labels, kinds, chosen, rejected, b.cluster, b.rng)
     n_real = len(real["hypothesis_id"])
     if n_hypotheses < n_real:
@@ -482,9 +487,11 @@ def _write_concepts(
     patterns = {f"lex:{name}": pattern for name, _, pattern in LEXICAL}
     distinct = hyps.group_by(["concept_id", "label", "kind"]).aggregate([])
     source = [
-        json.dumps({"sae": SAE_ID, "layer": 15})
-        if k != "lexical"
-        else json.dumps({"pattern": patterns.get(c)})
+        json.dumps({"pattern": patterns.get(c)})
+        if k == "lexical"
+        else json.dumps({"n": len(c[6:].split())})
+        if k == "ngram"
+        else json.dumps({"sae": SAE_ID, "layer": 15})
         for c, k in zip(
             distinct["concept_id"].to_pylist(), distinct["kind"].to_pylist(), strict=True
         )
@@ -496,9 +503,13 @@ def _write_concepts(
     concepts = distinct.append_column("members", pa.array(members)).append_column(
         "source", pa.array(source)
     )
+    kind = concepts["kind"]
     by_family = {
-        "lexical": concepts.filter(pa.compute.equal(concepts["kind"], "lexical")),
-        f"sae-{SAE_ID}": concepts.filter(pa.compute.not_equal(concepts["kind"], "lexical")),
+        "lexical": concepts.filter(pa.compute.equal(kind, "lexical")),
+        "ngrams": concepts.filter(pa.compute.equal(kind, "ngram")),
+        f"sae-{SAE_ID}": concepts.filter(
+            pa.compute.invert(pa.compute.is_in(kind, pa.array(["lexical", "ngram"])))
+        ),
     }
     for family, table in by_family.items():
         lake.replace_partition("concepts", {"dataset": dataset, "family": family}, table)

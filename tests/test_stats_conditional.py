@@ -4,7 +4,9 @@ with an interval whose coverage is measured here."""
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
+from sculpt.analysis.conditional import ViewSettings, contrast_table
 from sculpt.analysis.stats import Z_95, in_out_contrast
 
 
@@ -37,7 +39,9 @@ def test_the_conditional_95_interval_covers_the_true_contrast() -> None:
     spread = np.array([1.0, 0.5, 2.0, 1.0, 0.7])
     k, n, columns = share.size, 1200, 20
     active = 0.95
-    truth = np.array([mean[j] - (share @ mean - share[j] * mean[j]) / (1 - share[j]) for j in range(k)])
+    truth = np.array(
+        [mean[j] - (share @ mean - share[j] * mean[j]) / (1 - share[j]) for j in range(k)]
+    )
     covered = []
     for _ in range(300):
         labels = rng.choice(k, size=n, p=share)
@@ -49,3 +53,24 @@ def test_the_conditional_95_interval_covers_the_true_contrast() -> None:
         covered.append(np.abs(stats["delta"] - truth[:, None]) <= half)
     coverage = np.mean(covered)
     assert 0.93 <= coverage <= 0.97, coverage
+
+
+def test_rows_shown_after_the_split_half_check_keep_95_percent_coverage() -> None:
+    """No cell leans (truth 0); a row is shown only if its halves agree, which selects extreme Δ:
+    the interval on the rows shown must still exclude 0 for at most ~5% of them."""
+    rng = np.random.default_rng(12)
+    n, k, m = 1000, 5, 40
+    excluded = shown = 0
+    for seed in range(60):
+        labels = rng.integers(0, k, n)
+        u = rng.normal(0, 1, (n, m)) * rng.uniform(0.5, 2, m)
+        fires = {s: sp.csc_matrix((n, m)) for s in ("chosen", "rejected")}
+        ids, names = [f"fc:t:{c}" for c in range(m)], [f"cluster {c}" for c in range(m)]
+        settings = ViewSettings(seed, 0.01, 0.01, 4, 0.05, k, 4, 25)
+        rows = contrast_table(
+            "conditional", u, labels, list(range(m)), ids, names, np.full(m, 10.0), fires, settings
+        ).to_pylist()
+        shown += len(rows)
+        excluded += sum(r["ci_lo"] > 0 or r["ci_hi"] < 0 for r in rows)
+    assert shown > 3000
+    assert excluded / shown <= 0.055, excluded / shown

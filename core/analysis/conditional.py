@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from sculpt.analysis import clusters as clustering
 from sculpt.analysis.inputs import HYPOTHESIS_SCHEMA, SIDES, Pairs, SaeSpans, hypothesis_table
-from sculpt.analysis.stats import Z_95, in_out_contrast, lean_label
+from sculpt.analysis.stats import SHOWN_Z_95, in_out_contrast, lean_label
 
 if TYPE_CHECKING:
     from sculpt.analysis.config import AnalyzeConfig
@@ -157,7 +157,9 @@ def contrast_table(
 ) -> pa.Table:
     """Hypotheses (cluster k, concept m) passing the filters, ranked by Δ^min (DESIGN §4).
 
-    p and q are left null: pairs are coupled, so Welch z (and its CI) are inflated.
+    p and q are left null: the data clusters were fitted on these same pairs and rows are shown
+    after a selection, so z ranks and is not a p-value. The interval is Δ ± SHOWN_Z_95 · Welch SE,
+    a 95% interval among the rows shown (its coverage is measured in bench/honesty.py).
     """
     k = settings.n_clusters
     if not columns:
@@ -174,7 +176,7 @@ def contrast_table(
     ks, ms = ks[order], ms[order]
     rate = _firing_rates(labels, n_k, {s: fires[s][:, columns] for s in fires})
     delta, z = stats["delta"][ks, ms], stats["z"][ks, ms]
-    half_width = Z_95 * stats["se"][ks, ms]
+    half_width = SHOWN_Z_95 * stats["se"][ks, ms]  # 95% among rows that passed the split half
     concept = [ids[columns[m]] for m in ms]
     nan = np.full(len(ks), np.nan)
     return hypothesis_table(

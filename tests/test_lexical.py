@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import re2
 
 from sculpt.cli.main import main
 from sculpt.concepts.lexical import (
     BUILTIN,
+    compile_pattern,
+    count_matches,
+    count_words,
     load_user_detectors,
     score_dataset,
     score_text,
     score_texts,
+    stored_detector,
 )
 from sculpt.concepts.ngrams import NgramConfig, discover_ngrams, fightin_words
 from sculpt.errors import UserError
@@ -69,6 +77,95 @@ def test_user_regexes_and_bad_regex(tmp_path: Path) -> None:
     bad.write_text("broken: '(unclosed'\n")
     with pytest.raises(UserError, match=r"bad\.yaml: concept broken: bad regex"):
         load_user_detectors(bad)
+
+
+def test_builtin_patterns_run_on_a_linear_time_engine() -> None:
+    """RE2 takes only patterns it can match in time linear in the text (no lookaround or
+    backreference), so a crafted response cannot stall an audit."""
+    for detector in BUILTIN.values():
+        re2.compile(detector.pattern)
+
+
+def _finishes(script: str, bound_s: int = 120) -> None:
+    """Run `script` in a fresh interpreter; a quadratic or exponential pass would outlast the
+    generous bound by far (the adversarial inputs take minutes to hours on a backtracking engine)."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(script)],
+            capture_output=True,
+            text=True,
+            timeout=bound_s,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still matching after {bound_s}s: not linear in the text")
+    assert done.returncode == 0, done.stderr
+
+
+def test_adversarial_responses_score_in_one_pass() -> None:
+    _finishes(
+        r"""
+        from sculpt.concepts.lexical import score_texts
+        from sculpt.concepts.ngrams import words
+        n = 400_000
+        texts = [
+            ("**a " * n)[:n],  # bold opened on every word, never closed
+            ("__a " * n)[:n],
+            ("```a\n" * n)[:n],  # fences that never close
+            ("~~~a\n" + "x\n" * n)[:n],
+            ("`a " * n)[:n],
+            ("- " * n)[:n] + "x",
+            ("www." * n)[:n] + "(",
+            ("!" * n)[:n],
+            ("Great " * n)[:n],
+        ]
+        scores = score_texts(texts)
+        assert scores["bold"][0] == 0 and scores["code_block"][2] == 0
+        assert words("a'" * n)[1:] == ["'"]  # one word with inner apostrophes, one mark
+        """
+    )
+
+
+def test_user_regexes_run_on_a_linear_time_engine(tmp_path: Path) -> None:
+    concepts = tmp_path / "concepts.yaml"
+    concepts.write_text("nested: '(a+)+b'\nalt: '(a|aa)*c'\n")  # exponential when backtracking
+    _finishes(
+        f"""
+        from sculpt.concepts.lexical import load_user_detectors, score_texts
+        scores = score_texts(["a" * 100_000], load_user_detectors({str(concepts)!r}))
+        assert scores["nested"][0] == 0 and scores["alt"][0] == 0
+        """
+    )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [("x(?=y)", "lookaround"), ("(a)\\1", "backreference"), ("a++", "possessive")],
+)
+def test_user_regex_that_needs_backtracking_is_one_line_error(
+    tmp_path: Path, pattern: str, why: str
+) -> None:
+    bad = tmp_path / "slow.yaml"
+    bad.write_text(f"peek: '{pattern}'\n")
+    with pytest.raises(UserError) as caught:
+        load_user_detectors(bad)
+    message = str(caught.value)
+    assert message.startswith(f"{bad}: concept peek: bad regex {pattern!r}")
+    assert "RE2" in message and "rewrite it" in message and "\n" not in message
+    lake = pairs_lake(tmp_path / "lake")
+    assert main(["concept", "lexical", "d", "--file", str(bad), "--lake", str(lake.root)]) == 2
+
+
+def test_word_count_is_what_the_length_pattern_counts() -> None:
+    texts = ["a\xa0b\u2003c", "x\x0by\x1cz\x85w", "one  two\n\tthree", "", " \u3000 "]
+    pattern = compile_pattern(BUILTIN["length"].pattern)
+    assert count_words(texts).tolist() == count_matches(pattern, texts).tolist() == [3, 4, 3, 0, 0]
+
+
+def test_stored_builtin_is_scored_by_todays_definition() -> None:
+    old_bold = {"pattern": r"\*\*(?=\S)[^\n]+?(?<=\S)\*\*", "builtin": True}
+    assert stored_detector("lex:bold", old_bold) == BUILTIN["bold"]
+    user = stored_detector("lex:hype", {"pattern": "amazing", "builtin": False})
+    assert score_texts(["amazing, amazing"], {"hype": user})["hype"][0] == 2
 
 
 def pairs_lake(root: Path, n: int = 60) -> Lake:

@@ -4,25 +4,36 @@ Each detector counts matches per span (`lex:length` counts words). Markdown dete
 inside code (fenced blocks and inline code), so `**kwargs` in a code block is not bold. Scoring
 is vectorized: all spans are joined into one string, each pattern runs once, and match positions
 are mapped back to spans with a binary search.
+
+Every pattern, built-in or from a user's YAML, runs on RE2, whose time is linear in the text: a
+backtracking engine can take minutes on one crafted response (`**a ` repeated is quadratic
+there), and ingest accepts 16 MiB lines.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import re2
 
 from sculpt.concepts.registry import Concept, pair_spans, score_table, write_concepts
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake
 
-_SEPARATOR = "\n\x00\n"
+_SEPARATOR = b"\n\x00\n"
 r"""Joins spans; built-in patterns never match NUL, `^`/`$` anchors stay within a span, and a
-span's start is `\A` or right after the separator."""
+span's start is `\A` or right after `\x00\n`."""
+
+# RE2 spells Python's Unicode classes out: its own \s and \w are ASCII only (its \b is too, which
+# only matters next to non-ASCII letters; the phrase detectors are English).
+_SPACE = r"\t-\r\x1c-\x1f\x{85}\p{Z}"
+_WORD = r"\p{L}\p{N}_"
+_NONSPACE = f"[^{_SPACE}]"
 
 _EMOJI_BASE = (
     "[\U0001f300-\U0001f3fa\U0001f400-\U0001faff\u2600-\u27bf\u2b50\u2b55\u2b1b\u2b1c"
@@ -36,16 +47,45 @@ EMOJI = (
 )
 
 _FLATTERING = (
-    r"(?i)(?:\A|(?<=\x00\n))[^\w\x00]*(?:(?:what|such) an? (?:\w+ )?(?:great|excellent|wonderful|fantastic|insightful|"
+    rf"(?i)(?:\A|\x00\n)[^{_WORD}\x00]*(?:(?:what|such) an? (?:[{_WORD}]+ )?(?:great|excellent|"
+    r"wonderful|fantastic|insightful|"
     r"thoughtful|interesting|good|amazing|brilliant|fascinating|important)\b"
     r"|(?:great|excellent|good|fantastic|wonderful|awesome|brilliant|amazing|insightful|"
     r"thoughtful|fascinating) (?:question|point|idea|observation|thinking|thought)\b"
-    r"|(?:that's|that is|this is|it's|what) an? (?:\w+ )?(?:great|excellent|wonderful|"
+    rf"|(?:that's|that is|this is|it's|what) an? (?:[{_WORD}]+ )?(?:great|excellent|wonderful|"
     r"fantastic|insightful|thoughtful|interesting|good|amazing|brilliant|fascinating) "
     r"(?:question|point|idea|observation|thought)\b"
     r"|I love (?:this|that|your) (?:question|idea)\b|you're (?:absolutely|so|totally) right\b"
     r"|(?:absolutely|great|excellent|wonderful)[!,])"
 )
+
+SKIP_GROUP = "skip"
+"""A match in which the group `(?P<skip>…)` took part is not counted: RE2 has no lookahead, so
+"`!` not followed by `=`" is written `!(?P<skip>=)?`."""
+
+
+class PatternError(ValueError):
+    """A pattern the linear-time engine cannot run; the message says why."""
+
+
+def compile_pattern(pattern: str) -> Any:
+    """`pattern` compiled for RE2, whose matching time is linear in the text (no backtracking);
+    `^`/`$` match at line ends. Raises `PatternError`."""
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile("(?m)" + pattern, options)
+    except re2.error as exc:
+        why = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        try:
+            re.compile(pattern)
+        except re.error as py_exc:
+            raise PatternError(str(py_exc)) from None
+        raise PatternError(
+            f"{why}: sculpt runs regexes on RE2, which takes time linear in the text and so has "
+            "no lookarounds, backreferences, possessive or atomic groups; rewrite it without "
+            f"them (a group (?P<{SKIP_GROUP}>…) marks matches not to count)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -57,9 +97,20 @@ class Detector:
     description: str
     skip_code: bool = False
     """Ignore matches inside fenced or inline code."""
+    counts_words: bool = False
+    """Count with `str.split` what `pattern` matches (runs of non-space): the same number
+    without a Python call per match, which on every word would dominate scoring."""
 
-    def compiled(self) -> re.Pattern[str]:
-        return re.compile(self.pattern, re.MULTILINE)
+    def compiled(self) -> Any:
+        return compile_pattern(self.pattern)
+
+
+def _fenced_block(fence: str) -> str:
+    return rf"^[ \t]*{fence}[^\n]*\n(?:[^\n\x00]*\n)*?[ \t]*{fence}[ \t]*$"
+
+
+def _rule(mark: str) -> str:
+    return rf"{mark}(?:[ \t]*{mark}){{2,}}"
 
 
 BUILTIN: dict[str, Detector] = {
@@ -67,19 +118,25 @@ BUILTIN: dict[str, Detector] = {
     for d in [
         Detector(
             "bold",
-            r"\*\*(?=\S)[^\n]+?(?<=\S)\*\*|__(?=\S)[^\n]+?(?<=\S)__",
+            rf"\*\*(?:{_NONSPACE}|{_NONSPACE}[^\n]*?{_NONSPACE})\*\*"
+            rf"|__(?:{_NONSPACE}|{_NONSPACE}[^\n]*?{_NONSPACE})__",
             "markdown bold spans",
             skip_code=True,
         ),
-        Detector("header", r"^ {0,3}#{1,6}[ \t]+\S", "markdown headers", skip_code=True),
+        Detector(
+            "header", rf"^ {{0,3}}#{{1,6}}[ \t]+{_NONSPACE}", "markdown headers", skip_code=True
+        ),
         Detector(
             "bullet_list",
-            r"^[ \t]*[-*+•][ \t]+(?![-*_ \t]*$)\S",
+            rf"^[ \t]*[-*+•][ \t]+(?:(?P<{SKIP_GROUP}>[-*_ \t]*$)|{_NONSPACE})",
             "bullet list items",
             skip_code=True,
         ),
         Detector(
-            "numbered_list", r"^[ \t]*\d{1,3}[.)][ \t]+\S", "numbered list items", skip_code=True
+            "numbered_list",
+            rf"^[ \t]*\d{{1,3}}[.)][ \t]+{_NONSPACE}",
+            "numbered list items",
+            skip_code=True,
         ),
         Detector(
             "table",
@@ -89,20 +146,24 @@ BUILTIN: dict[str, Detector] = {
         ),
         Detector(
             "horizontal_rule",
-            r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$",
+            "^ {0,3}(?:" + "|".join(map(_rule, ("-", r"\*", "_"))) + r")[ \t]*$",
             "horizontal rules",
             skip_code=True,
         ),
         Detector("emoji", EMOJI, "emoji (a ZWJ sequence, flag or keycap counts once)"),
         Detector("em_dash", "\u2014", "em-dashes"),
-        Detector("exclamation", r"!(?!=)", "exclamation marks", skip_code=True),
-        Detector("url", r"\b(?:https?://|www\.)[^\s<>()]*[^\s<>().,;:!?'\"]", "URLs"),
+        Detector("exclamation", rf"!(?P<{SKIP_GROUP}>=)?", "exclamation marks", skip_code=True),
+        Detector(
+            "url",
+            rf"\b(?:https?://|www\.)[^{_SPACE}<>()]*[^{_SPACE}<>().,;:!?'\"]",
+            "URLs",
+        ),
         Detector(
             "code_block",
-            r"^[ \t]*(```|~~~)[^\n]*\n(?:[^\n\x00]*\n)*?[ \t]*\1[ \t]*$",
+            f"{_fenced_block('```')}|{_fenced_block('~~~')}",
             "fenced code blocks",
         ),
-        Detector("length", r"[^\s\x00]+", "response length in words"),
+        Detector("length", rf"[^{_SPACE}\x00]+", "response length in words", counts_words=True),
         Detector(
             "refusal",
             r"(?i)\bI (?:can(?:'t|not)|won't|will not|am (?:not able|unable)|"
@@ -128,18 +189,49 @@ BUILTIN: dict[str, Detector] = {
     ]
 }
 
-_FENCED = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n(?:.*\n)*?[ \t]*\1[ \t]*$", re.M)
-_UNCLOSED = re.compile(r"^[ \t]*(?:```|~~~).*\Z", re.M | re.S)
-_INLINE = re.compile(r"`[^`\n]+`")
+_FENCES = ("```", "~~~")
+
+
+def _closes(line: str, fence: str) -> bool:
+    return line.strip(" \t") == fence
 
 
 def strip_code(text: str) -> str:
-    """`text` with fenced blocks (closed or not) and inline code replaced by a space."""
+    """`text` with fenced blocks (closed or not) and inline code replaced by a space.
+
+    One pass over the lines, not a regex: a fence that never closes must not make every later
+    line rescan the rest of the text."""
     if "`" not in text and "~~~" not in text:
         return text
-    text = _FENCED.sub(" ", text)
-    text = _UNCLOSED.sub(" ", text)
-    return _INLINE.sub(" ", text)
+    kept: list[str] = []
+    fence = ""
+    for line in text.split("\n"):
+        if fence:
+            if _closes(line, fence):
+                fence = ""
+            continue
+        opener = line.lstrip(" \t")[:3]
+        if opener in _FENCES:
+            fence = opener
+            kept.append(" ")
+            continue
+        kept.append(_strip_inline(line) if "`" in line else line)
+    return "\n".join(kept)
+
+
+def _strip_inline(line: str) -> str:
+    """`line` with each `code` span (backticks around a non-empty run) replaced by a space."""
+    pieces = line.split("`")
+    out = [pieces[0]]
+    i = 1
+    while i < len(pieces):
+        if i + 1 < len(pieces) and pieces[i]:
+            out.append(" " + pieces[i + 1])  # pieces[i] was inside a pair of backticks
+            i += 2
+        else:
+            out.append("`" + pieces[i])
+            i += 1
+    return "".join(out)
 
 
 def normalize(text: str) -> str:
@@ -147,16 +239,26 @@ def normalize(text: str) -> str:
     return text.replace("\u2019", "'").replace("\x00", " ")
 
 
-def count_matches(pattern: re.Pattern[str], texts: Sequence[str]) -> np.ndarray:
-    """Matches of `pattern` in each text, with one regex pass over all of them."""
+def count_matches(pattern: Any, texts: Sequence[str]) -> np.ndarray:
+    """Matches of `pattern` (from `compile_pattern`) in each text, with one pass over all of
+    them; a match belongs to the text holding its last character (a span-start pattern begins on
+    the separator)."""
     if not texts:
         return np.zeros(0)
-    joined = _SEPARATOR.join(texts)
-    lengths = np.fromiter((len(t) + len(_SEPARATOR) for t in texts), np.int64, len(texts))
+    encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+    joined = _SEPARATOR.join(encoded)
+    lengths = np.fromiter((len(b) + len(_SEPARATOR) for b in encoded), np.int64, len(texts))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    positions = np.fromiter((m.start() for m in pattern.finditer(joined)), np.int64)
+    skip = pattern.groupindex.get(SKIP_GROUP)
+    spans = (m.span() for m in pattern.finditer(joined) if skip is None or m.start(skip) < 0)
+    positions = np.fromiter((max(start, end - 1) for start, end in spans), np.int64)
     owners = np.searchsorted(starts, positions, side="right") - 1
     return np.bincount(owners, minlength=len(texts)).astype(np.float64)
+
+
+def count_words(texts: Sequence[str]) -> np.ndarray:
+    """Runs of non-space characters in each text (`normalize` has made NUL a space)."""
+    return np.fromiter((len(t.split()) for t in texts), np.float64, len(texts))
 
 
 def score_texts(
@@ -166,10 +268,13 @@ def score_texts(
     detectors = BUILTIN if detectors is None else detectors
     plain = [normalize(t) for t in texts]
     no_code = [strip_code(t) for t in plain]
-    return {
-        name: count_matches(d.compiled(), no_code if d.skip_code else plain)
-        for name, d in detectors.items()
-    }
+    scores = {}
+    for name, d in detectors.items():
+        chosen = no_code if d.skip_code else plain
+        scores[name] = (
+            count_words(chosen) if d.counts_words else count_matches(d.compiled(), chosen)
+        )
+    return scores
 
 
 def score_text(text: str) -> dict[str, float]:
@@ -178,7 +283,10 @@ def score_text(text: str) -> dict[str, float]:
 
 
 def load_user_detectors(path: str | Path) -> dict[str, Detector]:
-    """Regex concepts from YAML: `name: PATTERN` or `name: {pattern, description, ignore_case}`."""
+    """Regex concepts from YAML: `name: PATTERN` or `name: {pattern, description, ignore_case}`.
+
+    Patterns run on RE2 (see `compile_pattern`): Python syntax without lookarounds or
+    backreferences."""
     import yaml
 
     path = Path(path)
@@ -213,8 +321,8 @@ def _user_detector(path: Path, name: str, spec: Any) -> Detector:
         raise UserError(f"{path}: concept {name}: unknown keys {', '.join(sorted(unknown))}")
     pattern = ("(?i)" if spec.get("ignore_case") else "") + spec["pattern"]
     try:
-        re.compile(pattern, re.MULTILINE)
-    except re.error as exc:
+        compile_pattern(pattern)
+    except PatternError as exc:
         raise UserError(f"{path}: concept {name}: bad regex {spec['pattern']!r} ({exc})") from None
     return Detector(
         name,
@@ -222,6 +330,15 @@ def _user_detector(path: Path, name: str, spec: Any) -> Detector:
         str(spec.get("description") or spec["pattern"]),
         skip_code=bool(spec.get("skip_code", False)),
     )
+
+
+def stored_detector(concept_id: str, source: Mapping[str, Any]) -> Detector:
+    """The detector a `concepts` row of family `lexical` describes: a built-in by today's
+    definition (older lakes hold built-in patterns RE2 cannot run), a user regex by its pattern."""
+    name = concept_id.removeprefix("lex:")
+    if source.get("builtin") and name in BUILTIN:
+        return BUILTIN[name]
+    return Detector(name, str(source["pattern"]), "", bool(source.get("skip_code")))
 
 
 def score_dataset(lake: Lake, dataset: str, file: str | Path | None = None) -> list[Concept]:

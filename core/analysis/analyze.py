@@ -25,6 +25,7 @@ from sculpt.analysis.inputs import (
     read_pairs,
     read_sae,
 )
+from sculpt.analysis.findings import write_findings
 from sculpt.analysis.predictive import predictive_power
 from sculpt.analysis.stats import global_lean
 from sculpt.errors import UserError
@@ -90,6 +91,7 @@ def analyze(
     )
     steps("predictive")
     extra = [] if views is None else [views.conditional, views.prompt]
+    write_findings(lake, dataset, key, pairs, table, u_tested, config)
     _write(lake, dataset, key, pairs, pa.concat_tables([table, *extra]), predictive, views)
     q = np.nan_to_num(table.column("q").to_numpy(zero_copy_only=False), nan=1.0)
     report = AnalysisReport(

@@ -2,14 +2,16 @@
 
 A card holds density, mean activation, the top-activating contexts (±`window` tokens from
 `spans`, the activating token marked) and the tokens over-represented where the feature fires
-(log-odds with a Dirichlet prior against all tokens of the dataset); its label is made from those
-tokens. An LLM label (`labeler`, an OpenAI-compatible chat endpoint) is optional and never feeds
-statistics.
+(log-odds with a Dirichlet prior against all tokens of the dataset). Its label is a readable
+snippet of its most typical top context (special tokens stripped), or "chat-template tokens" when
+it fires on the template; an LLM label (`labeler`, an OpenAI-compatible chat endpoint) is optional
+and never feeds statistics.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -93,9 +95,90 @@ def over_represented(
     return [(vocab[int(ids[i])], round(float(z[i]), 2)) for i in order if z[i] > 0]
 
 
+SPECIAL_TOKEN = re.compile(
+    r"<\|im_start\|>(?:system|user|assistant)?\n?|<\|[^|<>\s]{1,40}\|>|</?s>|<pad>|<unk>"
+)
+"""Chat-template and special tokens (ChatML's `<|im_start|>role`, `<|im_end|>`, `<s>`, …): never
+shown to a person, and a feature that fires on them says nothing about the content."""
+ROLE_WORDS = frozenset({"system", "user", "assistant"})
+TEMPLATE_SHARE = 0.5
+"""A feature whose top contexts activate on template tokens at least this often is template-driven."""
+LABEL_WORDS = (4, 3)
+"""Words kept before and after the activating token in a context label."""
+
+
+def strip_special(text: str) -> str:
+    """Text as a person should read it: special and chat-template tokens removed."""
+    return SPECIAL_TOKEN.sub("", text)
+
+
+def template_token(ctx: dict[str, Any]) -> bool:
+    """The context's activating token is a special token or part of the chat template (a role
+    name after `<|im_start|>`, the newline after `<|im_end|>`)."""
+    token, before = str(ctx.get("token", "")), str(ctx.get("text_before", ""))
+    if SPECIAL_TOKEN.fullmatch(token) or (token.startswith("<|") and token.endswith("|>")):
+        return True
+    after_start = before.endswith("<|im_start|>")
+    if token.strip() in ROLE_WORDS and (after_start or not before.strip()):
+        return True
+    return not token.strip() and (before.endswith("<|im_end|>") or after_start)
+
+
+def template_driven(contexts: list[dict[str, Any]], top_tokens: list[Any] | None = None) -> bool:
+    """Most of a feature's top contexts fire on template tokens (or, with no contexts, its most
+    over-represented token is one)."""
+    if contexts:
+        hits = sum(template_token(c) for c in contexts)
+        return hits >= TEMPLATE_SHARE * len(contexts)
+    if top_tokens:
+        token = str(top_tokens[0][0])
+        return bool(SPECIAL_TOKEN.fullmatch(token)) or token.strip() in ROLE_WORDS
+    return False
+
+
+def context_label(contexts: list[dict[str, Any]]) -> str | None:
+    """A readable snippet around the feature's most typical activating token (the commonest among
+    its top contexts, at its strongest), special tokens stripped; None when no context reads."""
+    readable = [c for c in contexts if not template_token(c) and strip_special(str(c["token"]))]
+    if not readable:
+        return None
+    counts: dict[str, int] = defaultdict(int)
+    for c in readable:
+        counts[str(c["token"]).strip().lower()] += 1
+    typical = max(counts, key=lambda t: counts[t])
+    best = max(
+        (c for c in readable if str(c["token"]).strip().lower() == typical),
+        key=lambda c: float(c.get("act") or 0.0),
+    )
+    before = strip_special(str(best.get("text_before", ""))).split()
+    after = strip_special(str(best.get("text_after", ""))).split()
+    token = strip_special(str(best["token"]))
+    n_before, n_after = LABEL_WORDS
+    # the token may continue the previous word ("great" + "ness"): keep it glued to it
+    glued = bool(before) and not token[:1].isspace() and not str(best["text_before"])[-1:].isspace()
+    head = " ".join(before[-n_before:])
+    middle = (head + token) if glued else " ".join(x for x in (head, token.strip()) if x)
+    text = " ".join(x for x in (middle, " ".join(after[:n_after])) if x)
+    text = " ".join(text.split())
+    if not text:
+        return None
+    return f"…{text}…"
+
+
 def token_label(top_tokens: list[tuple[str, float]]) -> str:
-    shown = [repr(t.strip() or t)[1:-1] for t, _ in top_tokens[:3]]
+    shown = [repr(t.strip() or t)[1:-1] for t, _ in top_tokens[:3] if strip_special(t).strip()]
     return " · ".join(shown) if shown else "(no distinctive tokens)"
+
+
+def feature_label(contexts: list[dict[str, Any]], top_tokens: list[Any]) -> tuple[str, str]:
+    """(label, label_source) of a feature card: a chat-template feature says so, else a snippet
+    of its top context, else its over-represented tokens."""
+    if template_driven(contexts, top_tokens):
+        return "chat-template tokens", "context"
+    snippet = context_label(contexts)
+    if snippet:
+        return snippet, "context"
+    return token_label([(str(t), float(v)) for t, v in top_tokens]), "tokens"
 
 
 def build_cards(
@@ -189,12 +272,13 @@ def _card(
                 }
             )
     top_tokens = over_represented(foreground, background, vocab, top)
+    label, source = feature_label(cards, top_tokens)
     return {
         "feature": feature,
         "density": stats[0],
         "mean_act": stats[1],
-        "label": token_label(top_tokens),
-        "label_source": "tokens",
+        "label": label,
+        "label_source": source,
         "top_tokens": json.dumps(top_tokens, ensure_ascii=False),
         "contexts": json.dumps(cards, ensure_ascii=False),
     }

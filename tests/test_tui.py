@@ -340,3 +340,46 @@ def test_ngram_card_shows_its_contexts_marked(lake: Lake) -> None:
         assert marked and all(m.lower() == "unfortunately" for m in marked if m.strip())
 
     drive(lake, SMALL, scenario)
+
+
+TERMINAL_ATTACK = (
+    "\x1b]0;pwned\x07 \x1b[2J \x1b[6n \x1b]8;;http://evil.example/\x1b\\here\x1b]8;;\x1b\\ "
+    "[bold]big[/bold] [link=http://evil.example/]x[/link] \u202eevil"
+)
+"""Retitle the window, clear the screen, ask the terminal to type, plant a hyperlink, Rich markup,
+a bidi override: dataset text that must reach the screen as text."""
+SHOWN = ("␛]0;pwned␇", "␛[2J", "␛[6n", "␛]8;;http://evil.example/␛\\here", "<U+202E>evil")
+
+
+def test_text_from_data_is_shown_never_obeyed(tmp_path: Path) -> None:
+    lake = Lake.open(tmp_path / "hostile")
+    build_sample_lake(lake.root, n_pairs=40, n_hypotheses=60, seed=2, hostile=TERMINAL_ATTACK)
+    note = Decision("demo", "lex:length", "review", note=TERMINAL_ATTACK, author=TERMINAL_ATTACK)
+    lake.append_log("decisions", [note.__dict__])
+    seen: list[str] = []
+
+    def look(app: TriageApp, *needles: str) -> None:
+        text = screen_text(app)
+        seen.append(text)
+        for needle in needles:
+            assert needle in text, (needle, text)
+
+    async def scenario(pilot) -> None:
+        await loaded(pilot)
+        look(pilot.app, "␛]0;pwned␇")  # the label, cut to its column
+        await pilot.press("enter")
+        await until(pilot, lambda: "per-pair gap" in screen_text(pilot.app), "card")
+        look(pilot.app, *SHOWN[:2])
+        await pilot.press("p")
+        await until(pilot, lambda: "pair 1/" in screen_text(pilot.app), "pair viewer")
+        look(pilot.app, *SHOWN, "[bold]big[/bold]", "[link=http://evil.example/]x[/link]")
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(pilot.app.screen, DecisionForm), "form")
+        look(pilot.app, "␛]0;pwned␇")
+        await pilot.press("escape", "i")
+        await until(pilot, lambda: isinstance(pilot.app.screen, QueueScreen), "queue")
+        look(pilot.app, "␛]0;pwned␇", "[bold]b")
+
+    drive(lake, LARGE, scenario)
+    for text in seen:
+        assert not set(text) & {"\x1b", "\x07", "\u202e", "\x9b"}

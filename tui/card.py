@@ -17,9 +17,10 @@ from sculpt.concepts import evidence
 from sculpt.tui.decide import DecidingScreen, Target, badge
 from sculpt.tui.keys import bindings
 from sculpt.tui.table import fmt, fmt_delta, fmt_q, scope_cell
+from sculpt.tui.text import MARK, marked, one_line
 
-HIGHLIGHT = "bold reverse"
-"""Activating tokens: reverse video reads in 16 colours and over SSH."""
+HIGHLIGHT = MARK[2]
+"""The style of a marked token or match (it is bracketed as well: ⟦token⟧)."""
 
 
 class CardLoaded(Message):
@@ -52,12 +53,12 @@ def describe_source(concept: dict[str, Any]) -> str:
         source = {}
     if not isinstance(source, dict) or not source:
         return "source unknown"
-    return " · ".join(f"{k} {_short(v)}" for k, v in source.items() if v is not None)
+    return " · ".join(f"{one_line(k)} {_short(v)}" for k, v in source.items() if v is not None)
 
 
 def _short(value: Any, width: int = 48) -> str:
     """One line of a source field: a long regex is evidence of where, not something to read."""
-    text = " ".join(str(value).split())
+    text = one_line(" ".join(str(value).split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -109,7 +110,10 @@ def context_text(ctx: dict[str, Any], radius: int = 40) -> Text:
             part = part[-radius:]
         elif first is not None and i > first and not hot:
             part = part[:radius]
-        text.append(part, HIGHLIGHT if hot else "")
+        if hot:
+            marked(text, part)
+        else:
+            text.append(one_line(part))
     text.append("\n")
     return text
 
@@ -149,7 +153,9 @@ class ConceptCard(DecidingScreen):
             histogram = evidence.gap_histogram(data, concept_id)
             contexts = evidence.contexts(data, concept, self.row["lean"])
         except duckdb.Error as exc:
-            self.app.call_from_thread(self.notify, str(exc).splitlines()[0], severity="error")
+            self.app.call_from_thread(
+                self.notify, one_line(str(exc).splitlines()[0]), severity="error", markup=False
+            )
             return
         self.post_message(CardLoaded(concept, related, histogram, contexts))
 
@@ -167,9 +173,10 @@ class ConceptCard(DecidingScreen):
         row = self.row
         decision = self.book.for_row(row["concept_id"], row["hypothesis_id"], row["data_cluster"])
         text = Text()
-        text.append(str(row["label"] or row["concept_id"]), "bold")
+        text.append(one_line(row["label"] or row["concept_id"]), "bold")
         text.append(f"  [{badge(decision) if decision else 'undecided'}]\n")
-        text.append(f"{row['concept_id']} · {row['kind'] or self.concept.get('kind', '?')}")
+        kind = one_line(row["kind"] or self.concept.get("kind", "?"))
+        text.append(f"{one_line(row['concept_id'])} · {kind}")
         if "source" in self.concept:
             text.append(f" · {describe_source(self.concept)}")
         where = "all pairs" if row["scope"] == "global" else f"data cluster {row['data_cluster']}"
@@ -219,7 +226,8 @@ class ConceptCard(DecidingScreen):
         if not message.rows:
             text.append("  none found\n", "italic")
         for r in message.rows:
-            text.append(f"  r {r['r']:+.2f}  {r['label'] or ''} ({r['concept_id']})\n")
+            text.append(f"  r {r['r']:+.2f}  {one_line(r['label'] or '')} ")
+            text.append(f"({one_line(r['concept_id'])})\n")
         self.query_one("#card-correlated", Static).update(text)
 
     def decision_target(self) -> Target | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,6 +16,7 @@ from sculpt.lake.store import Lake
 from sculpt.plan import decisions as log
 from sculpt.plan.decisions import ACTIONS, GLYPHS, METHODS, Decision
 from sculpt.tui.screen import TriageScreen
+from sculpt.tui.text import one_line
 
 WORDS = {"allow": "allowed", "suppress": "suppressed", "amplify": "amplified", "review": "review"}
 DEFAULT_METHOD = {
@@ -123,7 +125,10 @@ class DecisionForm(ModalScreen[Decision | None]):
             scopes.append((f"the concept, in cluster {t.data_cluster} only", "cluster"))
         with Vertical(id="form"):
             yield Static(
-                f"Decide on [b]{_escape(t.label)}[/b]  ({_escape(t.concept_id)})", id="form-title"
+                Text.assemble(
+                    "Decide on ", (one_line(t.label), "bold"), f"  ({one_line(t.concept_id)})"
+                ),
+                id="form-title",
             )
             with Grid(id="form-grid"):
                 yield Label("action")
@@ -197,10 +202,6 @@ class DecisionForm(ModalScreen[Decision | None]):
         )
 
 
-def _escape(text: str) -> str:
-    return text.replace("[", r"\[")
-
-
 class DecidingScreen(TriageScreen):
     """A screen whose selection can be decided on (a/x/m/r) and undone (u)."""
 
@@ -224,7 +225,9 @@ class DecidingScreen(TriageScreen):
         where = f"hypothesis {saved.hypothesis_id}" if saved.hypothesis_id else saved.concept_id
         method = "" if saved.method == "none" else f" · {saved.method} ×{saved.strength:g}"
         self.notify(
-            f"{badge(saved)} · {where} · {saved.scope}{method} — saved", title="decision saved"
+            one_line(f"{badge(saved)} · {where} · {saved.scope}{method} — saved"),
+            title="decision saved",
+            markup=False,
         )
         self.decisions_changed()
 
@@ -234,7 +237,8 @@ class DecidingScreen(TriageScreen):
             self.notify("nothing to undo in this session", severity="warning")
             return
         self.notify(
-            f"undone: {badge(undone)} · {undone.concept_id} · {undone.scope}",
+            one_line(f"undone: {badge(undone)} · {undone.concept_id} · {undone.scope}"),
             title="decision withdrawn",
+            markup=False,
         )
         self.decisions_changed()

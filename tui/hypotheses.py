@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 import duckdb
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.message import Message
@@ -17,6 +18,7 @@ from sculpt.tui.data import LEANS, PAGE_SIZE, SCOPES, SORT_COLUMNS, Filters, Pag
 from sculpt.tui.decide import DecidingScreen, Target, badge
 from sculpt.tui.keys import bindings
 from sculpt.tui.table import header, layout, row_line
+from sculpt.tui.text import one_line
 
 WIDE = 130
 """From this width on, the table shows intervals, Δmin, rates and counts too."""
@@ -64,10 +66,7 @@ class HypothesesScreen(DecidingScreen):
         self._spinner: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(
-            f"[b]sculpt triage[/b] · {self.triage.dataset} · opening the lake…",
-            id="title",
-        )
+        yield Static(self.title_bar(self.triage.dataset, "opening the lake…"), id="title")
         yield Input(
             placeholder="/ search labels, ids, tokens · f filters · g scope · l lean · h split-half",
             compact=True,
@@ -93,8 +92,8 @@ class HypothesesScreen(DecidingScreen):
 
     def on_lake_opened(self, _: LakeOpened) -> None:
         data = self.data
-        self.title_text = f"[b]sculpt triage[/b] · {data.dataset} · analysis {data.analysis or '–'}"
-        self.query_one("#title", Static).update(self.title_text)
+        self.title_text = f"analysis {one_line(data.analysis or '–')}"
+        self.query_one("#title", Static).update(self.title_bar(data.dataset, self.title_text))
         missing = data.missing()
         if missing:
             self.show_missing(missing)
@@ -158,10 +157,12 @@ class HypothesesScreen(DecidingScreen):
 
     def on_hypotheses_failed(self, message: HypothesesFailed) -> None:
         self._hide_spinner()
-        self.notify(message.error, title="query failed", severity="error")
+        self.notify(one_line(message.error), title="query failed", severity="error", markup=False)
 
     def on_cache_built(self, _: CacheBuilt) -> None:
-        self.query_one("#title", Static).update(self.title_text + " · ready")
+        self.query_one("#title", Static).update(
+            self.title_bar(self.data.dataset, self.title_text + " · ready")
+        )
 
     # ---- drawing -----------------------------------------------------------------------------
     def fill_table(self, keep_cursor: bool = False) -> None:
@@ -195,12 +196,17 @@ class HypothesesScreen(DecidingScreen):
             f"{shown:,} of {self.total:,} · {self.filters.describe()} · {self.sort.describe()}"
         )
 
+    @staticmethod
+    def title_bar(dataset: str, state: str) -> Text:
+        """The title bar: the dataset's name is data, so it is shown, never read as markup."""
+        return Text.assemble(("sculpt triage", "bold"), f" · {one_line(dataset)} · {state}")
+
     def show_missing(self, text: str) -> None:
         self.missing = True
         self.query_one("#search", Input).disabled = True
         self.query_one("#loading").display = False
         message = self.query_one("#message", Static)
-        message.update(text)
+        message.update(Text(one_line(text)))
         message.display = True
         self.query_one(DataTable).display = False
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import duckdb
@@ -18,11 +17,10 @@ from sculpt.concepts.evidence import PairView, highlight_pattern
 from sculpt.tui.decide import DecidingScreen, Target
 from sculpt.tui.keys import bindings
 from sculpt.tui.table import fmt_delta
+from sculpt.tui.text import one_line, pattern_marked, plain, shaded_tokens
 
 SIDE_BY_SIDE = 100
 """Narrower than this, chosen and rejected are stacked."""
-SHADES = ((0.66, "bold reverse"), (0.33, "reverse"), (0.0, "underline"))
-"""Activation relative to the span's peak → style; reverse and underline read in 16 colours."""
 
 
 class DrivingPairsLoaded(Message):
@@ -37,35 +35,12 @@ class PairLoaded(Message):
         self.index, self.pair = index, pair
 
 
-def shade(act: float, peak: float) -> str:
-    ratio = act / peak if peak > 0 else 0.0
-    return next(style for floor, style in SHADES if ratio >= floor)
-
-
-def shaded_tokens(tokens: list[str], acts: dict[int, float]) -> Text:
-    peak = max(acts.values(), default=0.0)
-    text = Text()
-    for pos, token in enumerate(tokens):
-        act = acts.get(pos)
-        text.append(token, shade(act, peak) if act and act > 0 else "")
-    return text
-
-
-def regex_marked(body: str, pattern: re.Pattern[str] | None) -> Text:
-    text = Text(body)
-    if pattern is not None:
-        for match in pattern.finditer(body):
-            if match.end() > match.start():
-                text.stylize("bold reverse", match.start(), match.end())
-    return text
-
-
 def side_text(pair: PairView, side: str, concept: dict[str, Any]) -> Text:
     """One response with the current concept's evidence marked, the best way its kind allows."""
     concept_id = str(concept.get("concept_id", ""))
     if concept_id.startswith("sae:") and side in pair.tokens:
         return shaded_tokens(pair.tokens[side], pair.activations.get(side, {}))
-    return regex_marked(pair.texts[side], highlight_pattern(concept))
+    return pattern_marked(pair.texts[side], highlight_pattern(concept))
 
 
 def legend(concept: dict[str, Any], pair: PairView) -> str:
@@ -73,9 +48,9 @@ def legend(concept: dict[str, Any], pair: PairView) -> str:
     if concept_id.startswith("sae:"):
         if not pair.tokens:
             return "no decoded tokens in the lake (run `sculpt scan`): plain text"
-        return "tokens by activation: reverse+bold ≥⅔ of peak, reverse ≥⅓, underline >0"
+        return "tokens by activation: ⟦≥⅔ of peak⟧ ⟨≥⅓⟩ ‹>0›"
     if highlight_pattern(concept) is not None:
-        return "regex matches in reverse+bold"
+        return "matches marked ⟦like this⟧"
     return "no token-level view for this kind of concept: plain text"
 
 
@@ -120,7 +95,9 @@ class PairViewer(DecidingScreen):
                 data, row["concept_id"], row["lean"], "supporting", cluster
             )
         except duckdb.Error as exc:
-            self.app.call_from_thread(self.notify, str(exc).splitlines()[0], severity="error")
+            self.app.call_from_thread(
+                self.notify, one_line(str(exc).splitlines()[0]), severity="error", markup=False
+            )
             pairs, concept = [], self.concept
         self.post_message(DrivingPairsLoaded(pairs, concept))
 
@@ -152,11 +129,11 @@ class PairViewer(DecidingScreen):
         pair, info, row = self.pair, self.pairs[self.index], self.row
         assert pair is not None
         head = Text()
-        head.append(f"{row['label'] or row['concept_id']}", "bold")
+        head.append(one_line(row["label"] or row["concept_id"]), "bold")
         head.append(
             f" leans {row['lean']} · pair {self.index + 1}/{len(self.pairs)} · gap "
             f"{fmt_delta(info['gap'])} (chosen {info['chosen']:.3g} − rejected "
-            f"{info['rejected']:.3g}) · {pair.pair_id}"
+            f"{info['rejected']:.3g}) · {one_line(pair.pair_id)}"
         )
         if pair.data_cluster is not None:
             head.append(f" · cluster {pair.data_cluster}")
@@ -164,8 +141,8 @@ class PairViewer(DecidingScreen):
         self.query_one("#pair-head", Static).update(head)
         prompt = Text("prompt\n", "bold")
         for message in pair.prompt[-4:]:
-            prompt.append(f"{message.get('role', '?')}: ", "dim")
-            prompt.append(regex_marked(str(message.get("content", "")), None))
+            prompt.append(f"{one_line(message.get('role', '?'))}: ", "dim")
+            prompt.append(plain(message.get("content", "")))
             prompt.append("\n")
         self.query_one("#prompt", Static).update(prompt)
         for side, mark in (("chosen", "✓ chosen"), ("rejected", "✗ rejected")):

@@ -12,6 +12,7 @@ from sculpt.plan.decisions import Decision
 from sculpt.tui.decide import badge
 from sculpt.tui.keys import bindings
 from sculpt.tui.screen import TriageScreen
+from sculpt.tui.text import line, one_line
 
 
 def ordered(decisions: list[Decision]) -> list[Decision]:
@@ -41,8 +42,9 @@ class QueueScreen(TriageScreen):
         self.query_one("#queue-head", Static).update(
             Text.assemble(
                 ("queue", "bold"),
-                f" · {book.dataset} · {pending} pending intervention(s), "
-                f"{len(self.decisions) - pending} other decision(s) · `sculpt plan {book.dataset}` "
+                f" · {one_line(book.dataset)} · {pending} pending intervention(s), "
+                f"{len(self.decisions) - pending} other decision(s) · "
+                f"`sculpt plan {one_line(book.dataset)}` "
                 "reads this log",
             )
         )
@@ -53,15 +55,13 @@ class QueueScreen(TriageScreen):
             applies = f"hyp {d.hypothesis_id}" if d.hypothesis_id else "concept"
             when = time.strftime("%m-%d %H:%M", time.localtime(d.ts))
             method = "· none" if d.method == "none" else f"▶ {d.method}"
+            # every cell a Text: a str cell would be read as markup, and these come from the log
+            cells = (badge(d), d.concept_id, f"{applies} · {d.scope}", method, f"{d.strength:g}")
             table.add_row(
-                badge(d),
-                d.concept_id,
-                f"{applies} · {d.scope}",
-                method,
-                f"{d.strength:g}",
-                d.note[:30],
-                d.author,
-                when,
+                *(line(c) for c in cells),
+                line(d.note[:30]),
+                line(d.author),
+                line(when),
                 key=str(d.ts),
             )
         message = self.query_one("#message", Static)
@@ -80,8 +80,9 @@ class QueueScreen(TriageScreen):
             return
         self.book.undo(decision)
         self.notify(
-            f"undone: {badge(decision)} · {decision.concept_id} · {decision.scope}",
+            one_line(f"undone: {badge(decision)} · {decision.concept_id} · {decision.scope}"),
             title="decision withdrawn",
+            markup=False,
         )
         self.draw()
 
@@ -95,7 +96,9 @@ class QueueScreen(TriageScreen):
         match = [r for r in rows if r["hypothesis_id"] == decision.hypothesis_id] or rows
         if not match:
             self.notify(
-                f"{decision.concept_id}: no hypothesis in this analysis", severity="warning"
+                one_line(f"{decision.concept_id}: no hypothesis in this analysis"),
+                severity="warning",
+                markup=False,
             )
             return
         self.app.push_screen(ConceptCard(match[0]))

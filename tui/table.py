@@ -10,6 +10,8 @@ from typing import Any
 
 from rich.text import Text
 
+from sculpt.tui.text import one_line
+
 COLUMNS_NARROW = (
     ("decision", 12, "<"),
     ("scope", 6, "<"),
@@ -90,7 +92,7 @@ def header(columns: Columns) -> str:
 
 
 def _values(row: dict[str, Any], decision: str, wide: bool) -> list[str]:
-    label = str(row["label"] or row["concept_id"])
+    label = one_line(row["label"] or row["concept_id"])
     split = "✓" if row["split_half_ok"] else "✗"
     lean = str(row["lean"]) + (" len" if row.get("length_only") else "")
     delta = fmt_delta(row["delta"])

@@ -144,8 +144,9 @@ def _cond_stats(gap: np.ndarray, inside: np.ndarray, half: np.ndarray) -> dict[s
 class _Builder:
     """Generates the pairs first, then derives every table from the same token streams."""
 
-    def __init__(self, n_pairs: int, seed: int) -> None:
+    def __init__(self, n_pairs: int, seed: int, hostile: str = "") -> None:
         self.rng = np.random.default_rng(seed)
+        self.hostile = hostile
         self.n_pairs = n_pairs
         self.word_features: dict[str, list[int]] = {}
         for f, (_, vocab, _, _) in enumerate(THEMES):
@@ -168,6 +169,9 @@ class _Builder:
             prompt_text = PROMPTS[i % len(PROMPTS)] + f" (case {i})"
             chosen = _response(self.rng, chosen_p, boost)
             rejected = _response(self.rng, rejected_p, np.zeros(len(THEMES)))
+            if self.hostile:  # one more "word" on every span: texts, tokens and spans hold it
+                prompt_text += " " + self.hostile
+                chosen, rejected = [*chosen, self.hostile], [*rejected, self.hostile]
             self.words[(i, "chosen")] = chosen
             self.words[(i, "rejected")] = rejected
             self.words[(i, "prompt")] = prompt_text.split()
@@ -432,10 +436,12 @@ def build_sample_lake(
     seed: int = 0,
     dataset: str = "demo",
     analysis: str = "a0",
+    hostile: str = "",
 ) -> Lake:
-    """Write a lake with `n_pairs` pairs and about `n_hypotheses` hypotheses under `root`."""
+    """Write a lake with `n_pairs` pairs and about `n_hypotheses` hypotheses under `root`;
+    `hostile` is appended to every prompt, response and real concept label."""
     lake = Lake.open(root)
-    b = _Builder(n_pairs, seed)
+    b = _Builder(n_pairs, seed, hostile)
     lake.replace_partition("pairs", {"dataset": dataset}, b.make_pairs(dataset))
     spans, token_features, span_features, contexts = b.token_tables()
     lake.replace_partition("spans", {"dataset": dataset, "model": "sample-model"}, spans)
@@ -444,6 +450,7 @@ def build_sample_lake(
     ids, chosen, rejected = b.score_matrix()
     labels = [t[0] for t in THEMES] + [desc for _, desc, _ in LEXICAL]
     labels += [NGRAM, "apology + hedging"]
+    labels = [f"{label} {hostile}" if hostile else label for label in labels]
     kinds = ["sae_feature"] * len(THEMES) + ["lexical"] * len(LEXICAL)
     kinds += ["ngram", "feature_cluster"]
     real = _real_hypotheses(ids, labels, kinds, chosen, rejected, b.cluster, b.rng)

@@ -299,7 +299,8 @@ class Audit:
         tokens = sum(found.tokens.values())
         encoded = f", encoded with {self.sae_id}" if sinks else ""
         return (
-            f"{found.model} layer {found.layer}: {found.pairs:,} pairs, {tokens:,} tokens{encoded}"
+            f"{found.model} layer {found.layer}: {found.pairs:,} pairs, {tokens:,} tokens read "
+            f"(prompts + both responses, after truncation){encoded}"
         )
 
     def _sae_exists(self) -> bool:

@@ -11,6 +11,7 @@ from sculpt.cli.output import print_table
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake
 from sculpt.sae.config import SaeTrainConfig
+from sculpt.terminal import visible
 
 
 def register(add: Any) -> None:
@@ -240,11 +241,12 @@ def cmd_features(args: argparse.Namespace) -> int:
 def print_card(row: dict[str, Any], contexts: int = 5) -> None:
     """One card: id, label, density, mean activation, over-represented tokens, contexts."""
     tokens = ", ".join(f"{t!r} {z:+.1f}" for t, z in json.loads(row["top_tokens"])[:6])
-    print(f"feature {row['feature']}: {row['label']}  [{row['label_source']}]")
+    label = visible(row["label"], newlines=False)
+    print(f"feature {row['feature']}: {label}  [{row['label_source']}]")
     print(f"  density {row['density']:.4f}  mean act {row['mean_act']:.2f}  tokens: {tokens}")
     for c in json.loads(row["contexts"])[:contexts]:
-        text = f"{c['text_before']}⟦{c['token']}⟧{c['text_after']}".replace("\n", "⏎")
-        print(f"  {c['act']:7.2f}  {text}")
+        text = f"{c['text_before']}⟦{c['token']}⟧{c['text_after']}"
+        print(f"  {c['act']:7.2f}  {visible(text, newlines=False).replace('␊', '⏎')}")
 
 
 def cmd_lexical(args: argparse.Namespace) -> int:

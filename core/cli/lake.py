@@ -53,7 +53,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     lake = open_any(args.lake, storage_options(args.storage_option))
-    result = lake.sql(args.query)
+    result = lake.sql(args.query)  # a bad query or a missing table is one line (run_sql)
     print_rows(result.column_names, result.to_pylist(), args.format)
     return 0
 

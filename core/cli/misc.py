@@ -7,6 +7,9 @@ import json
 import sys
 from typing import Any
 
+from sculpt.lake.datasets import fresh_name
+from sculpt.lake.store import Lake, default_root, slug
+
 
 def register(add: Any) -> None:
     demo = add(
@@ -46,9 +49,12 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps(pair, ensure_ascii=False) + "\n")
         return 0
     path = write_demo(args.out, args.n, args.seed)
+    name = f"{slug(path.stem)}-n{args.n}-s{args.seed}"
+    if default_root().exists():  # the lake a plain `sculpt audit` writes to
+        name = fresh_name(Lake.open(default_root()), name)
     print(
         f"wrote {args.n:,} pairs to {path} (seed {args.seed}); next: "
-        f"sculpt ingest {path} --name demo",
+        f"sculpt audit {path} --name {name}",
         file=sys.stderr,
     )
     return 0

@@ -77,12 +77,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from sculpt.train.config import load_config
+
+    config = load_config(args.config, given(args, "train"))  # a bad key fails before torch loads
     from accelerate import PartialState
 
-    from sculpt.train.config import load_config
     from sculpt.train.run import train_run
 
-    config = load_config(args.config, given(args, "train"))
     lake = Lake.open(args.lake)
     result = train_run(config, lake, resume=args.resume)
     state = PartialState()

@@ -40,3 +40,14 @@ def pick_dataset(lake: Lake, name: str | None) -> str:
         f"lake {lake.root}: several datasets ({', '.join(sorted(found))}); "
         "name one: `sculpt triage NAME`"
     )
+
+
+def fresh_name(lake: Lake, base: str) -> str:
+    """`base`, or `base-2`, `base-3`, … : a dataset name the lake doesn't hold yet (a hint
+    must never suggest overwriting an audited dataset)."""
+    taken = datasets(lake)
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name

@@ -155,6 +155,17 @@ def make_trainer(
     trainer = SAETrainer(cfg=trainer_config, sae=sae, data_provider=batches)
     if not progress:
         trainer._update_pbar = lambda *args, **kwargs: None
+    else:
+        # sae-lens moves its bar every 100 steps by 100 batches, so it ends short of 100%.
+        def update_pbar(step_output: Any, pbar: Any, update_interval: int = 100) -> None:
+            pbar.update(min(trainer.n_training_samples, total) - pbar.n)
+            if trainer.n_training_steps % update_interval == 0:
+                loss = float(step_output.loss)
+                pbar.set_description(
+                    f"Training SAE ({trainer.n_training_steps} steps, loss {loss:.4f})"
+                )
+
+        trainer._update_pbar = update_pbar
     return trainer
 
 

@@ -38,26 +38,30 @@ def _top(coef: np.ndarray, k: int) -> np.ndarray:
 
 def _cv_auc(
     x: sp.csr_matrix, y: np.ndarray, folds: int, seed: int, c: float, top: int | None = None
-) -> tuple[float, float]:
-    """Mean and sd of the held-out AUC over stratified folds. With `top`, the top concepts are
-    chosen inside each fold from its training rows (nested), so the held-out rows never pick them."""
+) -> list[tuple[float, float]]:
+    """Held-out AUC (mean, sd over stratified folds) of the model on every column; with `top`, also
+    of a model on the top concepts chosen inside each fold from its training rows (nested: held-out
+    rows never pick them; the fold's full fit makes the choice)."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
     if x.shape[1] == 0:
-        return 0.5, 0.0
-    aucs = []
+        return [(0.5, 0.0)] * (1 if top is None else 2)
+    full, best = [], []
     split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, test in split.split(np.zeros(len(y)), y):
-        columns = np.arange(x.shape[1])
-        if top is not None:
-            columns = _top(_l1_logistic(c, seed).fit(x[train], y[train]).coef_.ravel(), top)
-        if columns.size == 0:
-            aucs.append(0.5)
+        model = _l1_logistic(c, seed).fit(x[train], y[train])
+        full.append(roc_auc_score(y[test], model.decision_function(x[test])))
+        if top is None:
             continue
-        model = _l1_logistic(c, seed).fit(x[train][:, columns], y[train])
-        aucs.append(roc_auc_score(y[test], model.decision_function(x[test][:, columns])))
-    return float(np.mean(aucs)), float(np.std(aucs))
+        columns = _top(model.coef_.ravel(), top)
+        if columns.size == 0:
+            best.append(0.5)
+            continue
+        small = _l1_logistic(c, seed).fit(x[train][:, columns], y[train])
+        best.append(roc_auc_score(y[test], small.decision_function(x[test][:, columns])))
+    out = [(float(np.mean(full)), float(np.std(full)))]
+    return out + ([(float(np.mean(best)), float(np.std(best)))] if top is not None else [])
 
 
 def _standardize(x: sp.csr_matrix) -> sp.csr_matrix:
@@ -97,14 +101,13 @@ def predictive_power(
     out = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        auc, sd = _cv_auc(x, y, folds, seed, c)
+        (auc, sd), top_auc = _cv_auc(x, y, folds, seed, c, top=TOP_CONCEPTS)
         full = _l1_logistic(c, seed)
         coef = full.fit(x, y).coef_.ravel() if x.shape[1] else np.zeros(0)
         top = _top(coef, TOP_CONCEPTS)
         named = json.dumps([[concept_ids[i], round(float(coef[i]), 4)] for i in top])
         out.append(("concepts", auc, sd, named))
-        out.append(("length", *_cv_auc(_standardize(length), y, folds, seed, 1.0), "[]"))
-        top_auc = _cv_auc(x, y, folds, seed, c, top=TOP_CONCEPTS)
+        out.append(("length", *_cv_auc(_standardize(length), y, folds, seed, 1.0)[0], "[]"))
         out.append((f"top{TOP_CONCEPTS}", *top_auc, named))
     return pa.Table.from_pylist(
         [dict(zip(PREDICTIVE_SCHEMA.names, row, strict=True)) for row in out],

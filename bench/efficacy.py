@@ -29,8 +29,9 @@ import torch
 
 from sculpt.data.ingest import ingest
 from sculpt.lake.store import Lake
+from sculpt.plan.compile import compile_plan
 from sculpt.plan.decisions import Decision, record
-from sculpt.plan.plan import Intervention, Plan, compile_plan, save_plan
+from sculpt.plan.plan import Intervention, Plan, save_plan
 from sculpt.scan.models import decoder_layers, load_model
 from sculpt.scan.run import encode_pair_tokens
 from sculpt.testing.plant import PLANTABLE, plant

@@ -10,8 +10,9 @@ import pytest
 
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake
+from sculpt.plan.compile import compile_plan
 from sculpt.plan.decisions import Decision, record
-from sculpt.plan.plan import compile_plan, load_plan
+from sculpt.plan.plan import load_plan
 from sculpt.plan.shaping import shape_pairs
 
 N = 20

@@ -52,7 +52,7 @@ def register(add: Any) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from sculpt.plan.plan import compile_plan
+    from sculpt.plan.compile import compile_plan
 
     lake = Lake.open(args.lake)
     plan = compile_plan(lake, pick_dataset(lake, args.dataset), args.output)

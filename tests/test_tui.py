@@ -383,3 +383,20 @@ def test_text_from_data_is_shown_never_obeyed(tmp_path: Path) -> None:
     drive(lake, LARGE, scenario)
     for text in seen:
         assert not set(text) & {"\x1b", "\x07", "\u202e", "\x9b"}
+
+
+def test_an_undo_is_its_own_action_and_old_logs_still_read(lake: Lake) -> None:
+    from sculpt.plan import decisions
+
+    amplified = decisions.record(lake, Decision("demo", "lex:bold", "amplify"))
+    decisions.undo(lake, amplified)
+    assert [d.action for d in history(lake, "demo")] == ["amplify", "undo"]
+    counted = lake.sql("select count(*) as n from decisions where action = 'amplify'")
+    assert counted["n"][0].as_py() == 1  # the undo is not a second amplification
+    assert current(lake, "demo") == []
+    # a log written before `undo` was an action: the undo row repeats the withdrawn action
+    old = Decision("demo", "lex:length", "suppress", ts=amplified.ts + 10)
+    lake.append_log("decisions", [old.__dict__])
+    lake.append_log("decisions", [{**old.__dict__, "ts": old.ts + 1, "undo_of": old.ts}])
+    assert current(lake, "demo") == []
+    assert history(lake, "demo")[-1].glyph == "↶"

@@ -11,12 +11,16 @@ from typing import Literal, get_args
 from sculpt.lake.store import Lake
 
 Action = Literal["allow", "suppress", "amplify", "review"]
+"""What an operator decides about a concept."""
 Method = Literal[
     "none", "reward_shaping", "filter", "relabel", "reweight", "ablation", "steering", "inoculation"
 ]
 ACTIONS: tuple[str, ...] = get_args(Action)
+UNDO = "undo"
+"""The log's action for a row that withdraws an earlier decision (named by `undo_of`), so
+`where action = 'amplify'` counts amplifications only."""
 METHODS: tuple[str, ...] = get_args(Method)
-GLYPHS = {"allow": "✓", "suppress": "✗", "amplify": "↑", "review": "?"}
+GLYPHS = {"allow": "✓", "suppress": "✗", "amplify": "↑", "review": "?", UNDO: "↶"}
 """Decisions read by glyph and word, never by colour alone."""
 
 
@@ -43,10 +47,13 @@ class Decision:
     author: str = field(default_factory=_author)
     ts: float = field(default_factory=time.time)
     undo_of: float | None = None
-    """When set, this row withdraws the decision logged at that `ts`."""
+    """When set, this row withdraws the decision logged at that `ts` (its action is `undo`;
+    logs written before `undo` was an action repeat the withdrawn decision's action)."""
 
     def __post_init__(self) -> None:
-        if self.action not in ACTIONS:
+        if self.action == UNDO and self.undo_of is None:
+            raise ValueError("action 'undo': name the withdrawn decision's ts in undo_of")
+        if self.action not in ACTIONS and self.action != UNDO:
             raise ValueError(f"action {self.action!r}: expected one of {', '.join(ACTIONS)}")
         if self.method not in METHODS:
             raise ValueError(f"method {self.method!r}: expected one of {', '.join(METHODS)}")
@@ -61,8 +68,12 @@ class Decision:
         return (self.concept_id, self.hypothesis_id, self.scope)
 
     @property
+    def is_undo(self) -> bool:
+        return self.undo_of is not None
+
+    @property
     def glyph(self) -> str:
-        return GLYPHS[self.action]
+        return GLYPHS[UNDO if self.is_undo else self.action]
 
 
 def record(lake: Lake, decision: Decision) -> Decision:
@@ -72,15 +83,16 @@ def record(lake: Lake, decision: Decision) -> Decision:
 
 
 def undo(lake: Lake, decision: Decision) -> Decision:
-    """Withdraw `decision` by appending a row that points at it (the log is never rewritten)."""
+    """Withdraw `decision` by appending an `undo` row that points at it (the log is never
+    rewritten); the row keeps the target and method of what it withdraws."""
     marker = Decision(
         dataset=decision.dataset,
         concept_id=decision.concept_id,
-        action=decision.action,
+        action=UNDO,
         method=decision.method,
         strength=decision.strength,
         scope=decision.scope,
-        note="undo",
+        note=f"undo {decision.action}",
         hypothesis_id=decision.hypothesis_id,
         undo_of=decision.ts,
     )
@@ -88,7 +100,7 @@ def undo(lake: Lake, decision: Decision) -> Decision:
 
 
 def history(lake: Lake, dataset: str | None = None) -> list[Decision]:
-    """Every logged row (undo markers included), oldest first."""
+    """Every logged row (undo rows included), oldest first."""
     if not lake.has("decisions"):
         return []
     rows = lake.read("decisions").to_pylist()
@@ -102,10 +114,10 @@ def history(lake: Lake, dataset: str | None = None) -> list[Decision]:
 def current(lake: Lake, dataset: str) -> list[Decision]:
     """The decisions in force: undone rows removed, then the latest per target."""
     rows = history(lake, dataset)
-    undone = {d.undo_of for d in rows if d.undo_of is not None}
+    undone = {d.undo_of for d in rows if d.is_undo}
     latest: dict[tuple[str, str | None, str], Decision] = {}
     for d in rows:
-        if d.undo_of is not None or d.ts in undone:
+        if d.is_undo or d.ts in undone:
             continue
         latest[d.target] = d
     return sorted(latest.values(), key=lambda d: d.ts)

@@ -310,10 +310,10 @@ def _decisions(lake: Lake, dataset: str, labels: dict[str, str]) -> list[dict[st
     if not log:
         return None
     in_force = {d.ts for d in decision_log.current(lake, dataset)}
-    undone = {d.undo_of for d in log if d.undo_of is not None}
+    undone = {d.undo_of for d in log if d.is_undo}
     out = []
     for d in log:
-        if d.undo_of is not None:
+        if d.is_undo:
             state = "undo"
         elif d.ts in undone:
             state = "withdrawn"
@@ -324,7 +324,7 @@ def _decisions(lake: Lake, dataset: str, labels: dict[str, str]) -> list[dict[st
                 "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime(d.ts)),
                 "who": d.author,
                 "glyph": d.glyph,
-                "action": d.action,
+                "action": "undo" if d.is_undo else d.action,
                 "method": d.method,
                 "strength": d.strength,
                 "scope": d.scope,

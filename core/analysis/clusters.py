@@ -1,8 +1,8 @@
-"""Feature clusters (binary MI graph + Louvain) and data clusters (spherical k-means), DESIGN §4.
+"""Feature clusters (normalized-MI graph + Leiden) and data clusters (spherical k-means), DESIGN §4.
 
 Scaling of the preprint's defaults for small datasets and small SAEs (the preprint used large SAEs
 and tens of thousands of pairs); each is a function so the docs, the config and the tests agree:
-- edges: the top 1% of feature pairs by MI, but at least 4 per feature (mean degree ≥ 8), so a
+- edges: the top 1% of feature pairs by normalized MI, but at least 4 per feature (mean degree ≥ 8), so a
   small SAE still has a connected enough graph for communities of ≥ 4;
 - feature clusters kept for hypotheses: |T_m| ≥ clamp(F // 400, 4, 10) (10 at F ≥ 4,000);
 - data clusters K = clamp(round(√(N / 25)), 2, 64), and at most N / n_min clusters;
@@ -12,13 +12,14 @@ and tens of thousands of pairs); each is a function so the docs, the config and 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
-import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
-MI_ROW_CHUNK = 512
-"""Feature rows of the MI matrix computed at once (bounds memory to chunk × F floats)."""
+PRODUCT_ELEMENTS = 1 << 24
+"""Feature pairs scored at once (a block of rows of the co-firing product): bounds memory to a
+few hundred MB whatever the SAE width."""
 
 
 def min_feature_cluster_size(n_features: int) -> int:
@@ -36,77 +37,193 @@ def min_cluster_pairs(n_pairs: int) -> int:
     return int(min(25, max(8, n_pairs // 40)))
 
 
+def _xlogx(count: np.ndarray | float) -> np.ndarray:
+    """c·ln c for counts c ≥ 0 (0 at 0)."""
+    c = np.asarray(count, dtype=np.float64)
+    return c * np.log(np.maximum(c, 1.0))
+
+
+def _margin(count: np.ndarray, n: int) -> np.ndarray:
+    """A feature's share of n·MI: xlogx(on) + xlogx(off); n·H = xlogx(n) − this."""
+    return _xlogx(count) + _xlogx(n - np.asarray(count, dtype=np.float64))
+
+
+def _cells(n11: np.ndarray, n_a: np.ndarray, n_b: np.ndarray, n: int) -> np.ndarray:
+    """Σ xlogx over the four cells of a pair's 2 × 2 table."""
+    return _xlogx(n11) + _xlogx(n_a - n11) + _xlogx(n_b - n11) + _xlogx(n - n_a - n_b + n11)
+
+
 def _mutual_information(n11: np.ndarray, n_a: np.ndarray, n_b: np.ndarray, n: int) -> np.ndarray:
-    """MI (nats) of two binary variables from counts: both on, a on, b on, out of n samples."""
-    cells = (
-        (n11, n_a, n_b),
-        (n_a - n11, n_a, n - n_b),
-        (n_b - n11, n - n_a, n_b),
-        (n - n_a - n_b + n11, n - n_a, n - n_b),
-    )
-    mi = np.zeros(n11.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for joint, marg_a, marg_b in cells:
-            term = joint / n * np.log(joint * n / (marg_a * marg_b))
-            mi += np.where(joint > 0, term, 0.0)
-    return np.maximum(mi, 0.0)
+    """MI (nats) of two binary variables from counts: both on, a on, b on, out of n samples
+    (n·MI = Σ_cells c ln c − Σ_margins m ln m + n ln n: four logs per pair, the rest per feature)."""
+    total = _cells(n11, n_a, n_b, n) - _margin(n_a, n) - _margin(n_b, n) + _xlogx(n)
+    return np.maximum(total / n, 0.0)
+
+
+def normalized_mi(n11: np.ndarray, n_a: np.ndarray, n_b: np.ndarray, n: int) -> np.ndarray:
+    """MI / √(H_a·H_b) ∈ [0, 1], the preprint's edge weight (DESIGN §4): two features that always
+    fire together score 1 however rare they are. 0 when either feature never varies."""
+    return _normalized(n11, n_a, n_b, n, _margin(n_a, n), _margin(n_b, n))
+
+
+def _normalized(
+    n11: np.ndarray,
+    n_a: np.ndarray,
+    n_b: np.ndarray,
+    n: int,
+    margin_a: np.ndarray,
+    margin_b: np.ndarray,
+) -> np.ndarray:
+    n_log_n = float(_xlogx(n))
+    scale = np.sqrt(np.maximum(n_log_n - margin_a, 0.0) * np.maximum(n_log_n - margin_b, 0.0))
+    mi = np.maximum(_cells(n11, n_a, n_b, n) - margin_a - margin_b + n_log_n, 0.0)
+    return np.where(scale > 0, mi / np.where(scale > 0, scale, 1.0), 0.0)
+
+
+def _fires_together(n11: np.ndarray, n_a: np.ndarray, n_b: np.ndarray, n: int) -> np.ndarray:
+    """More co-firing than chance (n11 > n_a·n_b / n): a co-activation edge candidate.
+
+    An anti-correlated pair carries MI too, but is no co-activation edge. A pair that never
+    co-fires (n11 = 0) is always anti-correlated, so only pairs in the sparse product's pattern
+    can be edges: the F² pairs outside it need no closed form here.
+    """
+    return n11 * float(n) > n_a * n_b
+
+
+def _binary(active: sp.spmatrix) -> sp.csc_matrix:
+    """Samples × features firing indicator; float32 counts are exact below 2²⁴ samples."""
+    x = sp.csc_matrix(active, copy=True)
+    x.eliminate_zeros()
+    x.sum_duplicates()
+    dtype = np.float32 if x.shape[0] < 1 << 24 else np.float64
+    return sp.csc_matrix((np.ones(x.nnz, dtype), x.indices, x.indptr), shape=x.shape)
 
 
 def positive_mi(active: sp.spmatrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a, b, MI) for feature pairs a ∈ rows, b > a that fire together more often than chance.
+    """(a, b, MI) for feature pairs a ∈ rows, b > a that fire together more often than chance."""
+    x = _binary(active)
+    n, count = x.shape[0], np.diff(x.indptr).astype(np.float64)
+    rows = np.asarray(rows, dtype=np.int64)
+    both = (x[:, rows].T.tocsr() @ x.tocsr()).tocsr()
+    a = rows[np.repeat(np.arange(rows.size), np.diff(both.indptr))]
+    b, n11 = both.indices.astype(np.int64), both.data.astype(np.float64)
+    keep = (b > a) & _fires_together(n11, count[a], count[b], n)
+    a, b, n11 = a[keep], b[keep], n11[keep]
+    return a, b, _mutual_information(n11, count[a], count[b], n)
 
-    An anti-correlated pair carries MI too, but is no co-activation edge, so it is left out.
-    """
-    x = sp.csc_matrix(active)
-    n = x.shape[0]
-    count = np.diff(x.indptr).astype(np.float64)
-    both = np.asarray((x[:, rows].T @ x).todense())
-    positive = both * n > count[rows][:, None] * count[None, :]
-    positive &= np.arange(x.shape[1])[None, :] > rows[:, None]
-    local, b = np.nonzero(positive)
-    a = rows[local]
-    return a, b, _mutual_information(both[local, b], count[a], count[b], n)
+
+def _cofiring(x: sp.csc_matrix) -> Iterator[tuple[int, int, sp.csr_matrix]]:
+    """(first row, first column, counts) blocks of the co-firing product Xᵀ·X: rows from the
+    first on, columns from the first column on (the rest is the same counts transposed). Only
+    pairs that co-fire are stored, and one block at a time: memory is the nonzeros plus one
+    block, never F × F."""
+    by_feature, by_sample = x.T.tocsr(), x.tocsr()
+    n_features, start, tail_start, tail = x.shape[1], 0, 0, by_sample
+    while start < n_features:
+        if start - tail_start > (n_features - tail_start) // 8:  # drop columns no block needs
+            tail_start, tail = start, by_sample[:, start:]
+        stop = min(n_features, start + max(1, PRODUCT_ELEMENTS // (n_features - start)))
+        yield start, tail_start, (by_feature[start:stop] @ tail).tocsr()
+        start = stop
+
+
+class _TopEdges:
+    """The `size` best (a, b, weight) seen so far, ties broken by (a, b); memory ≤ 2·size."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.floor = size, -np.inf
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.held = 0
+
+    def add(self, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> None:
+        keep = w >= self.floor  # below the size-th best so far: can never enter
+        self.parts.append((a[keep], b[keep], w[keep]))
+        self.held += int(keep.sum())
+        if self.held > 2 * self.size:
+            a, b, w = self._joined()
+            self.floor = np.partition(w, w.size - self.size)[w.size - self.size]
+            keep = w >= self.floor  # ties at the floor stay: the final order decides them
+            self.parts, self.held = [(a[keep], b[keep], w[keep])], int(keep.sum())
+
+    def _joined(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.parts:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+        a, b, w = (np.concatenate([part[i] for part in self.parts]) for i in range(3))
+        return a, b, w
+
+    def best(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The kept edges in (a, b) order (a fixed order keeps the community search seeded)."""
+        a, b, w = self._joined()
+        top = np.lexsort((b, a, -w))[: self.size]
+        top = top[np.lexsort((b[top], a[top]))]
+        return a[top], b[top], w[top]
 
 
 def mi_edges(
     active: sp.spmatrix, edge_fraction: float = 0.01, min_count: int = 3
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a, b, weight): the top `edge_fraction` of feature pairs by binary MI (at least 4F).
+    """(a, b, weight): the top `edge_fraction` of feature pairs (at least 4 per feature) among
+    those that fire together more than chance, by normalized MI (DESIGN §4).
 
-    Features active in fewer than `min_count` samples take no part.
+    Features active in fewer than `min_count` samples take no part. Equal weights are broken by
+    the smaller (a, b).
     """
-    x = sp.csc_matrix(active, dtype=np.float64)
-    x.data[:] = 1.0
+    x = _binary(active)
+    n = x.shape[0]
     live = np.flatnonzero(np.diff(x.indptr) >= min_count)
     if live.size < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
     sub = x[:, live]
-    blocks = [
-        positive_mi(sub, np.arange(start, min(start + MI_ROW_CHUNK, live.size)))
-        for start in range(0, live.size, MI_ROW_CHUNK)
-    ]
-    a, b, w = (np.concatenate([block[i] for block in blocks]) for i in range(3))
+    count = np.diff(sub.indptr).astype(np.float64)
     n_pairs = live.size * (live.size - 1) // 2
-    n_edges = min(w.size, max(round(edge_fraction * n_pairs), 4 * live.size))
-    top = np.argpartition(-w, n_edges - 1)[:n_edges] if n_edges < w.size else np.arange(w.size)
-    top = top[np.lexsort((b[top], a[top]))]  # a fixed edge order keeps Louvain deterministic
-    return live[a[top]], live[b[top]], w[top]
+    top = _TopEdges(int(max(round(edge_fraction * n_pairs), 4 * live.size)))
+    margin = _margin(count, n)
+    for first, offset, block in _cofiring(sub):
+        rows, per_row = np.arange(first, first + block.shape[0]), np.diff(block.indptr)
+        a, n_a = np.repeat(rows.astype(np.int32), per_row), np.repeat(count[rows], per_row)
+        b = block.indices + np.int32(offset)
+        n11, n_b = block.data.astype(np.float64), count[b]
+        keep = np.flatnonzero((b > a) & _fires_together(n11, n_a, n_b, n))
+        a, b, n11, n_a, n_b = a[keep], b[keep], n11[keep], n_a[keep], n_b[keep]
+        top.add(a, b, _normalized(n11, n_a, n_b, n, margin[a], margin[b]))
+    a, b, w = top.best()
+    return live[a], live[b], w
+
+
+def communities(
+    a: np.ndarray, b: np.ndarray, weight: np.ndarray, *, seed: int = 0
+) -> list[np.ndarray]:
+    """Leiden communities (modularity, seeded) of the weighted graph on the nodes of its edges."""
+    if a.size == 0:
+        return []
+    nodes, index = np.unique(np.concatenate([a, b]), return_inverse=True)
+    half = sp.coo_matrix(
+        (weight, (index[: a.size], index[a.size :])), shape=(nodes.size, nodes.size)
+    )
+    from sknetwork.clustering import Leiden
+
+    leiden = Leiden(
+        modularity="newman",
+        shuffle_nodes=True,
+        random_state=seed,
+        return_probs=False,
+        return_aggregate=False,
+    )
+    labels = np.asarray(leiden.fit_predict((half + half.T).tocsr()))
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    return [np.sort(nodes[group]) for group in np.split(order, bounds)]
 
 
 def feature_clusters(
     active: sp.spmatrix, *, seed: int = 0, edge_fraction: float = 0.01, min_size: int = 4
 ) -> list[np.ndarray]:
-    """Communities (Louvain, seeded) of ≥ min_size features in the binary MI graph, DESIGN §4.
+    """Communities of ≥ min_size features in the normalized-MI graph, DESIGN §4.
 
     Sorted by size, then smallest member; each holds sorted feature indices.
     """
     a, b, w = mi_edges(active, edge_fraction=edge_fraction)
-    graph = nx.Graph()
-    graph.add_weighted_edges_from(zip(a.tolist(), b.tolist(), w.tolist(), strict=True))
-    if graph.number_of_edges() == 0:
-        return []
-    communities = nx.community.louvain_communities(graph, weight="weight", seed=seed)
-    kept = [np.array(sorted(c), dtype=np.int64) for c in communities if len(c) >= min_size]
+    kept = [c.astype(np.int64) for c in communities(a, b, w, seed=seed) if c.size >= min_size]
     kept.sort(key=lambda c: (-c.size, int(c[0])))
     return kept
 
@@ -120,27 +237,38 @@ def membership(clusters: list[np.ndarray], n_features: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n_features, len(clusters)))
 
 
-def spherical_kmeans(x: np.ndarray, k: int, seed: int = 0, max_iter: int = 50) -> np.ndarray:
+def _row_norms(x: np.ndarray | sp.spmatrix) -> np.ndarray:
+    if sp.issparse(x):
+        return np.sqrt(np.asarray(sp.csr_matrix(x).multiply(x).sum(axis=1), np.float64).ravel())
+    return np.linalg.norm(np.asarray(x, np.float64).reshape(len(x), -1), axis=1)
+
+
+def spherical_kmeans(
+    x: np.ndarray | sp.spmatrix, k: int, seed: int = 0, max_iter: int = 50
+) -> np.ndarray:
     """Labels of rows of x clustered by cosine (k-means++ init, seeded); rows must be nonzero.
 
-    Stops when fewer than 0.1% of the rows change cluster (or after `max_iter` rounds).
+    Dense or sparse x give the same labels: the rows are held sparse (memory ∝ nonzeros, the
+    centers k × M dense). Stops when fewer than 0.1% of the rows change cluster (or after
+    `max_iter` rounds).
     """
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    unit = (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-    n = len(unit)
+    norms = _row_norms(x)
+    scale = sp.diags((1.0 / np.where(norms > 0, norms, 1.0)).astype(np.float32))
+    unit = (scale @ sp.csr_matrix(x, dtype=np.float32)).tocsr()
+    n = unit.shape[0]
     k = max(1, min(k, n))
     center = _kmeans_plus_plus(unit, k, np.random.default_rng([seed, 0xC1]))
     labels = np.full(n, -1)
     for _ in range(max_iter):
-        similarity = unit @ center.T
+        similarity = np.asarray(unit @ center.T)
         new = similarity.argmax(axis=1)
         changed = np.count_nonzero(new != labels)
         labels = new
         onehot = sp.csr_matrix((np.ones(n, np.float32), (labels, np.arange(n))), shape=(k, n))
-        sums = np.asarray(onehot @ unit)
+        sums = (onehot @ unit).toarray()
         empty = np.flatnonzero(np.bincount(labels, minlength=k) == 0)
         worst = np.argsort(similarity.max(axis=1), kind="stable")[: empty.size]
-        sums[empty] = unit[worst]  # re-seed an empty cluster with the worst-fitting rows
+        sums[empty] = unit[worst].toarray()  # re-seed an empty cluster with the worst-fitting rows
         lengths = np.linalg.norm(sums, axis=1, keepdims=True)
         center = sums / np.where(lengths > 0, lengths, 1.0)
         if changed <= 0.001 * n:
@@ -148,31 +276,37 @@ def spherical_kmeans(x: np.ndarray, k: int, seed: int = 0, max_iter: int = 50) -
     return labels
 
 
-def _kmeans_plus_plus(unit: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _kmeans_plus_plus(unit: sp.csr_matrix, k: int, rng: np.random.Generator) -> np.ndarray:
     """k seeds drawn with probability ∝ cosine distance to the nearest seed so far."""
-    n = len(unit)
+    n = unit.shape[0]
+
+    def distance(row: int) -> np.ndarray:
+        return 1.0 - (unit @ unit[row].toarray().ravel())
+
     picks = [int(rng.integers(n))]
-    closest = 1.0 - unit @ unit[picks[0]]
+    closest = distance(picks[0])
     for _ in range(1, k):
         weights = np.maximum(closest, 0.0).astype(np.float64)
         total = weights.sum()
         pick = int(rng.choice(n, p=weights / total)) if total > 0 else int(rng.integers(n))
         picks.append(pick)
-        closest = np.minimum(closest, 1.0 - unit @ unit[pick])
-    return unit[picks]
+        closest = np.minimum(closest, distance(pick))
+    return unit[picks].toarray()
 
 
 def data_clusters(
-    activity: np.ndarray, k: int, *, seed: int = 0, silent_quantile: float = 0.05
+    activity: np.ndarray | sp.spmatrix, k: int, *, seed: int = 0, silent_quantile: float = 0.05
 ) -> np.ndarray:
     """Data clusters B_k: spherical k-means on activity rows; −1 marks the silent bucket.
 
     Silent = ‖s_i‖ below the `silent_quantile` quantile, or zero (a zero row has no direction).
+    `activity` may be sparse (N × M, memory ∝ its nonzeros).
     """
-    norms = np.linalg.norm(activity, axis=1)
+    norms = _row_norms(activity)
     cutoff = np.quantile(norms, silent_quantile) if len(norms) else 0.0
     silent = (norms < cutoff) | (norms == 0)
-    labels = np.full(len(activity), -1, dtype=np.int64)
+    labels = np.full(len(norms), -1, dtype=np.int64)
     if (~silent).sum() >= 1:
-        labels[~silent] = spherical_kmeans(activity[~silent], k, seed=seed)
+        rows = sp.csr_matrix(activity)[np.flatnonzero(~silent)]
+        labels[~silent] = spherical_kmeans(rows, k, seed=seed)
     return labels

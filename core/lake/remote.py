@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import Mapping
@@ -26,11 +27,14 @@ from sculpt.errors import UserError
 from sculpt.lake.store import (
     SCHEMA_VERSION,
     Lake,
+    Vanished,
     _describe,
     _local_path,
     _newest_schema_version,
     connect_views,
     default_root,
+    known_tables,
+    partition_folder,
     run_sql,
     slug,
 )
@@ -41,6 +45,12 @@ COMMIT_FORMAT = 1
 """Version of the `_lake.json` layout; readers refuse a newer one."""
 
 STORAGE_OPTIONS_ENV = "SCULPT_STORAGE_OPTIONS"
+
+_SNAPSHOT = re.compile(re.escape(SNAPSHOTS) + r"/[A-Za-z0-9_-]+")
+_FILE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._=-]*(/[A-Za-z0-9_-][A-Za-z0-9._=-]*)*\.parquet")
+_MANIFEST = re.compile(r"_manifest/[A-Za-z0-9_-][A-Za-z0-9._-]*\.json")
+"""What a commit may name: snapshot-relative paths made of the characters sculpt writes, no
+`..`, no leading `/`, no glob or quote characters, so a hostile commit reads nothing else."""
 
 
 def is_remote(root: str | os.PathLike[str]) -> bool:
@@ -119,9 +129,7 @@ class RemoteLake:
             ) from None
         except (OSError, ValueError) as exc:
             raise UserError(f"lake {uri}: cannot read {COMMIT}: {exc}") from None
-        if commit.get("format", 0) > COMMIT_FORMAT:
-            raise UserError(f"lake {uri}: {COMMIT} format is newer than this sculpt; upgrade it")
-        return cls(uri, fs, commit)
+        return cls(uri, fs, _checked_commit(commit, uri))
 
     # ---- reads --------------------------------------------------------------------------
     def _uri(self, relative: str) -> str:
@@ -129,7 +137,7 @@ class RemoteLake:
 
     def _entries(self, table: str, partition: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = self.commit["tables"].get(table, {}).get("files", [])
-        prefix = "/".join([table, *(f"{k}={slug(str(v))}" for k, v in (partition or {}).items())])
+        prefix = "/".join([table, *(partition_folder(k, v) for k, v in (partition or {}).items())])
         return [e for e in entries if e["path"].startswith(prefix + "/")]
 
     def files(self, table: str, partition: Mapping[str, Any] | None = None) -> list[str]:
@@ -140,6 +148,14 @@ class RemoteLake:
 
     def tables(self) -> list[str]:
         return sorted(t for t, info in self.commit["tables"].items() if info["files"])
+
+    def sql(self, query: str, params: list[Any] | None = None) -> pa.Table:
+        try:
+            return run_sql(self.connect(), query, params)
+        except Vanished:
+            raise UserError(
+                f"lake {self.root}: a newer push replaced the snapshot being read; re-run"
+            ) from None
 
     def _check_version(self, table: str) -> None:
         found = self.commit["tables"].get(table, {}).get("schema_version")
@@ -168,10 +184,12 @@ class RemoteLake:
         tables = self.tables()
         for table in tables:
             self._check_version(table)
-        return connect_views({t: self.files(t) for t in tables}, con)
-
-    def sql(self, query: str, params: list[Any] | None = None) -> pa.Table:
-        return run_sql(self.connect(), query, params)
+        try:
+            return connect_views({t: self.files(t) for t in tables}, con)
+        except Vanished:
+            raise UserError(
+                f"lake {self.root}: a newer push replaced the snapshot being read; re-run"
+            ) from None
 
     def stats(self) -> list[tuple[str, int, int, int]]:
         """(table, rows, bytes, files) for every table, from the commit (no file is read)."""
@@ -207,19 +225,66 @@ class RemoteLake:
     append_log = mark_done = drop_partition = forget = _read_only
 
 
+def _checked_commit(commit: Any, uri: str) -> dict[str, Any]:
+    """The commit with only what a reader may follow: known tables (others ignored, with one
+    warning) whose paths stay inside the snapshot; anything malformed is a one-line error."""
+
+    def bad(what: str) -> UserError:
+        return UserError(
+            f"lake {uri}: {COMMIT} {what}; it was not written by `sculpt lake push`: push again"
+        )
+
+    if not isinstance(commit, dict):
+        raise bad("is not a JSON object")
+    if not isinstance(commit.get("format", 0), int) or commit.get("format", 0) > COMMIT_FORMAT:
+        raise UserError(f"lake {uri}: {COMMIT} format is newer than this sculpt; upgrade it")
+    if not isinstance(commit.get("snapshot"), str) or not _SNAPSHOT.fullmatch(commit["snapshot"]):
+        raise bad("names no snapshot folder under _snapshots/")
+    raw = commit.get("tables")
+    if not isinstance(raw, dict):
+        raise bad("has no `tables` object")
+    tables: dict[str, Any] = {}
+    for table in known_tables(raw, uri):
+        info = raw[table]
+        files = info.get("files") if isinstance(info, dict) else None
+        if not isinstance(files, list) or not all(_good_entry(e, table) for e in files):
+            raise bad(f"lists files of table {table} outside it (or without size and rows)")
+        version = info.get("schema_version")
+        tables[table] = {
+            "files": files,
+            "schema_version": version if isinstance(version, int) else None,
+        }
+    manifest = commit.get("manifest", [])
+    if not isinstance(manifest, list) or not all(
+        isinstance(n, str) and _MANIFEST.fullmatch(n) for n in manifest
+    ):
+        raise bad("lists manifest records outside _manifest/")
+    return {**commit, "tables": tables, "manifest": manifest}
+
+
+def _good_entry(entry: Any, table: str) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("path"), str)
+        and entry["path"].startswith(table + "/")
+        and _FILE.fullmatch(entry["path"]) is not None
+        and all(
+            isinstance(entry.get(k), int) and not isinstance(entry.get(k), bool)
+            for k in ("size", "rows")
+        )
+    )
+
+
 # ---- push ---------------------------------------------------------------------------------
-def _table_entries(lake: Lake, table: str) -> dict[str, Any]:
+def _table_entries(lake: Lake, table: str) -> tuple[dict[str, Any], list[Path]]:
+    """The commit's record of a table (paths without version folders) and the files to upload."""
     files = lake.files(table)
     entries = [
-        {
-            "path": f.relative_to(lake.root).as_posix(),
-            "size": f.stat().st_size,
-            "rows": pq.read_metadata(f).num_rows,
-        }
+        {"path": lake.relative(f), "size": f.stat().st_size, "rows": pq.read_metadata(f).num_rows}
         for f in files
     ]
     versions = [v for f in files if (v := _newest_schema_version([f])) is not None]
-    return {"files": entries, "schema_version": max(versions, default=None)}
+    return {"files": entries, "schema_version": max(versions, default=None)}, files
 
 
 def _upload(fs: Any, pairs: list[tuple[Path, str, int]], progress: bool) -> None:
@@ -291,11 +356,16 @@ def push(
     fs = remote_filesystem(uri, options)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     snapshot = f"{stamp}-{uuid.uuid4().hex[:8]}"
-    tables = {table: _table_entries(lake, table) for table in lake.tables()}
+    listed = {table: _table_entries(lake, table) for table in lake.tables()}
+    tables = {table: record for table, (record, _) in listed.items()}
     manifest = sorted(p.relative_to(path).as_posix() for p in (path / "_manifest").glob("*.json"))
-    relative = [e["path"] for t in tables.values() for e in t["files"]] + manifest
     prefix = f"{uri}/{SNAPSHOTS}/{snapshot}"
-    pairs = [(path / rel, f"{prefix}/{rel}", (path / rel).stat().st_size) for rel in relative]
+    pairs = [
+        (local, f"{prefix}/{entry['path']}", entry["size"])
+        for record, files in listed.values()
+        for entry, local in zip(record["files"], files, strict=True)
+    ]
+    pairs += [(path / rel, f"{prefix}/{rel}", (path / rel).stat().st_size) for rel in manifest]
     _upload(fs, pairs, progress)
     record = {
         "format": COMMIT_FORMAT,

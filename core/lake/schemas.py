@@ -143,3 +143,25 @@ FINDING_MEMBERS = pa.schema(
         ("template", pa.bool_()),
     ]
 )
+
+TABLES = (
+    "pairs",
+    "rejects",
+    "acts",
+    "spans",
+    "span_features",
+    "token_features",
+    "features",
+    "concepts",
+    "concept_span_scores",
+    "clusters",
+    "hypotheses",
+    "findings",
+    "finding_members",
+    "predictive",
+    "decisions",
+    "runs",
+    "evals",
+)
+"""Every table a lake holds (lake/README.md); only these become DuckDB views, so a folder (or a
+pushed lake's `_lake.json` key) named otherwise is never spliced into SQL."""

@@ -1,0 +1,166 @@
+"""A lake, a plan or a dataset name cannot take over the machine: opening a lake runs no SQL it
+names, nothing is unpickled, paths stay inside, two names never share data, a replaced partition
+is read whole, and bad input gets one line and exit 2 (issue 14)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import fsspec
+import pyarrow as pa
+import pytest
+from lakes import cake_pairs, pairs_lake
+
+from sculpt.cli.main import main
+from sculpt.errors import UserError
+from sculpt.lake import schemas
+from sculpt.lake.store import Lake
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HOSTILE = "x as select 1; copy (select 'pwned') to 'pwned.csv'; create view y"
+"""A table name that, spliced into `create view NAME as …`, makes opening the lake write a file."""
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], *words: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("sculpt ") and "error:" in err, err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+@pytest.fixture
+def bucket() -> Iterator[str]:
+    uri = f"memory://security-{uuid.uuid4().hex[:8]}"
+    yield uri
+    fs = fsspec.filesystem("memory")
+    if fs.exists(uri):
+        fs.rm(uri, recursive=True)
+
+
+# ---- 1. opening a lake runs nothing and writes nothing --------------------------------------
+
+
+def test_a_folder_named_like_sql_is_ignored_not_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lake = pairs_lake(tmp_path / "lake", cake_pairs(3))
+    for name in (HOSTILE, "q\" as select 1; copy (select 2) to 'pwned.csv'; --"):
+        (lake.root / name).mkdir()
+        source = next(lake.root.joinpath("pairs").rglob("*.parquet"))
+        (lake.root / name / "part-0.parquet").write_bytes(source.read_bytes())
+    assert main(["lake", "sql", "select count(*) as n from pairs", "--lake", "lake"]) == 0
+    out, err = capsys.readouterr()
+    assert "3" in out
+    assert not list(tmp_path.rglob("pwned*")), "opening the lake ran a statement it named"
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "not a sculpt table" in warnings[0]
+    assert Lake(lake.root).tables() == ["pairs"]
+
+
+def test_a_pushed_lake_with_hostile_keys_runs_nothing(tmp_path, capsys, monkeypatch, bucket):
+    from sculpt.lake.remote import COMMIT, push
+
+    monkeypatch.chdir(tmp_path)
+    pairs_lake(tmp_path / "lake", cake_pairs(3))
+    push(tmp_path / "lake", bucket, progress=False)
+    fs = fsspec.filesystem("memory")
+    commit = json.loads(fs.cat_file(f"{bucket}/{COMMIT}"))
+    commit["tables"][HOSTILE] = commit["tables"]["pairs"]
+    fs.pipe_file(f"{bucket}/{COMMIT}", json.dumps(commit).encode())
+    assert main(["lake", "sql", "select count(*) as n from pairs", "--lake", bucket]) == 0
+    assert not list(tmp_path.rglob("pwned*"))
+    assert "not a sculpt table" in capsys.readouterr().err
+
+    # a commit that names files outside its snapshot (or globs) is refused, not followed
+    for path in ("pairs/../../other/x.parquet", "pairs/*.parquet", "/etc/x.parquet"):
+        bad = json.loads(json.dumps(commit))
+        bad["tables"]["pairs"]["files"][0]["path"] = path
+        fs.pipe_file(f"{bucket}/{COMMIT}", json.dumps(bad).encode())
+        assert main(["lake", "sql", "select 1", "--lake", bucket]) == 2
+        _one_error_line(capsys, COMMIT, "push again")
+
+
+# ---- 6. a name is one dataset ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("first", "second"), [("日本語", "中文"), ("team a", "team-a")])
+def test_two_names_never_share_a_dataset(tmp_path, capsys, first, second):
+    root = str(tmp_path / "lake")
+    data = str(FIXTURES / "trl.jsonl")
+    assert main(["ingest", data, "--name", "reference", "--lake", root, "--quiet"]) == 0
+    codes = {}
+    for name in (first, second):
+        codes[name] = main(["ingest", data, "--name", name, "--lake", root, "--quiet"])
+        if codes[name] == 2:
+            _one_error_line(capsys, "use only ASCII letters")
+        capsys.readouterr()
+    lake = Lake(Path(root))
+    rows = lake.read("pairs", {"dataset": "reference"}).num_rows
+    for name in (n for n, code in codes.items() if code == 0):  # each its own rows, by its name
+        found = lake.sql("select count(*) as n from pairs where dataset = ?", [name])
+        assert found.to_pylist() == [{"n": rows}], name
+    assert codes[first] == 2  # not already a safe name: refused, with the fix in the message
+
+
+def test_a_refused_name_says_what_to_use():
+    lake_root = Path("unused")
+    with pytest.raises(UserError, match="e.g. 'team-a'"):
+        Lake(lake_root).partition_dir("pairs", {"dataset": "team a"})
+
+
+# ---- 8. replacing a partition is atomic for readers -----------------------------------------
+
+
+SWAPS = 120
+
+
+def _version(i: int) -> list[pa.Table]:
+    """Version i of the partition: 1 to 3 files, every row saying `v<i>`."""
+    rows = [{**r, "chosen": f"v{i}"} for r in cake_pairs(6)]
+    table = pa.Table.from_pylist(rows, schema=schemas.PAIRS)
+    parts = 1 + i % 3
+    step = -(-table.num_rows // parts)
+    return [table.slice(k * step, step) for k in range(parts)]
+
+
+def test_readers_racing_a_writer_see_the_old_or_the_new_partition(tmp_path):
+    lake = Lake.open(tmp_path / "lake")
+    lake.replace_partition("pairs", {"dataset": "d"}, _version(0))
+    errors: list[BaseException] = []
+    seen: list[tuple[int, set[str]]] = []
+    done = threading.Event()
+
+    def write() -> None:
+        try:
+            for i in range(1, SWAPS + 1):
+                lake.replace_partition("pairs", {"dataset": "d"}, _version(i))
+        finally:
+            done.set()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                via_sql = lake.sql("select chosen from pairs where dataset = 'd'")
+                via_arrow = lake.read("pairs", {"dataset": "d"})
+            except BaseException as exc:  # noqa: BLE001 — the test collects what a reader hits
+                errors.append(exc)
+                continue
+            for table in (via_sql, via_arrow):
+                seen.append((table.num_rows, set(table.column("chosen").to_pylist())))
+
+    writer = threading.Thread(target=write)
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for thread in (writer, *readers):
+        thread.start()
+    for thread in (writer, *readers):
+        thread.join()
+    assert not errors, f"{len(errors)} reads failed, e.g. {errors[0]!r}"
+    assert seen and all(n == 6 for n, _ in seen), "a read saw part of a partition"
+    assert all(len(versions) == 1 for _, versions in seen), "a read mixed two versions"
+    assert lake.read("pairs", {"dataset": "d"}).column("chosen")[0].as_py() == f"v{SWAPS}"
+    assert len(list((lake.root / "pairs" / ".v").iterdir())) == 1  # old versions are gone

@@ -12,9 +12,10 @@ import pyarrow as pa
 import pytest
 
 from sculpt.analysis.analyze import analyze
-from sculpt.analysis.config import AnalyzeConfig
+from sculpt.analysis.config import AnalyzeConfig, latest_analysis
 from sculpt.analysis.findings import read_findings, read_members
 from sculpt.analysis.phrases import chained
+from sculpt.cli.main import main
 from sculpt.concepts import lexical
 from sculpt.concepts.ngrams import NgramConfig, discover_ngrams, span_counts
 from sculpt.concepts.registry import Concept, pair_spans, score_table, write_concepts
@@ -162,3 +163,62 @@ def test_coin_flip_null_yields_no_significant_finding(tmp_path: Path) -> None:
     # structure survives a null: the fragments of the phrase still make one finding
     holders = {f["finding_id"] for f in findings for c in f["members"] if c[6:] in FRAGMENTS}
     assert len(holders) == 1
+
+
+def test_findings_command_prints_one_json_object_per_finding(
+    planted: Lake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["findings", "planted", "--lake", str(planted.root), "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    keys = {"finding_id", "label", "members", "lean", "delta", "ci_lo", "ci_hi", "d", "q"}
+    assert rows and all(keys | {"split_half_ok", "n_pairs"} <= set(r) for r in rows)
+    assert rows[0]["n_pairs"] == 400 and isinstance(rows[0]["members"], list)
+    argv = ["findings", "planted", "--lake", str(planted.root), "--lean", "rejected", "--top", "2"]
+    assert main([*argv, "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("finding_id,rank,label,members") and 1 <= len(lines) <= 3
+    assert all(",rejected," in line for line in lines[1:])
+
+
+def test_findings_table_shows_data_text_visibly(
+    planted: Lake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = latest_analysis(planted, "planted")
+    part = {"dataset": "planted", "analysis": key}
+    table = planted.read("findings", part).drop(["schema_version"])
+    labels = table.column("label").to_pylist()
+    labels[0] = "evil\x1b[31m label"
+    planted.replace_partition("findings", part, table.set_column(2, "label", pa.array(labels)))
+    try:
+        assert main(["findings", "planted", "--lake", str(planted.root), "--top", "1"]) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "evil␛[31m label" in out
+    finally:
+        planted.replace_partition("findings", part, table)
+
+
+def test_a_decision_on_a_finding_covers_its_members(
+    planted: Lake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sculpt.plan.compile import compile_plan
+    from sculpt.plan.decisions import Decision, record
+
+    bold = _holding(read_findings(planted, "planted"), "lex:bold")[0]
+    member = next(c for c in bold["members"] if c.startswith("ngram:"))
+    # older than the finding's decision: covered by it, so it drops out of the plan
+    record(planted, Decision("planted", member, "amplify", "reward_shaping", ts=1.0))
+    # a concept outside the finding keeps working
+    record(planted, Decision("planted", "ngram:apologize", "suppress", "filter", 0.5, ts=2.0))
+    record(planted, Decision("planted", bold["finding_id"], "suppress", "reward_shaping", ts=3.0))
+    plan = compile_plan(planted, "planted", tmp_path / "plan.yaml")
+    by_target = {i.finding or i.concept_id: i for i in plan.interventions}
+    assert set(by_target) == {bold["finding_id"], "ngram:apologize"}
+    shaped = by_target[bold["finding_id"]]
+    assert shaped.concept_id in bold["members"] and shaped.label == "markdown bold spans"
+    assert "drives shaping" in shaped.driver and f"all {bold['n_members']} members" in shaped.driver
+    assert shaped.n_pairs > 0
+    assert (
+        main(["plan", "planted", "--lake", str(planted.root), "-o", str(tmp_path / "p.yaml")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert f"{bold['finding_id']} (markdown bold spans): {shaped.concept_id} drives shaping" in out

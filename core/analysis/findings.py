@@ -555,3 +555,41 @@ def read_members(
     rows = [r for r in rows if finding_id is None or r["finding_id"] == finding_id]
     rows.sort(key=lambda r: (r["finding_id"], r["position"]))
     return rows
+
+
+def finding_leans(
+    lake: Lake, dataset: str, finding_ids: Sequence[str], pair_ids: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Each finding's per-pair lean (±1, 0) in `pair_ids` order, rebuilt as the analysis made it:
+    the majority of its anchor's and echoes' clear leans, from their gaps in `concept_scores`."""
+    wanted = set(finding_ids)
+    core = [m for m in read_members(lake, dataset) if m["finding_id"] in wanted]
+    core = [m for m in core if m["role"] != "mixture"]
+    concepts = sorted({m["concept_id"] for m in core})
+    column = {c: j for j, c in enumerate(concepts)}
+    row = {p: i for i, p in enumerate(pair_ids)}
+    con = lake.connect()
+    try:
+        con.register("wanted", pa.table({"concept_id": pa.array(concepts, pa.string())}))
+        gaps = con.execute(
+            "select s.concept_id, s.pair_id, sum(case when side = 'chosen' then score else 0 end) "
+            "- sum(case when side = 'rejected' then score else 0 end) from concept_scores s "
+            "join wanted using (concept_id) where s.dataset = ? group by 1, 2",
+            [dataset],
+        ).fetchall()
+    finally:
+        con.close()
+    kept = [(row[p], column[c], float(g or 0.0)) for c, p, g in gaps if p in row]
+    u = sp.csc_matrix(
+        (
+            [g for _, _, g in kept],
+            ([i for i, _, _ in kept], [j for _, j, _ in kept]),
+        ),
+        shape=(len(pair_ids), len(concepts)),
+    )
+    clear = evidence(u).clear
+    out = {}
+    for finding_id in finding_ids:
+        mine = [column[m["concept_id"]] for m in core if m["finding_id"] == finding_id]
+        out[finding_id] = np.sign(np.asarray(clear[:, mine].sum(axis=1)).ravel())
+    return out

@@ -1,8 +1,10 @@
-"""Where a dataset's planted concepts rank among its hypotheses: the demo's known answer, checked.
+"""Where a dataset's planted concepts rank among its findings (and hypotheses): the demo's known
+answer, checked.
 
 A hypothesis *is* a planted concept when its per-pair gap u = score(chosen) − score(rejected)
 correlates with the planted gap 1{planted in chosen} − 1{planted in rejected} across pairs; this
-works the same for an SAE feature, a lexical detector and an n-gram.
+works the same for an SAE feature, a lexical detector and an n-gram. A finding is one when its
+per-pair lean does; the findings are honest when each planted concept is exactly one of the top.
 """
 
 from __future__ import annotations
@@ -106,3 +108,65 @@ def _gap(con: Any, dataset: str, concept_id: str, ids: list[str]) -> np.ndarray:
     ).fetchall()
     by_id = dict(found)
     return np.array([by_id.get(i, 0.0) or 0.0 for i in ids], float)
+
+
+@dataclass
+class PlantedFinding:
+    """Which of the top findings recover one planted concept (the known answer, per finding)."""
+
+    name: str
+    ranks: list[int]
+    """Ranks of every top finding that recovers it: exactly one when the findings are honest."""
+    finding_id: str | None
+    label: str | None
+    r: float
+    """r of the best-ranked recovering finding (or of the closest one when none does)."""
+    kinds: list[str]
+    """Kinds of that finding's members (so a route can be checked: it holds an SAE feature)."""
+
+    @property
+    def rank(self) -> int | None:
+        return self.ranks[0] if self.ranks else None
+
+
+def planted_findings(
+    lake: Lake,
+    dataset: str,
+    findings: list[dict[str, Any]],
+    top: int = 5,
+    planted: tuple[KnownConcept, ...] = PLANTED,
+) -> list[PlantedFinding]:
+    """For each planted concept, the findings among the first `top` whose per-pair lean (the
+    majority of their members' clear leans, as the analysis measured it) correlates with the
+    planted gap above MATCH_R."""
+    from sculpt.analysis.findings import finding_leans
+
+    shown = findings[:top]
+    con = lake.connect()
+    try:
+        pairs = con.execute(
+            "select pair_id, chosen, rejected from pairs where dataset = ? order by pair_id",
+            [slug(dataset)],
+        ).fetchall()
+    finally:
+        con.close()
+    ids = [p[0] for p in pairs]
+    leans = finding_leans(lake, dataset, [f["finding_id"] for f in shown], ids)
+    out = []
+    for concept in planted:
+        truth = np.array([concept.detects(ch) - concept.detects(rj) for _, ch, rj in pairs], float)
+        scores = [_r(leans[f["finding_id"]], truth) for f in shown]
+        ranks = [f["rank"] for f, r in zip(shown, scores, strict=True) if r > MATCH_R]
+        best = next(
+            (i for i, r in enumerate(scores) if r > MATCH_R),
+            int(np.argmax(scores)) if scores else None,
+        )
+        if best is None:
+            out.append(PlantedFinding(concept.name, [], None, None, 0.0, []))
+            continue
+        f = shown[best]
+        kinds = [k for k in str(f.get("kinds") or "").split(",") if k]
+        out.append(
+            PlantedFinding(concept.name, ranks, f["finding_id"], f["label"], scores[best], kinds)
+        )
+    return out

@@ -45,6 +45,8 @@ def phrase_in_texts(grams: Sequence[str], texts: Sequence[str]) -> str | None:
         if window is None:
             continue
         start, end, covered = window
+        while start < end - 1 and not _wordy(tokens[start : start + 1]):
+            start += 1  # a phrase starts on a word, not on the "." before it
         key = tuple(tokens[start:end])
         votes[key] += covered
         shown.setdefault(key, text[matches[start].start() : matches[end - 1].end()])

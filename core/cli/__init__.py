@@ -1,3 +1,14 @@
 """The command line: one module per command group, each exposing `register(add)` (see main.py)."""
 
-GROUPS = ("lake", "ingest", "scan", "concepts", "analyze", "triage", "train", "report", "misc")
+GROUPS = (
+    "lake",
+    "ingest",
+    "scan",
+    "concepts",
+    "analyze",
+    "findings",
+    "triage",
+    "train",
+    "report",
+    "misc",
+)

@@ -189,6 +189,7 @@ def _run_audit(
     lake: Lake, data: Path, name: str, config: AuditConfig, args: argparse.Namespace
 ) -> int:
     from sculpt.audit import Audit, StageTime
+    from sculpt.cli.findings import print_summary
     from sculpt.reports.render import write_report
 
     result = Audit(lake, data, name, config).run()
@@ -199,6 +200,7 @@ def _run_audit(
     lake_flag = "" if args.lake is None else f" --lake {args.lake}"
     print(f"\naudit of {name}: stage times")
     print("\n".join(result.lines()))
+    print_summary(lake, name)
     print(f"\nreport: {path}  (open it in a browser: file://{path.resolve()})")
     print(f"triage: sculpt triage {name}{lake_flag}")
     sys.stdout.flush()
@@ -206,23 +208,7 @@ def _run_audit(
 
 
 def _print_planted(lake: Lake) -> None:
-    """Where the demo's planted concepts rank in the report: the known answer, checked."""
-    from sculpt.analysis.known_answer import planted_ranks
-    from sculpt.report.data import collect
+    """Where the demo's planted concepts are among the top findings: the known answer, checked."""
+    from sculpt.cli.findings import print_planted
 
-    data = collect(lake, DEMO_NAME, top=1000, cards=0)
-    hyps = (data.get("hypotheses") or {}).get("chosen", [])
-    print("\nplanted concepts (the demo's known answer) among the concepts leaning chosen:")
-    for found in planted_ranks(lake, DEMO_NAME, hyps):
-        if found.rank:
-            apart = (
-                f"; #{found.distinct_rank} leaving out echoes of the other planted concept"
-                if found.distinct_rank and found.distinct_rank != found.rank
-                else ""
-            )
-            where = f"#{found.rank}: {found.label} ({found.concept_id}, r = {found.r:.2f}{apart})"
-        else:
-            where = "not in the top 20" + (
-                f" (closest: {found.concept_id}, r = {found.r:.2f})" if found.concept_id else ""
-            )
-        print(f"  {found.name:<18} {where}")
+    print_planted(lake, DEMO_NAME)

@@ -9,6 +9,7 @@ from sculpt.cli.options import add_config_flags, given
 from sculpt.cli.output import print_table
 from sculpt.lake.datasets import pick_dataset
 from sculpt.lake.store import Lake
+from sculpt.terminal import visible
 
 
 def register(add: Any) -> None:
@@ -65,10 +66,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print_table(
         ["concept", "method", "action", "strength", "scope", "pairs"],
         [
-            [i.concept_id, i.method, i.action, i.strength, i.scope, i.n_pairs]
+            [i.finding or i.concept_id, i.method, i.action, i.strength, i.scope, i.n_pairs]
             for i in plan.interventions
         ],
     )
+    for i in plan.interventions:
+        if i.finding:  # a decision on a finding: which member's score drives it, and why
+            print(f"  {i.finding} ({visible(i.label, newlines=False)}): {i.driver}")
     print(
         f"wrote {args.output} ({len(plan.interventions)} interventions); "
         f"train with `sculpt train --dataset {args.dataset} --plan {args.output}`"

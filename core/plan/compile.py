@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,6 +22,10 @@ from sculpt.plan.plan import (
     save_plan,
 )
 from sculpt.plan.shaping import touched_pairs
+from sculpt.plan.targets import in_force, is_finding, resolve
+
+if TYPE_CHECKING:
+    from sculpt.plan.decisions import Decision
 
 
 def compile_plan(lake: Lake, dataset: str, out: str | Path) -> Plan:
@@ -34,19 +38,10 @@ def compile_plan(lake: Lake, dataset: str, out: str | Path) -> Plan:
         for d in current(lake, dataset)
         if d.action in ("suppress", "amplify") and d.method != "none"
     ]
+    decisions = in_force(lake, dataset, decisions)
     labels = _concept_labels(lake, dataset)
     interventions = [
-        Intervention(
-            concept_id=d.concept_id,
-            method=d.method,  # type: ignore[arg-type]
-            action=d.action,  # type: ignore[arg-type]
-            strength=_default_strength(d.method, d.strength),
-            scope=d.scope,
-            label=labels.get(d.concept_id, d.concept_id),
-            note=d.note,
-        )
-        for d in decisions
-        if d.method in PLAN_METHODS
+        _intervention(lake, dataset, d, labels) for d in decisions if d.method in PLAN_METHODS
     ]
     plan = Plan(
         dataset=dataset,
@@ -67,6 +62,25 @@ def compile_plan(lake: Lake, dataset: str, out: str | Path) -> Plan:
         _count_touched(plan, scores)
     save_plan(plan, target)
     return plan
+
+
+def _intervention(lake: Lake, dataset: str, d: Decision, labels: dict[str, str]) -> Intervention:
+    """One decision made concrete; one on a finding acts through the member that drives it."""
+    concept, label, finding, driver = d.concept_id, labels.get(d.concept_id, d.concept_id), None, ""
+    if is_finding(d.concept_id):
+        target = resolve(lake, dataset, d.concept_id, d.method)
+        concept, label, finding, driver = target.driver, target.label, target.finding_id, target.why
+    return Intervention(
+        concept_id=concept,
+        method=d.method,  # type: ignore[arg-type]
+        action=d.action,  # type: ignore[arg-type]
+        strength=_default_strength(d.method, d.strength),
+        scope=d.scope,
+        label=label,
+        note=d.note,
+        finding=finding,
+        driver=driver,
+    )
 
 
 def _default_strength(method: str, strength: float) -> float:
@@ -173,13 +187,12 @@ def _attach_direction(
     lake: Lake, dataset: str, item: Intervention, target: Path, index: int
 ) -> None:
     """Resolve the concept's residual-stream direction(s) and save them beside the plan."""
-    import torch
+    from sculpt.concepts.vectors import save_direction
 
     directions, layer = concept_directions(lake, dataset, item.concept_id)
     folder = target.with_name(target.stem + ".directions")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"intervention-{index}.pt"
-    torch.save(directions.detach().cpu().float(), path)
+    path = folder / f"intervention-{index}.safetensors"
+    save_direction(directions, path)
     item.vector_file = f"{folder.name}/{path.name}"
     item.layer = layer
 

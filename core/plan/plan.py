@@ -47,7 +47,8 @@ class Intervention:
     layer: int | None = None
     """Hooks: the decoder block whose output is changed."""
     vector_file: str | None = None
-    """Hooks: a .pt tensor of directions [k, d_model] or [d_model], relative to the plan file."""
+    """Hooks: a safetensors file (tensor `direction`, [k, d_model] or [d_model]) beside the plan,
+    named relative to it (an older sculpt's tensor-only .pt is read too)."""
     side: Literal["both", "chosen", "rejected"] = "both"
     """Steering/ablation: which sequences of a pair the hook touches."""
     text: str | None = None
@@ -55,6 +56,11 @@ class Intervention:
     n_pairs: int = 0
     """Pairs this intervention touches (filled by `sculpt plan`; informational)."""
     note: str = ""
+    finding: str | None = None
+    """The finding the decision was on (`finding:<anchor>`): it covers the finding's members, and
+    `concept_id` is the member whose score drives it."""
+    driver: str = ""
+    """Why `concept_id` drives a finding's intervention (filled by `sculpt plan`)."""
 
 
 @dataclass
@@ -72,10 +78,18 @@ class Plan:
     path: Path | None = field(default=None, repr=False, compare=False)
     """Where the plan was loaded from (not saved)."""
 
-    def resolve(self, relative: str) -> Path:
-        base = self.path.parent if self.path is not None else Path(".")
-        candidate = Path(relative)
-        return candidate if candidate.is_absolute() else base / candidate
+    def resolve(self, relative: str, key: str = "file") -> Path:
+        """A file the plan names, inside the plan's own folder (where `sculpt plan` writes its
+        sidecars); an absolute path, a `..` or a symlink out is refused, since a plan may come
+        from someone else and a run copies what it names."""
+        base = (self.path.parent if self.path is not None else Path(".")).resolve()
+        candidate = (base / relative).resolve()
+        if Path(relative).is_absolute() or not candidate.is_relative_to(base):
+            raise UserError(
+                f"plan {self.path or ''}: {key} {relative!r} is outside the plan's folder; "
+                f"put the file beside the plan and name it relative to it (re-run `sculpt plan`)"
+            )
+        return candidate
 
     def scores(self) -> pa.Table | None:
         if self.scores_file is None:
@@ -132,6 +146,11 @@ def load_plan(path: str | Path) -> Plan:
         raise UserError(f"{source}: expected a mapping with `dataset` and `interventions`")
     plan = plan_from_dict(data, str(source))
     plan.path = source
+    if plan.scores_file is not None:
+        plan.resolve(plan.scores_file, "scores_file")
+    for index, item in enumerate(plan.interventions):
+        if item.vector_file is not None:
+            plan.resolve(item.vector_file, f"interventions[{index}].vector_file")
     return plan
 
 
@@ -188,7 +207,7 @@ def _check_intervention(item: Intervention, where: str) -> None:
         raise UserError(f"{where}: {item.method} strength {item.strength}: a share in (0, 1]")
     if item.method in HOOK_METHODS and (item.layer is None or item.vector_file is None):
         raise UserError(
-            f"{where}: {item.method} needs `layer` and `vector_file` (a .pt direction); "
+            f"{where}: {item.method} needs `layer` and `vector_file` (a direction file); "
             "`sculpt plan` fills them for sae:/fc:/vec: concepts"
         )
     if item.method == "inoculation" and not item.text:

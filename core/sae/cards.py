@@ -114,10 +114,14 @@ def strip_special(text: str) -> str:
 
 def template_token(ctx: dict[str, Any]) -> bool:
     """The context's activating token is a special token or part of the chat template (a role
-    name after `<|im_start|>`, the newline after `<|im_end|>`)."""
+    name after `<|im_start|>`, the newline after `<|im_end|>`, the system turn of a prompt)."""
     token, before = str(ctx.get("token", "")), str(ctx.get("text_before", ""))
     if SPECIAL_TOKEN.fullmatch(token) or (token.startswith("<|") and token.endswith("|>")):
         return True
+    if ctx.get("side") == "prompt" and before.rfind("<|im_start|>system") > before.rfind(
+        "<|im_end|>"
+    ):
+        return True  # inside the system turn: the template's default system prompt
     after_start = before.endswith("<|im_start|>")
     if token.strip() in ROLE_WORDS and (after_start or not before.strip()):
         return True
@@ -140,6 +144,8 @@ def context_label(contexts: list[dict[str, Any]]) -> str | None:
     """A readable snippet around the feature's most typical activating token (the commonest among
     its top contexts, at its strongest), special tokens stripped; None when no context reads."""
     readable = [c for c in contexts if not template_token(c) and strip_special(str(c["token"]))]
+    responses = [c for c in readable if c.get("side") in ("chosen", "rejected")]
+    readable = responses or readable  # what the lean is about: the responses, not the prompt
     if not readable:
         return None
     counts: dict[str, int] = defaultdict(int)
@@ -150,16 +156,12 @@ def context_label(contexts: list[dict[str, Any]]) -> str | None:
         (c for c in readable if str(c["token"]).strip().lower() == typical),
         key=lambda c: float(c.get("act") or 0.0),
     )
-    before = strip_special(str(best.get("text_before", ""))).split()
-    after = strip_special(str(best.get("text_after", ""))).split()
-    token = strip_special(str(best["token"]))
+    before = strip_special(str(best.get("text_before", "")))
+    after = strip_special(str(best.get("text_after", "")))
     n_before, n_after = LABEL_WORDS
-    # the token may continue the previous word ("great" + "ness"): keep it glued to it
-    glued = bool(before) and not token[:1].isspace() and not str(best["text_before"])[-1:].isspace()
-    head = " ".join(before[-n_before:])
-    middle = (head + token) if glued else " ".join(x for x in (head, token.strip()) if x)
-    text = " ".join(x for x in (middle, " ".join(after[:n_after])) if x)
-    text = " ".join(text.split())
+    head = " ".join(before.split()[-n_before:]) + (" " if before[-1:].isspace() else "")
+    tail = (" " if after[:1].isspace() else "") + " ".join(after.split()[:n_after])
+    text = " ".join((head + strip_special(str(best["token"])) + tail).split())
     if not text:
         return None
     return f"…{text}…"

@@ -85,9 +85,9 @@ def test_first_screen_shows_ranked_hypotheses_with_words_and_glyphs(lake: Lake, 
         screen = await loaded(pilot)
         await until(pilot, lambda: "? help" in screen_text(pilot.app), "footer")
         text = screen_text(pilot.app)
-        top = lake.sql("select label from hypotheses order by rank limit 1")["label"][0].as_py()
-        assert top in text
-        assert "100 of 400" in text and "sorted by rank ↑" in text
+        top = lake.sql("select label from hypotheses order by abs(d) desc limit 1")
+        assert top["label"][0].as_py() in text
+        assert "100 of 400" in text and "sorted by effect size d, largest first" in text
         assert "? help" in text and "✗suppress" in text
         assert ("Δ [95% CI]" in text) == (size == LARGE)
         assert screen.query_one("#table").row_count == 100
@@ -112,7 +112,7 @@ def test_filters_search_sort_and_nothing_matches(lake: Lake) -> None:
         n = screen.loads
         await pilot.press("s")
         screen = await loaded(pilot, n)
-        assert "sorted by delta_min ↓" in screen_text(pilot.app)
+        assert "sorted by share of pairs" in screen_text(pilot.app)
         n = screen.loads
         await pilot.press("slash", *"zzznothing", "enter")
         await loaded(pilot, n)
@@ -202,7 +202,10 @@ def test_every_decision_lands_in_the_lake_and_undo_withdraws(lake: Lake) -> None
         await decide(pilot, "r")
         rows = history(lake, "demo")
         assert [d.action for d in rows] == ["allow", "suppress", "amplify", "review"]
-        assert rows[0].hypothesis_id == first["hypothesis_id"] and rows[0].method == "none"
+        assert rows[0].concept_id == first["concept_id"] and rows[0].method == "none"
+        # a global hypothesis is its concept everywhere; a conditional one is itself
+        conditional = first["scope"] != "global"
+        assert rows[0].hypothesis_id == (first["hypothesis_id"] if conditional else None)
         assert rows[1].method == "reward_shaping" and rows[1].note == "too apologetic"
         assert all(d.author and d.ts > 0 for d in rows)
         assert "✓ allowed" in screen_text(pilot.app) and "✗ suppressed" in screen_text(pilot.app)
@@ -257,7 +260,7 @@ def test_decision_is_kept_while_another_process_appends_to_the_lake(lake: Lake) 
     drive(lake, SMALL, scenario)
     mine = history(lake, "demo")
     assert [d.action for d in mine] == ["suppress"] * 3
-    assert len({d.hypothesis_id for d in mine}) == 3
+    assert len({(d.concept_id, d.hypothesis_id, d.scope) for d in mine}) == 3
     assert history(lake, "other")
 
 
@@ -400,3 +403,125 @@ def test_an_undo_is_its_own_action_and_old_logs_still_read(lake: Lake) -> None:
     lake.append_log("decisions", [{**old.__dict__, "ts": old.ts + 1, "undo_of": old.ts}])
     assert current(lake, "demo") == []
     assert history(lake, "demo")[-1].glyph == "↶"
+
+
+def footer_line(app: TriageApp) -> str:
+    return screen_text(app).splitlines()[-1]
+
+
+def test_keys_a_terminal_user_expects(lake: Lake) -> None:
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        table = screen.query_one("#table")
+        assert footer_line(pilot.app).rstrip().endswith("i queue")  # fits 80 columns
+        assert "q quit" in footer_line(pilot.app)
+        await pilot.press("j", "j", "k")
+        assert table.cursor_row == 1
+        n = screen.loads
+        await pilot.press("end")  # the last of all 400 rows, not of the 100 loaded
+        await loaded(pilot, n)
+        assert table.cursor_row == len(screen.rows) - 1
+        assert screen.window_start + len(screen.rows) == screen.total == 400
+        assert "rows 301–400 of 400" in screen_text(pilot.app)
+        n = screen.loads
+        await pilot.press("home")
+        await loaded(pilot, n)
+        assert screen.window_start == 0 and table.cursor_row == 0
+        await pilot.press("enter")
+        await until(pilot, lambda: "per-pair gap" in screen_text(pilot.app), "card")
+        assert footer_line(pilot.app).rstrip().endswith("esc back")
+        await pilot.press("escape")
+        await loaded(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+        assert not pilot.app.is_running
+
+    drive(lake, SMALL, scenario)
+
+
+def test_pair_viewer_switches_between_evidence_for_and_against(lake: Lake) -> None:
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        row = next(r for r in screen.rows if r["scope"] == "global" and r["lean"] == "chosen")
+        pilot.app.push_screen(PairViewer(row))
+        await until(pilot, lambda: "pair 1/" in screen_text(pilot.app), "pair viewer")
+        viewer = pilot.app.screen
+        text = screen_text(pilot.app)
+        assert "▶ supporting" in text and "counter-examples" in text and "both fire" in text
+        assert f"d {row['d']:+.2f}" in text and "undecided" in text
+        assert all(p["gap"] > 0 for p in viewer.pairs)
+        await pilot.press("e")
+        await until(pilot, lambda: "▶ counter-examples" in screen_text(pilot.app), "counter")
+        await until(pilot, lambda: "pair 1/" in screen_text(pilot.app), "a counter-example")
+        assert viewer.pairs and all(p["gap"] < 0 for p in viewer.pairs)
+        gaps = [p["gap"] for p in viewer.pairs]
+        assert gaps == sorted(gaps)  # the strongest counter-example first
+        count = viewer.counts["counter"]
+        await pilot.press("G")
+        await until(pilot, lambda: f"pair {len(viewer.pairs)}/" in screen_text(pilot.app), "end")
+        await pilot.press("g")
+        await until(pilot, lambda: "pair 1/" in screen_text(pilot.app), "first")
+        assert count == len(viewer.pairs) or count > viewer.LIMIT
+        await pilot.press("e")
+        await until(pilot, lambda: "▶ both fire" in screen_text(pilot.app), "both")
+        await until(pilot, lambda: viewer.pair is not None, "a pair where both fire")
+        assert all(p["chosen"] > 0 and p["rejected"] > 0 for p in viewer.pairs)
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(pilot.app.screen, DecisionForm), "form")
+        await pilot.press("enter")
+        await until(pilot, lambda: "✗ suppressed" in screen_text(pilot.app), "decision in header")
+
+    drive(lake, SMALL, scenario)
+
+
+def test_conditional_card_names_its_cluster_and_compares_it_with_the_rest(lake: Lake) -> None:
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        row = next(r for r in screen.rows if r["scope"] == "conditional")
+        pilot.app.push_screen(ConceptCard(row))
+        await until(
+            pilot, lambda: "against the rest" in content(pilot.app, "#card-histogram"), "card"
+        )
+        head = content(pilot.app, "#card-head")
+        k = row["data_cluster"]
+        assert f"in data cluster k{k} (" in head and "n_in" in head  # named by its prompts
+        assert "in / rest" in content(pilot.app, "#card-histogram")
+        assert "n_in: the cluster's pairs" in content(pilot.app, "#card-clusters")
+
+    drive(lake, SMALL, scenario)
+
+
+def test_decision_form_explains_methods_and_offers_scopes_that_differ(lake: Lake) -> None:
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        table = screen.query_one("#table")
+        table.move_cursor(row=next(i for i, r in enumerate(screen.rows) if r["scope"] == "global"))
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(pilot.app.screen, DecisionForm), "form")
+        form = pilot.app.screen
+        assert [v for _, v in form.query_one("#applies")._options] == ["concept"]
+        assert "DPO margin" in content(pilot.app, "#method-help")
+        form.query_one("#method").value = "filter"
+        await pilot.pause()
+        assert "drops the pairs" in content(pilot.app, "#method-help")
+        await pilot.press("escape")
+        table.move_cursor(row=next(i for i, r in enumerate(screen.rows) if r["scope"] != "global"))
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(pilot.app.screen, DecisionForm), "form")
+        values = [v for _, v in pilot.app.screen.query_one("#applies")._options]
+        assert values == ["hypothesis", "cluster", "concept"]
+
+    drive(lake, SMALL, scenario)
+
+
+def test_filter_form_says_split_half_state_in_words(lake: Lake) -> None:
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        n = screen.loads
+        await pilot.press("h")
+        await loaded(pilot, n)
+        await pilot.press("f")
+        await until(pilot, lambda: "Filter hypotheses" in screen_text(pilot.app), "filter form")
+        assert "✓ consistent only" in screen_text(pilot.app)
+
+    drive(lake, SMALL, scenario)

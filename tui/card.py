@@ -28,15 +28,17 @@ class CardLoaded(Message):
         self,
         concept: dict[str, Any],
         related: list[dict[str, Any]],
-        histogram: list[tuple[float, float, int]],
+        histogram: list[tuple[float, float, int, int]],
         contexts: list[dict[str, Any]],
+        names: dict[int | None, str],
     ) -> None:
         super().__init__()
-        self.concept, self.related, self.histogram, self.contexts = (
+        self.concept, self.related, self.histogram, self.contexts, self.names = (
             concept,
             related,
             histogram,
             contexts,
+            names,
         )
 
 
@@ -63,13 +65,14 @@ def _short(value: Any, width: int = 48) -> str:
 
 
 def stats_line(row: dict[str, Any]) -> Text:
+    """d first (one scale for every kind), then Δ in the concept's own units."""
     split = "✓ split-half" if row["split_half_ok"] else "✗ split-half"
     text = Text()
+    text.append(f"d {fmt(row['d'], '+.2f')}", "bold")
     text.append(
-        f"Δ {fmt(row['delta'], '+.3g')} [{fmt(row['ci_lo'], '+.3g')}, {fmt(row['ci_hi'], '+.3g')}]",
-        "bold",
+        f" · Δ {fmt(row['delta'], '+.3g')} [{fmt(row['ci_lo'], '+.3g')}, "
+        f"{fmt(row['ci_hi'], '+.3g')}] · q {fmt_q(row['q'])} · {split}"
     )
-    text.append(f" · d {fmt(row['d'], '+.2f')} · q {fmt_q(row['q'])} · {split}")
     if row.get("delta_min") is not None:
         text.append(f" (Δmin {fmt(row['delta_min'], '.3g')})")
     if row.get("delta_len") is not None:
@@ -85,14 +88,34 @@ def rate_bar(name: str, rate: float | None, width: int = 20) -> Text:
     return Text(f"  {name:<9} {'█' * filled}{'░' * (width - filled)} {rate:6.1%}\n")
 
 
-def histogram_text(bins: list[tuple[float, float, int]], width: int = 30) -> Text:
+def _bar(value: float, peak: float, width: int, glyph: str) -> str:
+    return glyph * max(1 if value else 0, round(value / peak * width)) if peak else ""
+
+
+def histogram_text(bins: list[tuple[float, float, int, int]], width: int = 30) -> Text:
+    """Pairs per gap bin; with a data cluster, its pairs (█) beside the rest (░), each bar a
+    share of its own group so a small cluster reads against a large rest."""
     if not bins:
         return Text("  no per-pair scores for this concept in the lake\n", "italic")
-    peak = max(n for _, _, n in bins) or 1
     text = Text()
-    for lo, hi, n in bins:
-        bar = "█" * max(1 if n else 0, round(n / peak * width))
-        text.append(f"  {lo:+9.3g} … {hi:+9.3g} │{bar:<{width}} {n:,}\n")
+    if not any(rest for *_, rest in bins):
+        peak: float = max(n for _, _, n, _ in bins)
+        for lo, hi, n, _ in bins:
+            text.append(f"  {lo:+9.3g} … {hi:+9.3g} │{_bar(n, peak, width, '█'):<{width}} {n:,}\n")
+        return text
+    half = width // 2 - 1
+    total_in = sum(n for _, _, n, _ in bins) or 1
+    total_rest = sum(r for *_, r in bins) or 1
+    peak = max(max(n / total_in, r / total_rest) for _, _, n, r in bins)
+    text.append(
+        f"  {'gap':>21} │{'in the cluster':<{half}}│{'the rest':<{half}} in / rest\n", "dim"
+    )
+    for lo, hi, n, rest in bins:
+        inside = _bar(n / total_in, peak, half, "█")
+        other = _bar(rest / total_rest, peak, half, "░")
+        text.append(
+            f"  {lo:+9.3g} … {hi:+9.3g} │{inside:<{half}}│{other:<{half}} {n:,} / {rest:,}\n"
+        )
     return text
 
 
@@ -126,6 +149,7 @@ class ConceptCard(DecidingScreen):
         super().__init__()
         self.row = row
         self.concept: dict[str, Any] = {"concept_id": row["concept_id"]}
+        self.names: dict[int | None, str] = {}
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="card"):
@@ -147,17 +171,20 @@ class ConceptCard(DecidingScreen):
     def load(self) -> None:
         data = self.data
         concept_id = self.row["concept_id"]
+        cluster = self.row["data_cluster"] if self.row["scope"] != "global" else None
         try:
             concept = evidence.concept(data, concept_id)
             related = data.hypotheses_for(concept_id)
-            histogram = evidence.gap_histogram(data, concept_id)
+            histogram = evidence.gap_histogram(data, concept_id, data_cluster=cluster)
             contexts = evidence.contexts(data, concept, self.row["lean"])
+            names = {r["data_cluster"]: data.cluster_name(r["data_cluster"]) for r in related}
+            names[cluster] = data.cluster_name(cluster)
         except duckdb.Error as exc:
             self.app.call_from_thread(
                 self.notify, one_line(str(exc).splitlines()[0]), severity="error", markup=False
             )
             return
-        self.post_message(CardLoaded(concept, related, histogram, contexts))
+        self.post_message(CardLoaded(concept, related, histogram, contexts, names))
 
     @work(thread=True, exclusive=True, group="correlated")
     def load_correlated(self) -> None:
@@ -179,16 +206,23 @@ class ConceptCard(DecidingScreen):
         text.append(f"{one_line(row['concept_id'])} · {kind}")
         if "source" in self.concept:
             text.append(f" · {describe_source(self.concept)}")
-        where = "all pairs" if row["scope"] == "global" else f"data cluster {row['data_cluster']}"
+        text.append(f"\nhypothesis {one_line(row['hypothesis_id'])} · {row['scope']} · ")
+        text.append(f"leans {row['lean']} · ")
+        if row["scope"] == "global":
+            text.append(f"all {fmt(row['n'], ',')} pairs")
+            return text
+        cluster = row["data_cluster"]
+        where = one_line(self.names.get(cluster, f"k{cluster}"))
+        rest = None if row["n"] is None or row["n_in"] is None else row["n"] - row["n_in"]
         text.append(
-            f"\nhypothesis {row['hypothesis_id']} · {row['scope']} · {where} · "
-            f"leans {row['lean']} · n {fmt(row['n'], ',')} (in {fmt(row['n_in'], ',')})"
+            f"\nin data cluster {where}: n_in {fmt(row['n_in'], ',')} pairs in the cluster, "
+            f"compared with the rest of the active pairs (~{fmt(rest, ',')})"
         )
         return text
 
     def on_card_loaded(self, message: CardLoaded) -> None:
         self.query_one("#loading").display = False
-        self.concept = message.concept
+        self.concept, self.names = message.concept, message.names
         self.query_one("#card-head", Static).update(self.header_text())
         stats = Text("\n")
         stats.append(stats_line(self.row))
@@ -196,10 +230,13 @@ class ConceptCard(DecidingScreen):
         stats.append(rate_bar("chosen", self.row.get("chosen_rate")))
         stats.append(rate_bar("rejected", self.row.get("rejected_rate")))
         self.query_one("#card-stats", Static).update(stats)
-        histogram = Text("\nper-pair gap, chosen − rejected score (pairs)\n", "bold")
+        title = "per-pair gap, chosen − rejected score (pairs)"
+        if self.row["scope"] != "global":
+            title += ": the cluster's pairs against the rest"
+        histogram = Text(f"\n{title}\n", "bold")
         histogram.append(histogram_text(message.histogram))
         self.query_one("#card-histogram", Static).update(histogram)
-        contexts = Text("\ntop-activating contexts (token highlighted)\n", "bold")
+        contexts = Text("\ntop-activating contexts (marked ⟦like this⟧)\n", "bold")
         if not message.contexts:
             contexts.append("  none recorded for this concept\n", "italic")
         for ctx in message.contexts:
@@ -209,14 +246,18 @@ class ConceptCard(DecidingScreen):
 
     def clusters_text(self, related: list[dict[str, Any]]) -> Text:
         text = Text("\ndata clusters where it leans most\n", "bold")
+        text.append("  n_in: the cluster's pairs, compared with the rest of the active pairs; ")
+        text.append("✓/✗ split-half\n", "")
         conditional = [r for r in related if r["scope"] != "global"][:6]
         if not conditional:
             text.append("  no conditional hypotheses for this concept\n", "italic")
         for r in conditional:
             split = "✓" if r["split_half_ok"] else "✗"
+            name = one_line(self.names.get(r["data_cluster"], scope_cell(r)))
+            text.append(f"  {name}\n", "bold")
             text.append(
-                f"  {scope_cell(r):<7} Δ {fmt_delta(r['delta'])} [{fmt_delta(r['ci_lo'])}, "
-                f"{fmt_delta(r['ci_hi'])}] d {fmt(r['d'], '+.2f')} q {fmt_q(r['q'])} {split} "
+                f"    d {fmt(r['d'], '+.2f')} · Δ {fmt_delta(r['delta'])} [{fmt_delta(r['ci_lo'])}, "
+                f"{fmt_delta(r['ci_hi'])}] · q {fmt_q(r['q'])} · {split} · "
                 f"n_in {fmt(r['n_in'], ',')}\n"
             )
         return text

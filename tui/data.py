@@ -11,10 +11,31 @@ from typing import Any
 import duckdb
 
 from sculpt.analysis.config import latest_analysis
+from sculpt.concepts.evidence import cluster_names
 from sculpt.lake.store import Lake, slug
 
-SORT_COLUMNS = ("rank", "delta_min", "delta", "d", "q", "n_in", "split_half_ok", "label")
-"""Columns the hypotheses table can be sorted by, in the order `s` cycles through them."""
+SORT_COLUMNS = ("d", "share", "q", "rank", "delta_min", "n_in", "split_half_ok", "label", "delta")
+"""Columns the hypotheses table can be sorted by, in the order `s` cycles through them: the
+scales every kind of concept shares come first (Δ is in each kind's own units)."""
+SORT_WORDS = {
+    "d": "effect size d",
+    "share": "share of pairs",
+    "q": "q (FDR)",
+    "rank": "the analysis's rank",
+    "delta_min": "Δmin (weaker half)",
+    "n_in": "pairs in cluster",
+    "split_half_ok": "split-half",
+    "label": "name",
+    "delta": "|Δ| (own units)",
+}
+"""The sort in words, for the status line; d and share of pairs sort by size, either way."""
+SORT_KEYS = {
+    "d": "abs(d)",
+    "share": "abs(chosen_rate - rejected_rate)",
+    "delta": "abs(delta)",
+}
+NATURAL_DESCENDING = frozenset({"d", "share", "delta_min", "delta", "n_in", "split_half_ok"})
+"""Columns whose best rows are the largest: `s` sorts them largest first."""
 SCOPES = ("global", "conditional", "prompt")
 LEANS = ("chosen", "rejected")
 KINDS = ("sae_feature", "feature_cluster", "lexical", "ngram", "vector", "probe")
@@ -79,8 +100,8 @@ class Filters:
 
 @dataclass
 class Sort:
-    column: str = "rank"
-    descending: bool = False
+    column: str = "d"
+    descending: bool = True
 
     def sql(self, tiebreak: str = "hypothesis_id") -> str:
         direction = "desc" if self.descending else "asc"
@@ -88,12 +109,15 @@ class Sort:
             # Ranks are per scope: dataset-wide findings first, then the conditional views.
             scope = "case scope when 'global' then 0 when 'conditional' then 1 else 2 end"
             return f"{scope} {direction}, rank {direction} nulls last, {tiebreak}"
-        key = "abs(delta)" if self.column == "delta" else self.column
+        key = SORT_KEYS.get(self.column, self.column)
         return f"{key} {direction} nulls last, {tiebreak}"
 
     def describe(self) -> str:
-        name = "|Δ|" if self.column == "delta" else self.column
-        return f"sorted by {name} {'↓' if self.descending else '↑'}"
+        if self.column == "label":
+            order = "Z→A" if self.descending else "A→Z"
+        else:
+            order = "largest first" if self.descending else "smallest first"
+        return f"sorted by {SORT_WORDS[self.column]}, {order}"
 
 
 @dataclass
@@ -117,6 +141,7 @@ class TriageData:
         self.con = lake.connect()
         self._cursors: set[duckdb.DuckDBPyConnection] = set()
         self._lock = threading.Lock()
+        self._cluster_names: dict[int, str] | None = None
         self.source = "hyp_src"
         if self.analysis is not None:
             self.con.execute(
@@ -230,6 +255,19 @@ class TriageData:
             "abs(delta) desc limit 50",
             [concept_id],
         )
+
+    def cluster_name(self, data_cluster: int | None) -> str:
+        """`k3 (rice · cook · best)`: a data cluster named by what its prompts are about; the
+        names are computed once, on first use (call it from a worker)."""
+        if data_cluster is None:
+            return "all pairs"
+        if self._cluster_names is None:
+            try:
+                self._cluster_names = cluster_names(self)
+            except duckdb.Error:
+                return f"k{data_cluster}"
+        name = self._cluster_names.get(int(data_cluster))
+        return f"k{data_cluster} ({name})" if name else f"k{data_cluster}"
 
     def correlation_candidates(self, limit: int = 60) -> list[dict[str, Any]]:
         """The concepts a card's correlations are computed against: the strongest by |d|."""

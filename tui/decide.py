@@ -19,6 +19,22 @@ from sculpt.tui.screen import TriageScreen
 from sculpt.tui.text import one_line
 
 WORDS = {"allow": "allowed", "suppress": "suppressed", "amplify": "amplified", "review": "review"}
+METHOD_HELP = {
+    "none": "no change to training: the decision is only logged (and shown in the report)",
+    "reward_shaping": "offsets each pair's DPO margin by λ·(s̃⁺ − s̃⁻): suppress teaches the "
+    "model the preference minus this concept, amplify plus it (λ = strength)",
+    "filter": "drops the pairs with the largest concept gap (or the whole data cluster) from "
+    "training",
+    "relabel": "swaps chosen and rejected on the pairs where the concept drives the preference",
+    "reweight": "scales each pair's loss by a weight from its concept gap (down to suppress)",
+    "ablation": "projects the concept's SAE directions out of the policy's residual stream, "
+    "during training only",
+    "steering": "adds the concept's direction to the policy's residual stream on the flagged "
+    "side during training, so the loss need not learn it",
+    "inoculation": "appends an instruction naming the concept to the prompt the policy sees "
+    "in training only",
+}
+"""One line per method: what it does to the training run (DESIGN §5)."""
 DEFAULT_METHOD = {
     "allow": "none",
     "suppress": "reward_shaping",
@@ -105,6 +121,19 @@ class DecisionBook:
         return [d for d in self.in_force if d.method != "none"]
 
 
+def scope_choices(target: Target) -> list[tuple[str, str]]:
+    """What a decision can apply to, only choices that differ: a global hypothesis is its
+    concept everywhere; a conditional one is itself, its concept in that cluster, or everywhere."""
+    if target.data_cluster is None:
+        return [("the concept, everywhere (all pairs)", "concept")]
+    k = target.data_cluster
+    return [
+        (f"this hypothesis (cluster k{k})", "hypothesis"),
+        (f"the concept, in cluster k{k} only", "cluster"),
+        ("the concept, everywhere (all pairs)", "concept"),
+    ]
+
+
 class DecisionForm(ModalScreen[Decision | None]):
     """Action, what it applies to, method, strength, note. Enter saves, Esc cancels."""
 
@@ -116,13 +145,7 @@ class DecisionForm(ModalScreen[Decision | None]):
 
     def compose(self) -> ComposeResult:
         t = self.target
-        scopes: list[tuple[str, str]] = []
-        if t.hypothesis_id:
-            where = f" in cluster {t.data_cluster}" if t.data_cluster is not None else ""
-            scopes.append((f"this hypothesis{where}", "hypothesis"))
-        scopes.append(("the concept, everywhere", "concept"))
-        if t.data_cluster is not None:
-            scopes.append((f"the concept, in cluster {t.data_cluster} only", "cluster"))
+        scopes = scope_choices(t)
         with Vertical(id="form"):
             yield Static(
                 Text.assemble(
@@ -155,6 +178,10 @@ class DecisionForm(ModalScreen[Decision | None]):
                 yield Input("1.0", compact=True, id="strength")
                 yield Label("note")
                 yield Input(placeholder="why (optional)", compact=True, id="note")
+            yield Static(
+                Text("method: " + METHOD_HELP[DEFAULT_METHOD[self.action_name]], "italic"),
+                id="method-help",
+            )
             yield Static("", id="form-error")
             with Horizontal(id="form-buttons"):
                 yield Button("Save ⏎", variant="primary", compact=True, id="save")
@@ -166,6 +193,11 @@ class DecisionForm(ModalScreen[Decision | None]):
     @on(Select.Changed, "#action")
     def _default_method(self, event: Select.Changed) -> None:
         self.query_one("#method", Select).value = DEFAULT_METHOD[str(event.value)]
+
+    @on(Select.Changed, "#method")
+    def _explain_method(self, event: Select.Changed) -> None:
+        explained = METHOD_HELP.get(str(event.value), "")
+        self.query_one("#method-help", Static).update(Text(f"method: {explained}", "italic"))
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#save")

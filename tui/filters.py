@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from sculpt.tui.data import KINDS, LEANS, SCOPES, Filters
 
@@ -54,7 +54,14 @@ class FilterForm(ModalScreen[Filters | None]):
                     id="q",
                 )
                 yield Label("split-half")
-                yield Checkbox("✓ consistent only", f.split_half_only, compact=True, id="split")
+                # a Select, not a Checkbox: its on and off states differ only by colour
+                yield Select(
+                    [("any", ""), ("✓ consistent only", "yes")],
+                    value="yes" if f.split_half_only else "",
+                    allow_blank=False,
+                    compact=True,
+                    id="split",
+                )
                 yield Label("text")
                 yield Input(
                     f.text, placeholder="label, concept id or token", compact=True, id="text"
@@ -82,7 +89,7 @@ class FilterForm(ModalScreen[Filters | None]):
                 lean=str(self.query_one("#lean", Select).value) or None,
                 kind=str(self.query_one("#kind", Select).value) or None,
                 q_max=q_max,
-                split_half_only=self.query_one("#split", Checkbox).value,
+                split_half_only=self.query_one("#split", Select).value == "yes",
                 text=self.query_one("#text", Input).value,
             )
         )

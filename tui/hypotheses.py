@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 from rich.text import Text
@@ -14,20 +14,33 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, LoadingIndicator, Static
 from textual.worker import get_current_worker
 
-from sculpt.tui.data import LEANS, PAGE_SIZE, SCOPES, SORT_COLUMNS, Filters, Page, Sort
+from sculpt.tui.data import (
+    LEANS,
+    NATURAL_DESCENDING,
+    PAGE_SIZE,
+    SCOPES,
+    SORT_COLUMNS,
+    Filters,
+    Page,
+    Sort,
+)
 from sculpt.tui.decide import DecidingScreen, Target, badge
 from sculpt.tui.keys import bindings
-from sculpt.tui.table import header, layout, row_line
+from sculpt.tui.table import RowTable, header, layout, row_line
 from sculpt.tui.text import one_line
 
 WIDE = 130
 """From this width on, the table shows intervals, Δmin, rates and counts too."""
 
 
+Mode = Literal["replace", "append", "prepend", "end"]
+"""How a loaded page joins the rows shown: instead of them, after, before, or as the last page."""
+
+
 class HypothesesLoaded(Message):
-    def __init__(self, page: Page, append: bool) -> None:
+    def __init__(self, page: Page, mode: Mode) -> None:
         super().__init__()
-        self.page, self.append = page, append
+        self.page, self.mode = page, mode
 
 
 class HypothesesFailed(Message):
@@ -55,6 +68,8 @@ class HypothesesScreen(DecidingScreen):
         super().__init__()
         self.filters, self.sort = Filters(), Sort()
         self.rows: list[dict[str, Any]] = []
+        self.window_start = 0
+        """Position of rows[0] among every matching row (End loads the last page alone)."""
         self.total = 0
         self.loads = 0
         """How many pages were shown; tests and the bench wait on it."""
@@ -73,7 +88,7 @@ class HypothesesScreen(DecidingScreen):
             id="search",
         )
         yield Static("loading…", id="status")
-        yield DataTable(cursor_type="row", zebra_stripes=True, id="table")
+        yield RowTable(cursor_type="row", zebra_stripes=True, id="table")
         yield LoadingIndicator(id="loading")
         yield Static("", id="message")
         yield Footer(compact=True, show_command_palette=False)
@@ -105,26 +120,34 @@ class HypothesesScreen(DecidingScreen):
         self.reload()
 
     # ---- loading -----------------------------------------------------------------------------
-    def reload(self, append: bool = False) -> None:
+    def reload(self, mode: Mode = "replace") -> None:
         if self.missing:
             return
         # the spinner only for slow answers: showing it costs a relayout and an animation
         if self._spinner is not None:
             self._spinner.stop()
         self._spinner = self.set_timer(0.15, self._show_spinner)
-        self.load_page(self.filters, self.sort, len(self.rows) if append else 0, append)
+        offset, limit = 0, PAGE_SIZE
+        if mode == "append":
+            offset = self.window_start + len(self.rows)
+        elif mode == "prepend":
+            offset = max(0, self.window_start - PAGE_SIZE)
+            limit = self.window_start - offset
+        elif mode == "end":
+            offset = max(0, self.total - PAGE_SIZE)
+        self.load_page(self.filters, self.sort, offset, limit, mode)
 
     @work(thread=True, exclusive=True, group="page")
-    def load_page(self, filters: Filters, sort: Sort, offset: int, append: bool) -> None:
+    def load_page(self, filters: Filters, sort: Sort, offset: int, limit: int, mode: Mode) -> None:
         worker = get_current_worker()
         try:
-            page = self.data.page(filters, sort, offset, PAGE_SIZE)
+            page = self.data.page(filters, sort, offset, limit)
         except duckdb.Error as exc:
             if not worker.is_cancelled:
                 self.post_message(HypothesesFailed(str(exc).splitlines()[0]))
             return
         if not worker.is_cancelled:
-            self.post_message(HypothesesLoaded(page, append))
+            self.post_message(HypothesesLoaded(page, mode))
 
     @work(thread=True, group="cache")
     def build_cache(self) -> None:
@@ -148,9 +171,18 @@ class HypothesesScreen(DecidingScreen):
         if page.filters != self.filters or page.sort != self.sort:
             return  # a newer request is on its way
         self._hide_spinner()
-        self.rows = (self.rows + page.rows) if message.append else list(page.rows)
+        cursor = self.query_one(DataTable).cursor_row
+        if message.mode == "append":
+            self.rows = self.rows + page.rows
+        elif message.mode == "prepend":
+            self.rows, cursor = page.rows + self.rows, cursor + len(page.rows)
+        else:
+            self.rows, self.window_start = list(page.rows), page.offset
+            cursor = len(self.rows) - 1 if message.mode == "end" else 0
+        if message.mode == "prepend":
+            self.window_start = page.offset
         self.total = page.total
-        self.fill_table(keep_cursor=message.append)
+        self.fill_table(cursor=cursor)
         self.loads += 1
         if self.loads == 1:
             self.build_cache()  # after the first paint, not competing with it
@@ -165,9 +197,10 @@ class HypothesesScreen(DecidingScreen):
         )
 
     # ---- drawing -----------------------------------------------------------------------------
-    def fill_table(self, keep_cursor: bool = False) -> None:
+    def fill_table(self, cursor: int | None = None) -> None:
+        """Redraw the rows; the cursor goes to `cursor` (None: where it was)."""
         table = self.query_one(DataTable)
-        cursor = table.cursor_row
+        cursor = table.cursor_row if cursor is None else cursor
         wide = self.size.width >= WIDE
         columns = layout(wide, self.size.width)
         if wide != self.wide or columns != self.columns:
@@ -182,8 +215,8 @@ class HypothesesScreen(DecidingScreen):
                 book.for_row(row["concept_id"], row["hypothesis_id"], row["data_cluster"])
             )
             table.add_row(row_line(row, decision, columns), key=row["hypothesis_id"])
-        if keep_cursor and self.rows:
-            table.move_cursor(row=min(cursor, len(self.rows) - 1))
+        if self.rows:
+            table.move_cursor(row=max(0, min(cursor, len(self.rows) - 1)), animate=False)
         self.update_status()
         message = self.query_one("#message", Static)
         # the table stays (and keeps focus) so the next key still reaches the screen
@@ -192,8 +225,14 @@ class HypothesesScreen(DecidingScreen):
 
     def update_status(self) -> None:
         shown = len(self.rows)
+        if self.window_start:
+            where = (
+                f"rows {self.window_start + 1:,}–{self.window_start + shown:,} of {self.total:,}"
+            )
+        else:
+            where = f"{shown:,} of {self.total:,}"
         self.query_one("#status", Static).update(
-            f"{shown:,} of {self.total:,} · {self.filters.describe()} · {self.sort.describe()}"
+            Text(f"{where} · {one_line(self.filters.describe())} · {self.sort.describe()}")
         )
 
     @staticmethod
@@ -215,16 +254,16 @@ class HypothesesScreen(DecidingScreen):
             self.wide is not None
             and layout(self.size.width >= WIDE, self.size.width) != self.columns
         ):
-            self.fill_table(keep_cursor=True)
+            self.fill_table()
 
     def decisions_changed(self) -> None:
-        self.fill_table(keep_cursor=True)
+        self.fill_table()
 
     def on_screen_resume(self) -> None:
         """Decisions made on a card, in the pair viewer or the queue show here at once."""
         if self.wide is not None:
             self.book.refresh()
-            self.fill_table(keep_cursor=True)
+            self.fill_table()
 
     # ---- selection ---------------------------------------------------------------------------
     def selected(self) -> dict[str, Any] | None:
@@ -245,9 +284,24 @@ class HypothesesScreen(DecidingScreen):
         )
 
     @on(DataTable.RowHighlighted)
-    def _more_near_end(self, event: DataTable.RowHighlighted) -> None:
-        if event.cursor_row >= len(self.rows) - 1 and len(self.rows) < self.total:
-            self.reload(append=True)
+    def _more_near_edges(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row != self.query_one(DataTable).cursor_row:
+            return  # stale: the table was redrawn and the cursor moved on since
+        if (
+            event.cursor_row >= len(self.rows) - 1
+            and self.window_start + len(self.rows) < self.total
+        ):
+            self.reload("append")
+        elif event.cursor_row == 0 and self.window_start > 0:
+            self.reload("prepend")
+
+    @on(RowTable.Edge)
+    def _to_edge(self, event: RowTable.Edge) -> None:
+        """Home/End: to the first or last of every matching row, loading it when it isn't."""
+        if event.last and self.window_start + len(self.rows) < self.total:
+            self.reload("end")
+        elif not event.last and self.window_start > 0:
+            self.reload()
 
     @on(DataTable.RowSelected)
     def _open_selected(self) -> None:
@@ -268,8 +322,8 @@ class HypothesesScreen(DecidingScreen):
             self.app.push_screen(PairViewer(row))
 
     def action_more(self) -> None:
-        if len(self.rows) < self.total:
-            self.reload(append=True)
+        if self.window_start + len(self.rows) < self.total:
+            self.reload("append")
 
     # ---- filters and sort ----------------------------------------------------------------------
     def set_filters(self, filters: Filters) -> None:
@@ -323,9 +377,7 @@ class HypothesesScreen(DecidingScreen):
     def action_next_sort(self) -> None:
         column = SORT_COLUMNS[(SORT_COLUMNS.index(self.sort.column) + 1) % len(SORT_COLUMNS)]
         # the natural order of each column: best first
-        self.sort = Sort(
-            column, descending=column in ("delta_min", "delta", "d", "n_in", "split_half_ok")
-        )
+        self.sort = Sort(column, descending=column in NATURAL_DESCENDING)
         self.reload()
 
     def action_reverse_sort(self) -> None:

@@ -26,6 +26,8 @@ class Key:
     """The longer line shown by `?` and the command palette."""
     show: bool = True
     """Shown in the footer (everything is in the `?` help)."""
+    hidden_on: tuple[str, ...] = ()
+    """Screens whose footer leaves it out, so the footer fits 80 columns."""
 
 
 _DECIDE = ("hypotheses", "card", "pairs")
@@ -33,8 +35,39 @@ _ALL = ("hypotheses", "card", "pairs", "queue")
 KEYS: tuple[Key, ...] = (
     Key("app.help", "question_mark", "app.help", "help", _ALL, "Every key of this screen"),
     Key("app.quit", "ctrl+q", "app.quit", "quit", ("app",), "Quit sculpt triage", show=False),
-    Key("pairs.next", "n,right", "step(1)", "next", ("pairs",), "Next pair (smaller gap)"),
-    Key("pairs.previous", "b,left", "step(-1)", "prev", ("pairs",), "Previous pair"),
+    Key("hypotheses.quit", "q", "app.quit", "quit", ("hypotheses",), "Quit sculpt triage"),
+    Key("table.down", "j", "cursor_down", "down", ("table",), "Next row", show=False),
+    Key("table.up", "k", "cursor_up", "up", ("table",), "Previous row", show=False),
+    Key("table.first", "home", "first_row", "first", ("table",), "First row", show=False),
+    Key(
+        "table.last",
+        "end",
+        "last_row",
+        "last",
+        ("table",),
+        "Last row (of every row that matches, not only those loaded)",
+        show=False,
+    ),
+    Key(
+        "pairs.next",
+        "n,right,j",
+        "step(1)",
+        "next",
+        ("pairs",),
+        "Next pair (smaller gap)",
+        show=False,
+    ),
+    Key("pairs.previous", "b,left,k", "step(-1)", "prev", ("pairs",), "Previous pair", show=False),
+    Key("pairs.first", "home,g", "jump(0)", "first", ("pairs",), "First pair", show=False),
+    Key("pairs.last", "end,G", "jump(-1)", "last", ("pairs",), "Last pair", show=False),
+    Key(
+        "pairs.evidence",
+        "e",
+        "cycle_evidence",
+        "evidence",
+        ("pairs",),
+        "Switch: supporting pairs, counter-examples, pairs where both sides fire",
+    ),
     Key("hypotheses.open", "enter", "open_card", "card", ("hypotheses",), "Open the concept card"),
     Key(
         "hypotheses.pairs",
@@ -43,6 +76,7 @@ KEYS: tuple[Key, ...] = (
         "pairs",
         ("hypotheses", "card"),
         "Step through the pairs that drive the hypothesis",
+        hidden_on=("hypotheses",),
     ),
     Key(
         "hypotheses.search",
@@ -163,10 +197,19 @@ KEYS: tuple[Key, ...] = (
         "undo",
         (*_DECIDE, "queue"),
         "Undo the last decision (on the queue: the selected one)",
+        hidden_on=_DECIDE,
     ),
     Key("app.queue", "i", "app.queue", "queue", _ALL, "The queue of pending interventions"),
     Key("queue.open", "enter", "open_card", "card", ("queue",), "Open the decision's concept card"),
-    Key("back", "escape", "back", "back", _ALL, "Back; leave the search box; cancel a query"),
+    Key(
+        "back",
+        "escape",
+        "back",
+        "back",
+        _ALL,
+        "Back; leave the search box; cancel a query",
+        hidden_on=("hypotheses",),
+    ),
 )
 """The whole keymap; screens build their BINDINGS from it, so footer, help and palette agree."""
 
@@ -181,7 +224,7 @@ def bindings(screen: str) -> list[BindingType]:
             k.key,
             k.action.removeprefix("app.") if screen == "app" else k.action,
             k.description,
-            show=k.show,
+            show=k.show and screen not in k.hidden_on,
             id=k.id,
             tooltip=k.help,
         )
@@ -190,8 +233,15 @@ def bindings(screen: str) -> list[BindingType]:
     ]
 
 
+TABLE_SCREENS = ("hypotheses", "queue")
+"""Screens built around a row table: they offer its keys too (j/k, Home/End)."""
+
+
 def for_screen(screen: str) -> list[Key]:
-    return [k for k in KEYS if screen in k.screens or "app" in k.screens]
+    def offered(k: Key) -> bool:
+        return screen in k.screens or "app" in k.screens
+
+    return [k for k in KEYS if offered(k) or ("table" in k.screens and screen in TABLE_SCREENS)]
 
 
 def load_keymap(path: str | Path) -> dict[str, str]:

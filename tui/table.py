@@ -9,15 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual.message import Message
+from textual.widgets import DataTable
 
+from sculpt.tui.keys import bindings
 from sculpt.tui.text import one_line
 
 COLUMNS_NARROW = (
     ("decision", 12, "<"),
     ("scope", 6, "<"),
     ("concept", 0, "<"),
-    ("Δ", 6, ">"),
     ("d", 5, ">"),
+    ("fires c/r", 9, ">"),
     ("q", 5, ">"),
     ("½", 1, "<"),
     ("lean", 8, "<"),
@@ -27,17 +30,24 @@ COLUMNS_WIDE = (
     ("scope", 6, "<"),
     ("kind", 5, "<"),
     ("concept", 0, "<"),
-    ("Δ [95% CI]", 22, ">"),
-    ("Δmin", 5, ">"),
     ("d", 5, ">"),
+    ("fires c/r", 9, ">"),
     ("q", 5, ">"),
     ("½", 1, "<"),
     ("lean", 12, "<"),
-    ("chosen/rej", 10, ">"),
+    ("Δ [95% CI], own units", 22, ">"),
+    ("Δmin", 5, ">"),
     ("n_in", 7, ">"),
 )
-"""(header, width, alignment); the concept column (width 0) takes what the others leave."""
-KIND_SHORT = {"sae_feature": "sae", "feature_cluster": "fc", "lexical": "lex", "vector": "vec"}
+"""(header, width, alignment); the concept column (width 0) takes what the others leave. d and
+the share of pairs it fires in (chosen/rejected) read on one scale for every kind; Δ does not."""
+KIND_SHORT = {
+    "sae_feature": "sae",
+    "feature_cluster": "fc",
+    "lexical": "lex",
+    "ngram": "ngram",
+    "vector": "vec",
+}
 Columns = list[tuple[str, int, str]]
 
 
@@ -96,13 +106,14 @@ def _values(row: dict[str, Any], decision: str, wide: bool) -> list[str]:
     split = "✓" if row["split_half_ok"] else "✗"
     lean = str(row["lean"]) + (" len" if row.get("length_only") else "")
     delta = fmt_delta(row["delta"])
+    share = share_cell(row)
     if not wide:
         return [
             decision,
             scope_cell(row),
             label,
-            delta,
             fmt(row["d"], "+.2f"),
+            share,
             fmt_q(row["q"]),
             split,
             lean,
@@ -113,15 +124,23 @@ def _values(row: dict[str, Any], decision: str, wide: bool) -> list[str]:
         scope_cell(row),
         KIND_SHORT.get(row["kind"], row["kind"] or ""),
         label,
-        f"{delta} [{fmt_delta(row['ci_lo'])}, {fmt_delta(row['ci_hi'])}]",
-        delta_min,
         fmt(row["d"], "+.2f"),
+        share,
         fmt_q(row["q"]),
         split,
         lean,
-        f"{fmt(row['chosen_rate'], '.0%')}/{fmt(row['rejected_rate'], '.0%')}",
+        f"{delta} [{fmt_delta(row['ci_lo'])}, {fmt_delta(row['ci_hi'])}]",
+        delta_min,
         fmt(row["n_in"], ","),
     ]
+
+
+def share_cell(row: dict[str, Any]) -> str:
+    """Share of chosen / rejected responses where the concept fires: `55/15%`."""
+    chosen, rejected = row.get("chosen_rate"), row.get("rejected_rate")
+    if chosen is None or rejected is None:
+        return "–"
+    return f"{100 * chosen:.0f}/{100 * rejected:.0f}%"
 
 
 def row_line(row: dict[str, Any], decision: str, columns: Columns) -> Text:
@@ -131,3 +150,23 @@ def row_line(row: dict[str, Any], decision: str, columns: Columns) -> Text:
     return Text(
         " ".join(_fit(v, w, a) for v, (_, w, a) in zip(values, columns, strict=True)), no_wrap=True
     )
+
+
+class RowTable(DataTable):
+    """A row table with the keys a terminal user expects: j/k move, Home/End go to the first and
+    last row. A paged screen hears `Edge` and fetches the rows not loaded yet."""
+
+    BINDINGS = bindings("table")
+
+    class Edge(Message):
+        def __init__(self, last: bool) -> None:
+            super().__init__()
+            self.last = last
+
+    def action_first_row(self) -> None:
+        self.move_cursor(row=0)
+        self.post_message(self.Edge(last=False))
+
+    def action_last_row(self) -> None:
+        self.move_cursor(row=max(0, self.row_count - 1))
+        self.post_message(self.Edge(last=True))

@@ -127,30 +127,83 @@ def gap_sql(reader: Reader, concept_id: str) -> tuple[str, list[Any]] | None:
 
 
 def gap_histogram(
-    reader: Reader, concept_id: str, bins: int = 11
-) -> list[tuple[float, float, int]]:
-    """Counts of the per-pair gap (chosen − rejected); pairs without a score count as 0."""
+    reader: Reader, concept_id: str, bins: int = 11, data_cluster: int | None = None
+) -> list[tuple[float, float, int, int]]:
+    """Counts of the per-pair gap (chosen − rejected) per bin, as (lo, hi, n, n_rest); pairs
+    without a score count as 0. With `data_cluster`, n counts the cluster's pairs and n_rest the
+    rest of the active pool (silent pairs in neither, DESIGN §4); without, n_rest is 0."""
     gap = gap_sql(reader, concept_id)
     if gap is None or "pairs" not in reader.tables:
         return []
     sql, params = gap
+    inside, join, join_params = "true", "", []
+    if data_cluster is not None and "clusters" in reader.tables and reader.analysis:
+        inside = f"c.data_cluster = {int(data_cluster)}"
+        join = (
+            "join clusters c on c.pair_id = p.pair_id and c.dataset = ? and c.analysis = ? "
+            "and not coalesce(c.silent, false)"
+        )
+        join_params = [slug(reader.dataset), reader.analysis]
     found = reader.query(
-        f"with g as ({sql}), a as (select coalesce(g.chosen - g.rejected, 0) as gap "
-        "from pairs p left join g using (pair_id) where p.dataset = ?), "
+        f"with g as ({sql}), a as (select coalesce(g.chosen - g.rejected, 0) as gap, "
+        f"{inside} as inside from pairs p left join g using (pair_id) {join} "
+        "where p.dataset = ?), "
         "r as (select min(gap) lo, max(gap) hi from a) "
         f"select least(cast(floor((gap - lo) / nullif(hi - lo, 0) * {int(bins)}) as int), "
-        f"{int(bins) - 1}) as bin, count(*) as n, any_value(lo) lo, any_value(hi) hi "
+        f"{int(bins) - 1}) as bin, count(*) filter (inside) as n, "
+        "count(*) filter (not inside) as n_rest, any_value(lo) lo, any_value(hi) hi "
         "from a, r group by 1 order by 1",
-        [*params, slug(reader.dataset)],
+        [*params, *join_params, slug(reader.dataset)],
     )
     if not found:
         return []
     lo, hi = float(found[0]["lo"]), float(found[0]["hi"])
     if hi == lo:
-        return [(lo, hi, int(sum(r["n"] for r in found)))]
+        return [(lo, hi, sum(int(r["n"]) for r in found), sum(int(r["n_rest"]) for r in found))]
     width = (hi - lo) / bins
-    counts = {int(r["bin"]): int(r["n"]) for r in found}
-    return [(lo + i * width, lo + (i + 1) * width, counts.get(i, 0)) for i in range(bins)]
+    counts = {int(r["bin"]): (int(r["n"]), int(r["n_rest"])) for r in found}
+    return [(lo + i * width, lo + (i + 1) * width, *counts.get(i, (0, 0))) for i in range(bins)]
+
+
+STOP_WORDS = frozenset(
+    "the and for are but not you your with this that have has had was were will would can could "
+    "should what when where which who why how does did doing done about into from over under "
+    "than then them they their there these those its our out all any some more most such "
+    "only own same very just also like get got make made give tell want need please role user "
+    "content system assistant case".split()
+)
+"""Words too common to say what a data cluster's prompts are about (and the JSON keys)."""
+
+
+def cluster_names(reader: Reader, words: int = 3) -> dict[int, str]:
+    """A name per data cluster: the prompt words most over-represented in it (share of its
+    prompts holding the word minus the share of all active prompts), e.g. `rice · cook · best`."""
+    if not {"pairs", "clusters"} <= reader.tables or not reader.analysis:
+        return {}
+    stop = ", ".join("?" for _ in STOP_WORDS)
+    found = reader.query(
+        "with p as (select c.data_cluster as k, p.pair_id, lower(p.prompt) as text "
+        "from pairs p join clusters c on c.pair_id = p.pair_id and c.dataset = ? "
+        "and c.analysis = ? where p.dataset = ? and not coalesce(c.silent, false) "
+        "and c.data_cluster >= 0), "
+        "w as (select distinct k, pair_id, unnest(regexp_split_to_array(text, '[^a-z]+')) "
+        "as word from p), "
+        f"v as (select * from w where length(word) >= 3 and word not in ({stop})), "
+        "nk as (select k, count(*) as n_k from p group by k), "
+        "tot as (select count(*) as n from p), "
+        "cw as (select word, count(*) as n_w from v group by word), "
+        "kw as (select k, word, count(*) as n_kw from v group by k, word having count(*) >= 2) "
+        "select kw.k, kw.word, kw.n_kw / nk.n_k - cw.n_w / tot.n as lift "
+        "from kw join nk using (k) join cw using (word) cross join tot "
+        "qualify row_number() over (partition by kw.k order by lift desc, kw.word) "
+        f"<= {int(words)} order by kw.k, lift desc, kw.word",
+        [slug(reader.dataset), reader.analysis, slug(reader.dataset), *sorted(STOP_WORDS)],
+    )
+    names: dict[int, list[str]] = {}
+    for r in found:
+        if r["lift"] > 0:
+            names.setdefault(int(r["k"]), []).append(str(r["word"]))
+    return {k: " · ".join(v) for k, v in names.items()}
 
 
 def evidence_pairs(

@@ -27,7 +27,8 @@ import pyarrow as pa
 
 from sculpt.analysis.analyze import analyze
 from sculpt.analysis.config import AnalyzeConfig
-from sculpt.analysis.known_answer import planted_ranks
+from sculpt.analysis.findings import read_findings
+from sculpt.analysis.known_answer import planted_findings, planted_ranks
 from sculpt.analysis.results import read_hypotheses
 from sculpt.data.ingest import ingest
 from sculpt.lake.store import Lake
@@ -108,6 +109,94 @@ def together_recall(
     return out
 
 
+def findings_check(lake: Lake, dataset: str, names: list[str], route: str) -> tuple[int, int]:
+    """The known answer on findings: each planted concept should be exactly one of the top 5
+    findings (no finding repeats another's planted concept), and on the SAE route that finding
+    should hold an SAE feature. Prints one line per concept; returns (exactly one, with SAE)."""
+    specs = tuple(PLANTABLE[name] for name in names)
+    findings = read_findings(lake, dataset)
+    found = planted_findings(lake, dataset, findings, top=5, planted=specs)  # type: ignore[arg-type]
+    exact = sum(len(p.ranks) == 1 for p in found)
+    with_sae = sum(bool(p.ranks) and "sae_feature" in p.kinds for p in found)
+    for p in found:
+        where = "#" + ", #".join(map(str, p.ranks)) if p.ranks else "none of the top 5"
+        print(
+            f"[{route}] finding of {p.name:<18} {where}: {p.label} (r={p.r:.2f}; "
+            f"members' kinds: {', '.join(p.kinds)})"
+        )
+    concepts = sum(f["n_members"] for f in findings)
+    print(
+        f"[{route}] {len(findings)} findings from {concepts} concepts; top 5: "
+        + "; ".join(f"#{f['rank']} {f['label'][:40]}" for f in findings[:5])
+    )
+    print(
+        f"[{route}] each planted concept exactly one of the top 5 findings: {exact}/{len(found)}; "
+        f"that finding holds an SAE feature: {with_sae}/{len(found)}"
+    )
+    return exact, with_sae
+
+
+SIDED = ("spans", "span_features", "token_features")
+"""Tables of per-side rows that a coin-flip null swaps along with the pair's responses."""
+
+
+def null_check(lake: Lake, source: str, route: str, seed: int, alpha: float = 0.05) -> int:
+    """A coin-flip null of `source`: each pair's chosen and rejected swapped with probability ½
+    (its span features swapped with them, so the SAE route needs no second scan), concepts
+    scored again, analyzed; prints the findings and hypotheses at q < alpha, returns the first."""
+    import random
+
+    from sculpt.concepts.ngrams import NgramConfig, discover_ngrams
+
+    dataset = f"{source}-null"
+    pairs = lake.read("pairs", {"dataset": source}).drop(["schema_version"]).to_pylist()
+    rng = random.Random(seed)
+    flipped = {p["pair_id"] for p in pairs if rng.random() < 0.5}
+    for p in pairs:
+        if p["pair_id"] in flipped:
+            p["chosen"], p["rejected"] = p["rejected"], p["chosen"]
+    lake.replace_partition("pairs", {"dataset": dataset}, pa.Table.from_pylist(pairs))
+    swap = {"chosen": "rejected", "rejected": "chosen"}
+    for table in SIDED:
+        base = lake.partition_dir(table, {"dataset": source})
+        for folder in sorted(base.glob("*=*")) if base.exists() else []:
+            key, value = folder.name.split("=", 1)
+            rows = lake.read(table, {"dataset": source, key: value}).drop(["schema_version"])
+            ids, sides = rows.column("pair_id").to_pylist(), rows.column("side").to_pylist()
+            sides = [swap.get(s, s) if i in flipped else s for i, s in zip(ids, sides, strict=True)]
+            rows = rows.set_column(rows.schema.get_field_index("side"), "side", pa.array(sides))
+            lake.replace_partition(table, {"dataset": dataset, key: value}, rows)
+    concepts = lake.partition_dir("concepts", {"dataset": source})
+    for folder in sorted(concepts.glob("family=sae-*")) if concepts.exists() else []:
+        family = folder.name.split("=", 1)[1]
+        rows = lake.read("concepts", {"dataset": source, "family": family})
+        lake.replace_partition(
+            "concepts", {"dataset": dataset, "family": family}, rows.drop(["schema_version"])
+        )
+    score_lexical(lake, dataset)
+    sae = None
+    if route == "sae":
+        discover_ngrams(lake, dataset, NgramConfig())
+        saes = sorted(
+            p.name.split("=", 1)[1]
+            for p in lake.partition_dir("span_features", {"dataset": dataset}).glob("sae=*")
+        )
+        sae = saes[0] if saes else None
+    analyze(lake, dataset, AnalyzeConfig(seed=seed, sae=sae), progress=False)
+    findings = read_findings(lake, dataset)
+    hypotheses = read_hypotheses(lake, dataset, scope="global")
+    hits = [f for f in findings if f["q"] is not None and f["q"] < alpha]
+    wrong = sum(1 for h in hypotheses if h["q"] is not None and h["q"] < alpha)
+    print(
+        f"[{route}] coin-flip null ({len(flipped)} of {len(pairs)} pairs swapped): "
+        f"{len(hits)} of {len(findings)} findings at q < {alpha} "
+        f"(BH keeps P(any) ≤ {alpha} under a complete null); {wrong} of {len(hypotheses)} "
+        "hypotheses"
+        + (": " + "; ".join(f"{f['label'][:40]} q={f['q']:.2g}" for f in hits[:5]) if hits else "")
+    )
+    return len(hits)
+
+
 def _top5(rank: int | None) -> int | None:
     return rank if rank is not None and rank <= 5 else None
 
@@ -171,6 +260,11 @@ def main() -> None:
     parser.add_argument(
         "--sample-tokens", type=int, default=200_000, help="SAE route: token activations kept"
     )
+    parser.add_argument(
+        "--null",
+        action="store_true",
+        help="with --together: also a coin-flip null of the planted dataset (no second scan)",
+    )
     args = parser.parse_args()
     if not DATA.exists():
         sys.exit(f"{DATA}: missing; this benchmark needs the HH-RLHF sample")
@@ -184,6 +278,10 @@ def main() -> None:
         found = recall(
             lake, base, args.concepts, route, args.rate, args.seed, args.model, args.sample_tokens
         )
+        if args.together:
+            findings_check(lake, "hh-planted", args.concepts, route)
+            if args.null:
+                null_check(lake, "hh-planted", route, args.seed)
         demo = [] if args.no_demo else demo_recall(lake, route, args.seed, args.model)
         for name, rank, concept in [*found, *[(f"demo:{n}", r, c) for n, r, c in demo]]:
             mark = f"rank {rank} ({concept})" if rank else f"not in top 5 (best: {concept})"

@@ -58,7 +58,8 @@ LABEL_ORDER = ("lexical", "ngram", "sae_feature", "feature_cluster", "vector", "
 @dataclass
 class Evidence:
     """Per-pair evidence of C concepts (N × C, sparse): `soft` = clip(u / scale, −1, 1) with scale
-    the 90th percentile of |u| where u ≠ 0, and `clear` = sign(soft) where |soft| ≥ CLEAR, else 0."""
+    the 90th percentile of |u| where u ≠ 0, and `clear` = sign(soft) where |soft| ≥ CLEAR, else 0
+    (a count, whole-numbered gaps: sign(u) wherever the counts differ)."""
 
     soft: sp.csc_matrix
     clear: sp.csc_matrix
@@ -76,18 +77,30 @@ def evidence(u: Any) -> Evidence:
     m = m.copy()
     m.data = np.nan_to_num(m.data, nan=0.0, posinf=0.0, neginf=0.0)
     m.eliminate_zeros()
+    columns = np.repeat(np.arange(m.shape[1]), np.diff(m.indptr))
     scale = np.ones(m.shape[1])
     for c in range(m.shape[1]):
         values = np.abs(m.data[m.indptr[c] : m.indptr[c + 1]])
         if values.size:
             scale[c] = float(np.quantile(values, 0.9)) or 1.0
-    soft = m @ sp.diags(1.0 / scale)
-    soft = sp.csc_matrix(soft)
-    soft.data = np.clip(soft.data, -1.0, 1.0)
+    soft = m.copy()
+    soft.data = np.clip(m.data / scale[columns], -1.0, 1.0)
     clear = soft.copy()
-    clear.data = np.where(np.abs(clear.data) >= CLEAR, np.sign(clear.data), 0.0)
+    # a count (a detector's matches) leans on every pair where the counts differ
+    counts = _integral(m)[columns]
+    clear.data = np.where(
+        counts, np.sign(m.data), np.where(np.abs(soft.data) >= CLEAR, np.sign(soft.data), 0.0)
+    )
     clear.eliminate_zeros()
     return Evidence(soft, clear)
+
+
+def _integral(m: sp.csc_matrix) -> np.ndarray:
+    """Columns whose every gap is a whole number (counts, binary firing)."""
+    whole = np.abs(m.data - np.round(m.data)) < 1e-9
+    columns = np.repeat(np.arange(m.shape[1]), np.diff(m.indptr))
+    broken = np.bincount(columns[~whole], minlength=m.shape[1]) > 0
+    return ~broken & (np.diff(m.indptr) > 0)
 
 
 @dataclass
@@ -143,6 +156,8 @@ class _Grouper:
         self.members: list[list[int]] = []
         self.roles: list[list[str]] = []
         self.votes: dict[int, np.ndarray] = {}  # finding → Σ clear evidence of its echoes
+        self.leans: dict[int, tuple[np.ndarray, float]] = {}  # its sign, and how many pairs
+        self.slot: dict[int, int] = {}  # finding → its anchor's place in `anchors`
         self.covered = np.zeros(ev.soft.shape[0])
         """Per pair: the clear lean of the first significant finding there (0: none yet)."""
         self.explaining: list[int] = []  # findings that are significant content
@@ -161,6 +176,8 @@ class _Grouper:
                 column = self._clear(int(c))
                 self.votes.setdefault(index, self._clear(self.members[index][0]))
                 self.votes[index] += column
+                lean = np.sign(self.votes[index])
+                self.leans[index] = (lean, max(float(np.count_nonzero(lean)), 1.0))
                 if index in self.explaining:
                     self._cover(column)
         return Groups(self.members, self.roles)
@@ -171,6 +188,7 @@ class _Grouper:
         self.roles.append(["anchor"])
         if k is None:  # beyond MAX_GROUPED: a finding of its own
             return
+        self.slot[index] = len(self.anchors)
         self.anchors.append(k)
         self.finding.append(index)
         if self.significant[c]:
@@ -178,7 +196,10 @@ class _Grouper:
             self._cover(self._clear(c))
 
     def _clear(self, c: int) -> np.ndarray:
-        return self.ev.clear[:, c].toarray().ravel()
+        rows, values = _column(self.ev.clear, c)
+        dense = np.zeros(self.ev.clear.shape[0])
+        dense[rows] = values
+        return dense
 
     def _cover(self, column: np.ndarray) -> None:
         free = self.covered == 0
@@ -191,26 +212,18 @@ class _Grouper:
         ids = np.asarray(self.anchors)
         cosine = self.overlaps.cosine[k, ids].copy()
         share = self.overlaps.share[k, ids].copy()
-        for index, votes in self.votes.items():  # a grown finding: against all its echoes
-            slot = self.finding.index(index)
-            union_cosine, union_share = self._against(c, k, np.sign(votes))
-            cosine[slot] = max(cosine[slot], union_cosine)
-            share[slot] = max(share[slot], union_share)
+        rows, values = _column(self.ev.soft, c)
+        energy = self.overlaps.energy[k]
+        for index, (lean, lean_count) in self.leans.items():  # a grown finding: all its echoes
+            slot = self.slot[index]
+            on = lean[rows]
+            cosine[slot] = max(cosine[slot], float(values @ on) / np.sqrt(energy * lean_count))
+            share[slot] = max(share[slot], float((values * np.abs(values)) @ on) / energy)
         fits = (cosine >= ECHO_COSINE) | ((share >= CONTAINED_SHARE) & (cosine >= CONTAINED_COSINE))
         if fits.any():
             best = np.flatnonzero(fits)[np.argmax(cosine[fits])]
             return self.finding[int(best)], "echo"
         return self._explained(c)
-
-    def _against(self, c: int, k: int, lean: np.ndarray) -> tuple[float, float]:
-        """(cosine, share) of concept c's evidence against a per-pair clear lean."""
-        soft = self.ev.soft[:, c]
-        rows, values = soft.indices, soft.data
-        energy = self.overlaps.energy[k]
-        norm = np.sqrt(energy * max(float(np.count_nonzero(lean)), 1.0))
-        cosine = float(values @ lean[rows]) / norm
-        share = float((values * np.abs(values)) @ lean[rows]) / energy
-        return cosine, share
 
     def _explained(self, c: int) -> tuple[int, str] | None:
         """A significant concept whose lean on the pairs that stronger significant findings leave
@@ -219,8 +232,7 @@ class _Grouper:
         that finding as a mixture, not as a signal of its own."""
         if not self.explaining or self.p[c] > self.p_cut:
             return None
-        column = self.ev.clear[:, c]
-        rows, values = column.indices, column.data
+        rows, values = _column(self.ev.clear, c)
         rest = values[self.covered[rows] == 0]
         if float(mcnemar_exact(np.sum(rest > 0), np.sum(rest < 0))) <= self.p_cut:
             return None
@@ -233,9 +245,15 @@ class _Grouper:
 
     def _lean(self, index: int) -> np.ndarray:
         """A finding's clear lean per pair: the majority of its echoes' clear leans."""
-        if index in self.votes:
-            return np.sign(self.votes[index])
+        if index in self.leans:
+            return self.leans[index][0]
         return self._clear(self.members[index][0])
+
+
+def _column(m: sp.csc_matrix, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and values of column c (no scipy indexing: the grouping loop asks thousands of times)."""
+    start, end = m.indptr[c], m.indptr[c + 1]
+    return m.indices[start:end], m.data[start:end]
 
 
 @dataclass
@@ -368,14 +386,10 @@ def _tables(
 ) -> tuple[pa.Table, pa.Table]:
     out: dict[str, list[Any]] = {name: [] for name in schemas.FINDINGS.names}
     parts: dict[str, list[Any]] = {name: [] for name in schemas.FINDING_MEMBERS.names}
-    norms = np.sqrt(np.asarray(e.power(2).sum(axis=0)).ravel())
+    agreement_of = _agreement(groups, e, finding_e)
     for rank, f in enumerate(ranking, start=1):
         members, roles = groups.members[f], groups.roles[f]
-        column = finding_e[:, f]
-        norm = np.sqrt(column.power(2).sum()) or 1.0
-        agreement = np.asarray(column.T @ e[:, members].toarray()).ravel() / (
-            norm * np.maximum(norms[members], 1e-12)
-        )
+        agreement = agreement_of[members]
         order = sorted(
             range(len(members)),
             key=lambda j: (j > 0, roles[j] == "mixture", -agreement[j]),
@@ -385,7 +399,8 @@ def _tables(
         agreement = agreement[order]
         anchor = members[0]
         finding_id = f"finding:{rows[anchor]['concept_id']}"
-        label, label_concept = finding_label(rows, info, members, roles, _favoured(column, texts))
+        favoured = _favoured(finding_e, f, texts) if _has_ngram(rows, members) else []
+        label, label_concept = finding_label(rows, info, members, roles, favoured)
         kinds = list(dict.fromkeys(rows[m]["kind"] for m in members))
         values = {
             "finding_id": finding_id,
@@ -430,16 +445,32 @@ def _tables(
     )
 
 
+def _agreement(groups: Groups, e: sp.csc_matrix, finding_e: sp.csc_matrix) -> np.ndarray:
+    """Per concept: cosine of its soft evidence with its finding's lean."""
+    owner = np.zeros(e.shape[1], dtype=np.int64)
+    for f, members in enumerate(groups.members):
+        owner[members] = f
+    lean = finding_e[:, owner].tocsc()
+    dot = np.asarray(lean.multiply(e).sum(axis=0)).ravel()
+    norms = np.sqrt(np.asarray(e.multiply(e).sum(axis=0)).ravel())
+    lean_norms = np.sqrt(np.asarray(abs(lean).sum(axis=0)).ravel())
+    return dot / np.maximum(norms * lean_norms, 1e-12)
+
+
+def _has_ngram(rows: list[dict[str, Any]], members: list[int]) -> bool:
+    return any(rows[m]["kind"] == "ngram" for m in members)
+
+
 def _favoured(
-    column: sp.csc_matrix, texts: tuple[Sequence[str], Sequence[str]] | None
+    finding_e: sp.csc_matrix, f: int, texts: tuple[Sequence[str], Sequence[str]] | None
 ) -> list[str]:
-    """Responses on the side a finding favours, from pairs where it leans."""
+    """Responses on the side finding f favours, from pairs where it leans that way."""
     if texts is None:
         return []
-    leans = column.toarray().ravel()
-    side = 0 if leans.sum() >= 0 else 1
-    rows = np.flatnonzero(leans > 0 if side == 0 else leans < 0)
-    return [str(texts[side][i] or "") for i in rows[:TEXTS]]
+    rows, values = _column(finding_e, f)
+    side = 0 if values.sum() >= 0 else 1
+    chosen = rows[values > 0] if side == 0 else rows[values < 0]
+    return [str(texts[side][i] or "") for i in chosen[:TEXTS]]
 
 
 def finding_label(

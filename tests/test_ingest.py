@@ -3,10 +3,16 @@ input ending in one clear line, exit code 2 and an untouched lake."""
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import json
+import os
 import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -392,3 +398,317 @@ def test_conversations_in_csv_cells_and_nested_parquet(tmp_path):
     report = ingest(lake, tmp_path / "nested.parquet", "nested")
     assert (report.format, report.kept) == ("conversational", 1)
     assert pairs_of(lake, "nested")[0]["rejected"] == "Rome is in Italy."
+
+
+# ---- hostile input: the CLI in a child process, so a crash shows as one -----------------------
+SCULPT = Path(sys.executable).with_name("sculpt")
+
+
+def _sculpt_ingest(args: list[str], lake: Path) -> tuple[int | None, str]:
+    """(exit code, stderr) of `sculpt ingest ARGS --name keep`; None if it ran past a bound no
+    well-behaved run comes near (opening a FIFO blocks forever)."""
+    command = [str(SCULPT), "ingest", *args, "--name", "keep", "--lake", str(lake), "--quiet"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return None, "still running"
+    return done.returncode, done.stderr
+
+
+def _refused(tmp_path: Path, cases: dict[str, tuple[Path | str, str]]) -> None:
+    """Each case (PATH, text its error names) exits 2 with one line and leaves a lake holding
+    the dataset `keep` byte-identical."""
+    root = tmp_path / "lake"
+    ingest(Lake.open(root), FIXTURES / "hh.jsonl", "keep")
+    before = _lake_snapshot(root)
+    with ThreadPoolExecutor(4) as pool:  # children mostly wait on imports: run a few at once
+        results = dict(
+            zip(
+                cases,
+                pool.map(lambda c: _sculpt_ingest([str(c[0])], root), cases.values()),
+                strict=True,
+            )
+        )
+    for label, (code, err) in results.items():
+        assert code == 2, (label, code, err[-600:])
+        assert err.count("\n") == 1 and "Traceback" not in err, (label, err)
+        assert cases[label][1] in err, (label, err)
+    assert _lake_snapshot(root) == before
+    assert pairs_of(Lake.open(root), "keep")
+
+
+def _trl(i: object, extra: str = "") -> str:
+    """A TRL line; `extra` adds keys (`', "k": 1'`)."""
+    return f'{{"prompt": "p{i}", "chosen": "a{i}", "rejected": "b{i}"{extra}}}\n'
+
+
+def test_an_ingest_that_keeps_no_pair_fails_and_the_old_dataset_stays(tmp_path):
+    same = "".join(f'{{"prompt": "p{i}", "chosen": "x", "rejected": "x"}}\n' for i in range(3))
+    _refused(
+        tmp_path,
+        {
+            "all identical": (
+                _write(tmp_path / "same.jsonl", same),
+                "same.jsonl: no pair kept of 3 rows (identical 3); e.g. same.jsonl row 0",
+            ),
+            "all ties": (
+                _write(
+                    tmp_path / "ties.csv",
+                    "prompt,response_a,response_b,winner\np,a,b,tie\nq,c,d,tie\n",
+                ),
+                "ties.csv: no pair kept of 2 rows (tie 2)",
+            ),
+        },
+    )
+
+
+def test_a_csv_quote_that_never_closes_is_an_error(tmp_path):
+    head = "prompt,chosen,rejected\nq1,a,b\n"
+    _refused(
+        tmp_path,
+        {
+            "open to the end": (
+                _write(tmp_path / "open.csv", head + 'q2,"a, b\nq3,c,d\nq4,e,f\n'),
+                "open.csv line 3: a quoted field never closes",
+            ),
+            "closed on a later line": (
+                _write(tmp_path / "stray.csv", head + 'q2,"a\nq3,c,d\nq4,"e,f\n'),
+                "stray.csv line 3: ',' expected after '\"'",
+            ),
+            "short row": (
+                _write(tmp_path / "short.csv", head + "q2,a\n"),
+                "short.csv line 3: fewer fields than the header (rejected missing)",
+            ),
+        },
+    )
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [150, 3000, 20_000])
+def test_json_nested_at_any_depth_is_one_line(tmp_path, depth):
+    deep = _nested(depth)
+    _refused(
+        tmp_path,
+        {
+            "a meta value": (
+                _write(tmp_path / "meta.jsonl", _trl(1) + _trl(2, f', "x": {deep}')),
+                "meta.jsonl line 2: JSON nested deeper than 100 levels",
+            ),
+            "a response": (
+                _write(tmp_path / "side.jsonl", f'{{"prompt": "p", "chosen": {deep}}}\n'),
+                "side.jsonl line 1: JSON nested deeper than 100 levels",
+            ),
+            "a .json document": (
+                _write(tmp_path / "doc.json", deep),
+                "doc.json",
+            ),
+            "a .json record": (
+                _write(tmp_path / "rec.json", "[" + _trl(1, f', "x": {deep}') + "]"),
+                "rec.json",
+            ),
+        },
+    )
+
+
+@pytest.mark.parametrize("depth", [150, 3000])
+def test_deep_json_in_a_csv_cell_is_text_or_one_line(tmp_path, depth):
+    """CSV cells may carry message lists as JSON text; one too deep to parse is plain text."""
+    cell = '[{""role"": ""user"", ""content"": ' + _nested(depth) + "}]"
+    path = _write(tmp_path / "cell.csv", f'prompt,chosen,rejected\np,"{cell}",b\n')
+    code, err = _sculpt_ingest([str(path)], tmp_path / "lake")
+    assert code in (0, 2) and err.count("\n") <= 1 and "Traceback" not in err, err
+
+
+def test_broken_gzip_files_are_one_line(tmp_path):
+    data = "".join(_trl(i) for i in range(500)).encode()
+    _refused(
+        tmp_path,
+        {
+            "truncated lines": (
+                _write(tmp_path / "cut.jsonl.gz", gzip.compress(data)[:-40]),
+                "cut.jsonl.gz: not a whole gzip file",
+            ),
+            "not gzip": (_write(tmp_path / "plain.jsonl.gz", data), "plain.jsonl.gz: not a whole"),
+            "truncated document": (
+                _write(tmp_path / "cut.json.gz", gzip.compress(b"[" + data + b"]")[:-40]),
+                "cut.json.gz: not a whole gzip file",
+            ),
+        },
+    )
+
+
+def test_lone_surrogates_are_one_line(tmp_path):
+    message = '{"role": "assistant", "content": "x\\udfff"}'
+    other = '{"role": "assistant", "content": "y"}'
+    _refused(
+        tmp_path,
+        {
+            "in a response": (
+                _write(tmp_path / "side.jsonl", _trl(1) + _trl("\\ud800")),
+                "side.jsonl line 2: text holds a lone surrogate \\ud800",
+            ),
+            "in meta": (
+                _write(tmp_path / "meta.jsonl", _trl(1, ', "m": {"k": ["\\udc00"]}')),
+                "meta.jsonl line 1: text holds a lone surrogate \\udc00",
+            ),
+            "in a message": (
+                _write(
+                    tmp_path / "conv.jsonl",
+                    f'{{"prompt": "p", "chosen": [{message}], "rejected": [{other}]}}\n',
+                ),
+                "conv.jsonl line 1: text holds a lone surrogate \\udfff",
+            ),
+        },
+    )
+
+
+def test_numbers_too_long_for_python_are_one_line(tmp_path):
+    long = "9" * 5000
+    _refused(
+        tmp_path,
+        {
+            "json lines": (
+                _write(tmp_path / "n.jsonl", _trl(1, f', "n": {long}')),
+                "n.jsonl line 1: a number over 4,300 digits long",
+            ),
+            "json": (
+                _write(tmp_path / "n.json", "[" + _trl(1, f', "n": {long}') + "]"),
+                "n.json: a number over 4,300 digits long",
+            ),
+        },
+    )
+
+
+def test_big_and_small_integers_in_meta_stay_exact(tmp_path):
+    lines = _trl(1, ', "n": 12345678901234567890, "k": 1') + _trl(2, ', "n": 1, "k": 1.5')
+    root = tmp_path / "lake"
+    code, err = _sculpt_ingest([str(_write(tmp_path / "ints.jsonl", lines))], root)
+    assert code == 0, err
+    metas = [json.loads(r["meta"]) for r in pairs_of(Lake.open(root), "keep")]
+    assert metas == [{"n": 12345678901234567890, "k": 1}, {"n": 1, "k": 1.5}]
+    assert [type(m["k"]) for m in metas] == [int, float]
+
+
+def test_datasets_folders_with_broken_or_escaping_manifests_are_refused(tmp_path):
+    outside = _write(tmp_path / "outside.jsonl", _trl(1))
+
+    def folder(name: str, manifest: str, text: str) -> Path:
+        (tmp_path / name).mkdir()
+        _write(tmp_path / name / manifest, text)
+        return tmp_path / name
+
+    _refused(
+        tmp_path,
+        {
+            "dict not JSON": (
+                folder("d1", "dataset_dict.json", "{splits"),
+                "d1/dataset_dict.json: not valid JSON",
+            ),
+            "dict a list": (
+                folder("d2", "dataset_dict.json", "[1]"),
+                "d2/dataset_dict.json: expected an object with a list 'splits'",
+            ),
+            "split up and out": (
+                folder("d3", "dataset_dict.json", '{"splits": ["../outside.jsonl"]}'),
+                "d3/dataset_dict.json: split names must be plain folder names",
+            ),
+            "state not JSON": (folder("s1", "state.json", "{"), "s1/state.json: not valid JSON"),
+            "state without names": (
+                folder("s2", "state.json", '{"_data_files": [{"file": "x"}]}'),
+                "s2/state.json: _data_files must list plain file names",
+            ),
+            "file up and out": (
+                folder("s3", "state.json", '{"_data_files": [{"filename": "../outside.jsonl"}]}'),
+                "s3/state.json: _data_files must list plain file names",
+            ),
+            "absolute file": (
+                folder("s4", "state.json", f'{{"_data_files": [{{"filename": "{outside}"}}]}}'),
+                "s4/state.json: _data_files must list plain file names",
+            ),
+            "missing file": (
+                folder("s5", "state.json", '{"_data_files": [{"filename": "gone.arrow"}]}'),
+                "s5/gone.arrow: cannot read (No such file or directory)",
+            ),
+        },
+    )
+
+
+def test_fifos_and_devices_are_refused_without_opening_them(tmp_path):
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    (tmp_path / "zeros.jsonl").symlink_to("/dev/zero")
+    (tmp_path / "box").mkdir()
+    _write(tmp_path / "box" / "a.jsonl", _trl(1))
+    os.mkfifo(tmp_path / "box" / "b.jsonl")
+    not_regular = "not a regular file (a FIFO, socket or device)"
+    _refused(
+        tmp_path,
+        {
+            "a FIFO": (tmp_path / "pipe.jsonl", f"pipe.jsonl: {not_regular}"),
+            "a device": (tmp_path / "zeros.jsonl", f"zeros.jsonl: {not_regular}"),
+            "a FIFO in a folder": (tmp_path / "box", f"box/b.jsonl: {not_regular}"),
+            "a device path": ("/dev/null", "/dev/null: unsupported file type"),
+        },
+    )
+
+
+def test_unreadable_files_and_folders_are_one_line(tmp_path, monkeypatch, capsys):
+    """Denied the way the kernel denies a user without read permission (tests may run as root,
+    which chmod does not stop)."""
+    file = _write(tmp_path / "locked.jsonl", _trl(1))
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    real_open, real_iterdir = builtins.open, Path.iterdir
+
+    def denied(path: Any) -> OSError:
+        return PermissionError(13, "Permission denied", str(path))
+
+    def guarded_open(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(path) == file:
+            raise denied(path)
+        return real_open(path, *args, **kwargs)
+
+    def guarded_iterdir(self: Path) -> Any:
+        if self == folder:
+            raise denied(self)
+        return real_iterdir(self)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(Path, "iterdir", guarded_iterdir)
+    root = tmp_path / "lake"
+    for path, expected in (
+        (file, "locked.jsonl: cannot read (Permission denied)"),
+        (folder, "locked: cannot list the folder (Permission denied)"),
+    ):
+        assert main(["ingest", str(path), "--name", "x", "--lake", str(root), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err, err
+
+
+def test_staging_left_by_a_killed_ingest_is_removed_by_the_next(tmp_path):
+    root = tmp_path / "lake"
+    lake = Lake.open(root)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], text=True, capture_output=True
+    )
+    dead = int(ended.stdout)  # a process that has exited, like one killed mid-ingest
+    partition = {"dataset": "keep"}
+    left = [
+        lake.staging_dir(table, partition, f"ingest-{dead}-0badc0de")
+        for table in ("pairs", "rejects")
+    ]
+    left.append(lake.staging_dir("pairs", partition, "ingest-0badc0de"))  # older naming
+    alive = lake.staging_dir("pairs", partition, f"ingest-{os.getpid()}-5afe5afe")
+    for folder in (*left, alive):
+        _write_part(folder)
+    code, err = _sculpt_ingest([str(FIXTURES / "hh.jsonl")], root)
+    assert code == 0, err
+    assert [f.exists() for f in left] == [False, False, False]
+    assert alive.exists()  # another ingest still running
+
+
+def _write_part(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"x": [1]}), folder / "part-00000.parquet")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sculpt.errors import UserError
+from sculpt.terminal import visible
 
 Format = Literal["trl", "conversational", "hh", "pairwise"]
 FORMATS: tuple[str, ...] = ("auto", "trl", "conversational", "hh", "pairwise")
@@ -144,7 +145,7 @@ def _json_messages(value: Any) -> bool:
         return False
     try:
         parsed = json.loads(value)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, or nested too deep
         return False
     return isinstance(parsed, list) and all(
         isinstance(m, dict) and ("role" in m or "from" in m) for m in parsed
@@ -166,9 +167,14 @@ def _require(record: Mapping[str, Any], key: str, fmt: str) -> Any:
         return record[key]
     except KeyError:
         raise RecordError(
-            f"missing key {key!r} (found: {', '.join(map(str, record)) or 'none'}); expected "
+            f"missing key {key!r} (found: {column_names(record) or 'none'}); expected "
             f"{EXPECTED[fmt]}; rename with --map {key}=COLUMN"
         ) from None
+
+
+def column_names(record: Mapping[str, Any]) -> str:
+    """The record's keys for an error line: data, so newlines and controls are shown, not kept."""
+    return ", ".join(visible(key, newlines=False) for key in record)
 
 
 def _string(value: Any, name: str, hint: str = "") -> str | None:
@@ -192,7 +198,7 @@ def messages(value: Any, name: str) -> list[dict[str, str]]:
     if isinstance(value, str) and value.lstrip().startswith("["):
         try:  # CSV cells carry message lists as JSON text
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             pass
     if not isinstance(value, list):
         raise RecordError(

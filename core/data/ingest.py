@@ -1,12 +1,13 @@
 """Ingest a preference file into the lake's `pairs` and `rejects` tables (DESIGN §3).
 
 Everything is validated before anything lands: pairs stream into a hidden staging folder in
-parts, and only a fully read source is promoted; any bad record aborts with one line naming the
-file and line, and the lake is left as it was.
+parts, and only a fully read source that keeps at least one pair is promoted; any bad record
+aborts with one line naming the file and line, and the lake is left as it was.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -64,7 +65,19 @@ def _pair_id(prompt_json: str, chosen: str, rejected: str) -> str:
     text = f"{prompt_json}\x1d{chosen}\x1d{rejected}"
     if not text.isascii() and not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return hashlib.sha256(_utf8(text)).hexdigest()[:16]
+
+
+def _utf8(text: str) -> bytes:
+    """`text` as UTF-8; a lone surrogate (JSON's "\\ud800" without its pair) is not Unicode,
+    and no Parquet file can hold it."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RecordError(
+            f"text holds a lone surrogate \\u{ord(text[exc.start]):04x} (half of a UTF-16 "
+            "pair, not a character); fix or remove that escape in the file"
+        ) from None
 
 
 @dataclass
@@ -136,7 +149,10 @@ class _Collector:
         cols["chosen"].append(result.chosen)
         cols["rejected"].append(result.rejected)
         cols["source"].append(self.source)
-        cols["meta"].append(_meta_json(result.meta) if result.meta else "{}")
+        meta = _meta_json(result.meta) if result.meta else "{}"
+        if not meta.isascii():
+            _utf8(meta)
+        cols["meta"].append(meta)
         self.empty_turns += "empty_turn" in result.meta
         self.kept += 1
         if len(cols["row"]) >= PART_ROWS:
@@ -214,9 +230,10 @@ def ingest(
     sources = find_sources(Path(path))
     started = time.perf_counter()
     partition = {"dataset": name}
-    key = uuid.uuid4().hex[:8]
-    pairs_stage = lake.staging_dir("pairs", partition, f"ingest-{key}")
-    rejects_stage = lake.staging_dir("rejects", partition, f"ingest-{key}")
+    _remove_abandoned_staging(lake, partition)
+    key = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    pairs_stage = lake.staging_dir("pairs", partition, _STAGING_PREFIX + key)
+    rejects_stage = lake.staging_dir("rejects", partition, _STAGING_PREFIX + key)
     try:
         collector = _Collector(pairs_stage, sources[0].name)
         try:
@@ -227,6 +244,9 @@ def ingest(
             shutil.rmtree(pairs_stage, ignore_errors=True)
             collector = _Collector(pairs_stage, sources[0].name)
             detected, rows = _read_all(sources, fmt, columns, collector, progress, fast=False)
+        if not collector.kept:
+            names = [s.name for s in sources]
+            raise UserError(_nothing_kept(collector.report(name, names, detected, rows, 0.0)))
         collector.flush()
         rejects = pa.table(collector.rejects, schema=REJECTS_SCHEMA)
         _write_staged(rejects, rejects_stage / "part-00000.parquet")
@@ -250,6 +270,41 @@ def ingest(
         },
     )
     return report
+
+
+def _nothing_kept(report: IngestReport) -> str:
+    reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(report.rejected.items()))
+    first = report.examples[0] if report.examples else None
+    example = f"; e.g. {first['source']} row {first['row']}: {first['detail']}" if first else ""
+    return (
+        f"{', '.join(report.sources)}: no pair kept of {report.rows:,} rows ({reasons}){example}; dataset "
+        f"{report.dataset!r} is left as it was: fix the file, or its --format or --map"
+    )
+
+
+_STAGING_PREFIX = "ingest-"
+
+
+def _remove_abandoned_staging(lake: Lake, partition: Mapping[str, Any]) -> None:
+    """Delete staging folders that ingests of this dataset left when killed (`kill -9`, power
+    loss): their names carry the process id, and a live process keeps its own."""
+    for table in ("pairs", "rejects"):
+        target = lake.partition_dir(table, partition)
+        pattern = f".{glob.escape(target.name)}.{_STAGING_PREFIX}*.staging"
+        for folder in target.parent.glob(pattern):
+            owner = folder.name[len(target.name) + 2 + len(_STAGING_PREFIX) :].split("-")[0]
+            if not (owner.isdigit() and _running(int(owner))):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, under another user
+    return True
 
 
 def _read_all(
@@ -335,7 +390,7 @@ def _records(
                 if missing:
                     raise UserError(
                         f"{source.name}: --map {', '.join(missing)}: no such column "
-                        f"(columns: {', '.join(map(str, record))})"
+                        f"(columns: {formats.column_names(record)})"
                     )
             formats.apply_mapping(record, columns)
         yield row, loc, record

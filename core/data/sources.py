@@ -7,12 +7,14 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
@@ -23,6 +25,12 @@ MAX_LINE_BYTES = 16 * 2**20
 """Longest accepted line (or CSV field): a longer one is an error, never a hang or an OOM."""
 MAX_JSON_BYTES = 512 * 2**20
 """Largest single-document .json file; bigger data belongs in JSON lines or Parquet."""
+MAX_DEPTH = 100
+"""Deepest nesting of lists and objects in a record: preference data is flat or lists of
+messages, and JSON readers and writers recurse once per level."""
+ARROW_MAX_OPENINGS = 1000
+"""Most `[` and `{` on one line the fast reader takes: Arrow's JSON parser recurses once per
+level and overflows the stack (the process dies) on a line nested ~20,000 deep."""
 SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz", ".csv", ".parquet", ".arrow")
 _BOM = b"\xef\xbb\xbf"
 
@@ -35,13 +43,56 @@ class NotFlat(Exception):
 
 
 def _plain_scalar(kind: pa.DataType) -> bool:
-    """Types whose Python values equal what json.loads gives (no timestamps, no nesting)."""
-    return (
-        pa.types.is_string(kind)
-        or pa.types.is_int64(kind)
-        or pa.types.is_float64(kind)
-        or pa.types.is_boolean(kind)
-    )
+    """Types whose Python values equal what json.loads gives (no timestamps, no nesting). Not
+    float64: Arrow makes `1` in a column holding `1.5` a 1.0, and an integer past int64 a float."""
+    return pa.types.is_string(kind) or pa.types.is_int64(kind) or pa.types.is_boolean(kind)
+
+
+class _ShallowLines:
+    """A byte stream for Arrow's JSON reader that raises `NotFlat` on a line with more than
+    ARROW_MAX_OPENINGS opening brackets (strings included: a bound, not a parse)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.openings = 0
+        """Opening brackets so far on the line the last read ended in."""
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        data = data.to_pybytes() if isinstance(data, pa.Buffer) else bytes(data)
+        if data.count(b"[") + data.count(b"{") + self.openings > ARROW_MAX_OPENINGS:
+            self._check(data)
+        else:
+            self.openings += data.count(b"[") + data.count(b"{")
+            if b"\n" in data:
+                tail = data[data.rindex(b"\n") :]
+                self.openings = tail.count(b"[") + tail.count(b"{")
+        return data
+
+    def _check(self, data: bytes) -> None:
+        """Count per line, vectorized: this runs on every block of a file full of brackets."""
+        chars = np.frombuffer(data, np.uint8)
+        opening = np.cumsum((chars == ord("[")) | (chars == ord("{")), dtype=np.int64)
+        ends = np.flatnonzero(chars == ord("\n"))
+        per_line = np.diff(opening[ends], prepend=0) if ends.size else opening[-1:]
+        per_line[0] += self.openings
+        tail = int(opening[-1] - opening[ends[-1]]) if ends.size else int(per_line[0])
+        if int(per_line.max()) > ARROW_MAX_OPENINGS or tail > ARROW_MAX_OPENINGS:
+            raise NotFlat("a line with many brackets")
+        self.openings = tail
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
 
 
 @dataclass(frozen=True)
@@ -107,7 +158,15 @@ class Source:
         try:
             yield from reader()
         except (OSError, EOFError, zlib.error) as exc:
-            raise UserError(f"{self.name}: cannot read ({exc})") from None
+            if self.path.name.endswith(".gz") and not isinstance(exc, PermissionError):
+                raise UserError(
+                    f"{self.name}: not a whole gzip file ({exc}); `gzip -t` checks it: fetch or "
+                    "compress it again"
+                ) from None
+            raise UserError(
+                f"{self.name}: cannot read ({getattr(exc, 'strerror', None) or exc}); check "
+                "that the file exists and is readable"
+            ) from None
 
     def _jsonl(self) -> Iterator[tuple[int, Any]]:
         opener = gzip.open if self.path.name.endswith(".gz") else open
@@ -128,12 +187,16 @@ class Source:
                 yield line, self._loads(raw, line)
 
     def _jsonl_arrow(self) -> Iterator[tuple[int, Any]]:
-        raw = pa.OSFile(str(self.path))
+        try:
+            raw = pa.OSFile(str(self.path))
+        except OSError as exc:
+            raise NotFlat(f"{self.name}: {exc}") from None
         stream = pa.CompressedInputStream(raw, "gzip") if self.path.name.endswith(".gz") else raw
+        shallow = pa.PythonFile(_ShallowLines(stream), mode="r")
         self._reading[:] = [raw]
         row = 0
         try:
-            for batch in pa_json.open_json(stream, read_options=_ARROW_JSON):
+            for batch in pa_json.open_json(shallow, read_options=_ARROW_JSON):
                 if batch.num_rows and (
                     not all(map(_plain_scalar, batch.schema.types))
                     or any(column.null_count for column in batch.columns)
@@ -143,24 +206,31 @@ class Source:
                 for values in zip(*(column.to_pylist() for column in batch.columns), strict=True):
                     row += 1
                     yield row, dict(zip(names, values, strict=True))
-        except (pa.ArrowException, UnicodeDecodeError) as exc:
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise NotFlat(f"{self.name}: {exc}") from None
         finally:
             raw.close()
 
     def _loads(self, raw: bytes, line: int) -> Any:
         try:  # decoding here skips json's encoding sniffing and checks UTF-8 strictly
-            return json.loads(raw.decode("utf-8"))
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise UserError(
                 f"{self.where(line)}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
                 f"{exc.start + 1}); re-save the file as UTF-8"
             ) from None
+        try:
+            value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise UserError(
                 f"{self.where(line)}: invalid JSON ({exc.msg} at column {exc.pos + 1}); "
                 "expected one JSON object per line"
             ) from None
+        except (RecursionError, ValueError) as exc:
+            raise UserError(f"{self.where(line)}: {_unreadable_json(exc)}") from None
+        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+            check_depth(value, self.where(line))
+        return value
 
     def _json(self) -> Iterator[tuple[int, Any]]:
         if self.path.stat().st_size > MAX_JSON_BYTES:
@@ -190,18 +260,29 @@ class Source:
             raise UserError(
                 f"{self.name} line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
             ) from None
-        yield from enumerate(_record_list(doc, self.name), start=1)
+        except (RecursionError, ValueError) as exc:
+            raise UserError(f"{self.name}: {_unreadable_json(exc)}") from None
+        for number, record in enumerate(_record_list(doc, self.name), start=1):
+            check_depth(record, self.where(number), MAX_DEPTH - 1)  # below the list itself
+            yield number, record
 
     def _csv(self) -> Iterator[tuple[int, Any]]:
         csv.field_size_limit(MAX_LINE_BYTES)
         with open(self.path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
             self._reading[:] = [fh.buffer]
-            reader = csv.DictReader(fh)
+            # strict: a stray quote is an error, where the default reads on to the next quote
+            # (or the end of the file) as one field.
+            reader = csv.DictReader(fh, strict=True)
             start = 2
             try:
                 for record in reader:
                     if None in record:
                         raise UserError(f"{self.where(start)}: more fields than the header")
+                    if None in record.values():
+                        raise UserError(
+                            f"{self.where(start)}: fewer fields than the header "
+                            f"({', '.join(k for k, v in record.items() if v is None)} missing)"
+                        )
                     try:
                         "".join(v or "" for v in record.values()).encode("utf-8")
                     except UnicodeEncodeError:
@@ -211,7 +292,14 @@ class Source:
                     yield start, record
                     start = reader.line_num + 1
             except csv.Error as exc:
-                raise UserError(f"{self.where(start)}: {exc}") from None
+                if "unexpected end of data" in str(exc):
+                    raise UserError(
+                        f"{self.where(start)}: a quoted field never closes before the end of "
+                        'the file; close the quote, or write a quote inside a field as ""'
+                    ) from None
+                raise UserError(
+                    f'{self.where(start)}: {exc}; a quote inside a field is written ""'
+                ) from None
 
     def _parquet(self) -> Iterator[tuple[int, Any]]:
         try:
@@ -232,6 +320,34 @@ class Source:
                     raise UserError(f"{self.name}: not an Arrow file ({exc})") from None
                 batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
             yield from _batch_records(batches, self)
+
+
+def _unreadable_json(exc: Exception) -> str:
+    """The message for JSON that parses into something Python can't hold."""
+    if isinstance(exc, RecursionError):
+        return f"JSON nested deeper than {MAX_DEPTH} levels; records are flat or lists of messages"
+    if "digits" in str(exc):  # Python's bound on int <-> str conversion
+        return "a number over 4,300 digits long; write it as a string (in quotes)"
+    return f"invalid JSON ({exc})"
+
+
+def check_depth(value: Any, where: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse `value` if its lists and objects nest deeper than `limit` (walked without
+    recursion, so any depth is safe to check)."""
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, list | dict)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return
+    raise UserError(
+        f"{where}: JSON nested deeper than {MAX_DEPTH} levels; records are flat or lists of "
+        "messages"
+    )
 
 
 def _batch_records(batches: Iterator[pa.RecordBatch], source: Source) -> Iterator[tuple[int, Any]]:
@@ -263,40 +379,101 @@ def _record_list(doc: Any, name: str) -> list[Any]:
 def find_sources(path: Path) -> list[Source]:
     """The files to read for `path`: itself, a `datasets` folder's Arrow files, or a folder's
     data files (not recursive)."""
-    if not path.exists():
-        raise UserError(f"{path}: no such file or folder")
-    if path.is_file():
-        if not path.name.lower().endswith(SUFFIXES):
-            raise UserError(
-                f"{path}: unsupported file type; expected one of {', '.join(SUFFIXES)} "
-                "or a datasets save_to_disk folder"
-            )
-        return [Source(path, path.name)]
-    return _folder_sources(path)
+    try:
+        if path.is_dir():
+            return _folder_sources(path)
+        if not path.exists():
+            raise UserError(f"{path}: no such file or folder")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror}); check its permissions") from None
+    if not path.name.lower().endswith(SUFFIXES):
+        raise UserError(
+            f"{path}: unsupported file type; expected one of {', '.join(SUFFIXES)} "
+            "or a datasets save_to_disk folder"
+        )
+    return [_regular(path, path.name)]
+
+
+def _regular(path: Path, name: str) -> Source:
+    """A Source for `path` if it is a readable regular file: opening a FIFO blocks forever, and a
+    device can stream without end."""
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISREG(mode):
+            with open(path, "rb"):
+                return Source(path, name)
+    except OSError as exc:
+        raise UserError(
+            f"{name}: cannot read ({exc.strerror}); check that it exists and is readable"
+        ) from None
+    raise UserError(
+        f"{name}: not a regular file (a FIFO, socket or device); save the data to a file and "
+        "ingest that"
+    )
+
+
+def _plain_name(name: Any) -> bool:
+    """A file name with no folder part, so it stays inside the folder that lists it."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(c in name for c in "/\\\x00")
+    )
+
+
+def _manifest(path: Path, key: str, kind: type) -> Any:
+    """`key` of the JSON object in `path` (a datasets save_to_disk file), checked to be `kind`."""
+    fix = "save the dataset again with save_to_disk, or ingest its data files"
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror}); {fix}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+        raise UserError(f"{path}: not valid JSON ({str(exc)[:80]}); {fix}") from None
+    value = doc.get(key, kind()) if isinstance(doc, dict) else None
+    if not isinstance(value, kind):
+        raise UserError(f"{path}: expected an object with a {kind.__name__} {key!r}; {fix}")
+    return value
 
 
 def _folder_sources(folder: Path) -> list[Source]:
     splits_file = folder / "dataset_dict.json"
     if splits_file.exists():
-        splits = json.loads(splits_file.read_text()).get("splits", [])
+        splits = _manifest(splits_file, "splits", list)
+        if not all(map(_plain_name, splits)):
+            raise UserError(
+                f"{splits_file}: split names must be plain folder names (no / or ..); "
+                "a datasets folder lists only its own splits"
+            )
         if len(splits) != 1:
             raise UserError(
                 f"{folder}: a DatasetDict with splits {', '.join(splits)}; pass one, "
                 f"e.g. {folder / (splits[0] if splits else 'train')}"
             )
-        return _folder_sources(folder / splits[0])
+        return find_sources(folder / splits[0])
     state = folder / "state.json"
     if state.exists():
-        files = [f["filename"] for f in json.loads(state.read_text()).get("_data_files", [])]
-        return [Source(folder / f, f"{folder.name}/{f}") for f in files]
-    found = sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.name.lower().endswith(SUFFIXES) and not p.name.startswith(".")
-    )
+        entries = _manifest(state, "_data_files", list)
+        files: list[Any] = [e.get("filename") if isinstance(e, dict) else None for e in entries]
+        if not files or not all(map(_plain_name, files)):
+            raise UserError(
+                f"{state}: _data_files must list plain file names (no / or ..) of the folder's "
+                "Arrow files; save the dataset again with save_to_disk"
+            )
+        return [_regular(folder / f, f"{folder.name}/{f}") for f in files]
+    try:
+        found = sorted(
+            p
+            for p in folder.iterdir()
+            if p.name.lower().endswith(SUFFIXES) and not p.name.startswith(".") and not p.is_dir()
+        )
+    except OSError as exc:
+        raise UserError(
+            f"{folder}: cannot list the folder ({exc.strerror}); check its permissions"
+        ) from None
     if not found:
         raise UserError(
             f"{folder}: folder has no data files ({', '.join(SUFFIXES)}) and is not a "
             "datasets save_to_disk folder"
         )
-    return [Source(p, f"{folder.name}/{p.name}") for p in found]
+    return [_regular(p, f"{folder.name}/{p.name}") for p in found]

@@ -99,10 +99,15 @@ def histogram(
     return _svg(width, height, title, body, wide=True)
 
 
-def forest_plot(rows: Sequence[dict[str, Any]], xlabel: str, title: str) -> Markup:
-    """Point estimates with 95% intervals, one row per concept; a zero line; lean by colour + word."""
+def forest_plot(
+    rows: Sequence[dict[str, Any]], xlabel: str, title: str, narrow: bool = False
+) -> Markup:
+    """Point estimates with 95% intervals, one row per concept; a zero line; lean by colour + word.
+    `narrow` (for a phone) puts each label above its interval, so the points keep the width."""
     label_w, width, row_h, top, bottom = 260, 700, 22, 24, 40
-    plot_l, plot_r = label_w + 10, width - 16
+    if narrow:
+        label_w, width, row_h, top = 0, 380, 36, 30
+    plot_l, plot_r = (12, width - 12) if narrow else (label_w + 10, width - 16)
     height = top + bottom + row_h * max(len(rows), 1)
     values = [v for r in rows for v in (r["lo"], r["hi"], r["est"]) if math.isfinite(v)] + [0.0]
     lo, hi = min(values), max(values)
@@ -113,6 +118,8 @@ def forest_plot(rows: Sequence[dict[str, Any]], xlabel: str, title: str) -> Mark
         return plot_l + (v - lo) / (hi - lo) * (plot_r - plot_l)
 
     body = _legend(plot_l, 14, [("leans chosen", CHOSEN), ("leans rejected", REJECTED)])
+    if narrow:
+        body = _legend(4, 14, [("leans chosen", CHOSEN), ("leans rejected", REJECTED)])
     for tick in nice_ticks(lo, hi, 6):
         x = x_of(tick)
         body.append(
@@ -126,10 +133,14 @@ def forest_plot(rows: Sequence[dict[str, Any]], xlabel: str, title: str) -> Mark
     for i, r in enumerate(rows):
         y = top + row_h * i + row_h / 2
         color = REJECTED if r.get("lean") == "rejected" else CHOSEN
-        label = r["label"] if len(r["label"]) <= 38 else r["label"][:37] + "…"
-        body.append(
-            _text(label_w, y + 4, label + (" (length)" if r.get("length_only") else ""), "end")
-        )
+        limit = 52 if narrow else 38
+        label = r["label"] if len(r["label"]) <= limit else r["label"][: limit - 1] + "…"
+        label += " (length)" if r.get("length_only") else ""
+        if narrow:
+            y += 6
+            body.append(_text(plot_l, y - 9, label, "start"))
+        else:
+            body.append(_text(label_w, y + 4, label, "end"))
         if math.isfinite(r["lo"]) and math.isfinite(r["hi"]):
             body.append(
                 f'<line x1="{x_of(r["lo"]):.1f}" x2="{x_of(r["hi"]):.1f}" y1="{y:.1f}" y2="{y:.1f}" '
@@ -144,13 +155,14 @@ def forest_plot(rows: Sequence[dict[str, Any]], xlabel: str, title: str) -> Mark
         tip = f"{r['label']}: {r['est']:.3g} [{r['lo']:.3g}, {r['hi']:.3g}]"
         body.append(f"{shape}<title>{escape(tip)}</title></{marker}>")
     body.append(_text((plot_l + plot_r) / 2, height - 6, xlabel, "middle"))
-    return _svg(width, height, title, body, wide=True)
+    return _svg(width, height, title, body, wide=not narrow)
 
 
 def interval_bars(
     rows: Sequence[dict[str, Any]], xlabel: str, title: str, lo: float = 0.5, hi: float = 1.0
 ) -> Markup:
-    """Horizontal bars with ± error whiskers on a fixed scale (AUC from chance 0.5 to 1)."""
+    """Horizontal bars with ± error whiskers on a fixed scale (AUC from chance 0.5 to 1); each bar
+    starts at chance, so a model worse than chance draws to the left of it."""
     label_w, width, row_h, top, bottom = 170, 640, 30, 12, 40
     plot_l, plot_r = label_w + 10, width - 16
     height = top + bottom + row_h * max(len(rows), 1)
@@ -172,9 +184,11 @@ def interval_bars(
         y = top + row_h * i + 5
         color = PALETTE[i % len(PALETTE)]
         body.append(_text(label_w, y + 14, r["label"], "end"))
+        chance, end = x_of(0.5), x_of(r["value"])
         body.append(
-            f'<rect x="{plot_l}" y="{y:.1f}" width="{max(x_of(r["value"]) - plot_l, 1):.1f}" height="18" '
-            f'fill="{color}" fill-opacity="0.8"><title>{escape(r["label"])}: {r["value"]:.3f}</title></rect>'
+            f'<rect x="{min(chance, end):.1f}" y="{y:.1f}" width="{max(abs(end - chance), 1):.1f}" '
+            f'height="18" fill="{color}" fill-opacity="0.8">'
+            f"<title>{escape(r['label'])}: {r['value']:.3f}</title></rect>"
         )
         if r.get("sd"):
             a, b = x_of(r["value"] - r["sd"]), x_of(r["value"] + r["sd"])

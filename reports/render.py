@@ -131,7 +131,13 @@ def scrub(value: Any, paths: Sequence[str]) -> Any:
 # ---- charts ------------------------------------------------------------------------------------
 def build_charts(data: dict[str, Any]) -> dict[str, Any]:
     """Inline SVG for every section that has data (markup; labels escaped in sculpt.reports.charts)."""
-    out: dict[str, Any] = {"lengths": None, "forest": None, "predictive": None, "runs": {}}
+    out: dict[str, Any] = {
+        "lengths": None,
+        "forest": None,
+        "forest_narrow": None,
+        "predictive": None,
+        "runs": {},
+    }
     summary = data.get("summary")
     if summary:
         lengths = summary["lengths"]
@@ -146,11 +152,13 @@ def build_charts(data: dict[str, Any]) -> dict[str, Any]:
         )
     hyps = data.get("hypotheses")
     if hyps and hyps["all"]:
-        out["forest"] = charts.forest_plot(
-            forest_rows(hyps["all"]),
+        rows = forest_rows(hyps["all"])
+        xlabel, title = (
             "paired effect size d (95% CI)",
             "Top concepts: effect size with 95% interval",
         )
+        out["forest"] = charts.forest_plot(rows, xlabel, title)
+        out["forest_narrow"] = charts.forest_plot(rows, xlabel, title, narrow=True)
     if data.get("predictive"):
         bars = [
             {"label": f"{r['model']} model", "value": r["auc"] or 0.5, "sd": r.get("auc_sd")}

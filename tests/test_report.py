@@ -129,7 +129,8 @@ def test_report_for_200_concepts_stays_under_3_mb(tmp_path: Path) -> None:
     size = path.stat().st_size
     assert size < 3_000_000, f"{size / 1e6:.2f} MB"
     doc = parse(path.read_text())
-    assert len(sections(doc)["cards"].findall(f".//{NS}article")) == 200
+    # one card per finding: concept 3 echoes the first finding, so 199 signals
+    assert len(sections(doc)["cards"].findall(f".//{NS}article")) == 199
 
 
 def test_render_html_needs_no_lake() -> None:
@@ -169,3 +170,88 @@ def test_report_command_writes_file_and_rejects_unknown_run(tmp_path: Path, caps
     assert main(["report", "missing", "--lake", str(root), "-o", str(out)]) == 2
     default = main(["report", "sample", "--lake", str(root)])
     assert default == 0 and (root / "reports" / "sample.html").exists()
+
+
+def test_report_opens_with_the_story(hostile_report: tuple[Path, str]) -> None:
+    """Found (findings with d and interval), how sure, decided, the plan, what training changed."""
+    _, html = hostile_report
+    doc = parse(html)
+    found = sections(doc)
+    assert list(found)[0] == "story"
+    story = text_of(found["story"])
+    assert "distinct signals (findings)" in story and "flattering opener" in story
+    assert "d 1.54" in story and "share of pairs" in story and "split-half" in story
+    assert "AUC 0.81" in story and "length alone: 0.62" in story
+    assert "✗ 1 suppressed" in story and "1 withdrawn" in story
+    plan = found["story"].find(f".//{NS}table")
+    assert plan is not None and "reward_shaping" in text_of(plan) and "40" in text_of(plan)
+    assert "0.31" in story and "0.13" in story  # concept rate: plain DPO → shaped
+    runs = found["runs"]
+    assert runs.find(f".//{NS}table") is not None  # the plan as a table; JSON only on demand
+    assert "interventions" in text_of(runs.find(f".//{NS}details"))
+
+
+def test_report_shows_decisions_where_the_concepts_are(hostile_report: tuple[Path, str]) -> None:
+    _, html = hostile_report
+    found = sections(parse(html))
+    rows = found["hypotheses"].findall(f".//{NS}tbody/{NS}tr")
+    decided = [text_of(r) for r in rows if "sae:sample-sae:0" in text_of(r)]
+    assert decided and all("✗ suppressed" in t for t in decided)
+    first_card = found["cards"].find(f".//{NS}article")
+    assert "✗ suppressed" in text_of(first_card)
+    assert "2 concepts carry this signal" in text_of(first_card)  # the finding's members
+    log = text_of(found["decisions"])
+    assert "↶ undo" in log and "withdraws the review of" in log and "withdrawn" in log
+
+
+def test_auc_bars_start_at_chance_and_coefficient_tables_differ(tmp_path: Path) -> None:
+    lake = Lake.open(tmp_path / "lake")
+    write_sample(lake, "s", n_pairs=30, n_concepts=10)
+    part = {"dataset": "s", "analysis": "a1b2c3"}
+    top = json.dumps([["sae:sample-sae:0", 1.2], ["lex:bold", 0.7]])
+    lake.replace_partition(
+        "predictive",
+        part,
+        pa.Table.from_pylist(
+            [
+                {"model": "concepts", "auc": 0.81, "auc_sd": 0.03, "top_concepts": top},
+                {"model": "top5", "auc": 0.78, "auc_sd": 0.03, "top_concepts": top},
+                {"model": "length", "auc": 0.453, "auc_sd": 0.01, "top_concepts": "[]"},
+            ]
+        ),
+    )
+    html = write_report(lake, "s", tmp_path / "s.html").read_text()
+    section = sections(parse(html))["predictive"]
+    svg = "{http://www.w3.org/2000/svg}"
+    chance = next(
+        float(line.get("x1")) for line in section.iter(f"{svg}line") if line.get("stroke-dasharray")
+    )
+    bars = {
+        text_of(rect.find(f"{svg}title")).split(":")[0]: rect for rect in section.iter(f"{svg}rect")
+    }
+    length = bars["length model"]
+    assert float(length.get("x")) + float(length.get("width")) == pytest.approx(chance, abs=0.2)
+    assert float(bars["concepts model"].get("x")) == pytest.approx(chance, abs=0.2)
+    tables = section.findall(f".//{NS}table")
+    assert len(tables) == 1  # the top-5 model's concepts are the full model's: said, not repeated
+    assert "markdown bold" in text_of(tables[0])  # labels, not only ids
+    assert "same concepts as the concepts model" in text_of(section)
+
+
+def test_forest_plot_keeps_its_points_on_a_phone(hostile_report: tuple[Path, str]) -> None:
+    _, html = hostile_report
+    forest = sections(parse(html))["forest"]
+    svgs = list(forest.iter("{http://www.w3.org/2000/svg}svg"))
+    assert len(svgs) == 2  # a wide one and one drawn for a narrow screen
+    narrow = [s for s in svgs if s.get("viewBox", "").split()[2] == "380"]
+    assert narrow and "wide" not in narrow[0].get("class", "")
+
+
+def test_empty_runs_name_the_example_config(tmp_path: Path) -> None:
+    lake = Lake.open(tmp_path / "lake")
+    write_sample(lake, "s", n_pairs=20, n_concepts=6)
+    import shutil
+
+    shutil.rmtree(lake.table_dir("runs"))
+    html = write_report(lake, "s", tmp_path / "s.html").read_text()
+    assert "examples/run.yaml" in text_of(sections(parse(html))["runs"])

@@ -49,7 +49,15 @@ def concept_cards(
 def _card(reader: Reader, hyp: dict[str, Any]) -> dict[str, Any]:
     concept_id = hyp["concept_id"]
     card: dict[str, Any] = {k: hyp.get(k) for k in STAT_FIELDS}
-    card.update(top_tokens=[], contexts=[], examples=[], density=None)
+    card.update(top_tokens=[], contexts=[], examples=[], density=None, finding=None)
+    finding = hyp.get("finding")
+    if finding:
+        # the card speaks for the finding: its name and its statistics on one scale (shares of
+        # pairs); the evidence shown is its anchor's
+        card["finding"] = finding
+        card["finding_id"] = finding["finding_id"]
+        card.update({k: finding.get(k) for k in ("label", "lean", "delta", "ci_lo", "ci_hi")})
+        card.update({k: finding.get(k) for k in ("d", "q", "split_half_ok", "length_only")})
     lean = "rejected" if hyp.get("lean") == "rejected" else "chosen"
     ids = [p["pair_id"] for p in evidence.evidence_pairs(reader, concept_id, lean, limit=CONTEXTS)]
     sae_ref = evidence.parse_sae(concept_id)

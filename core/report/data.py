@@ -15,11 +15,13 @@ from typing import Any
 import duckdb
 
 from sculpt.analysis.config import latest_analysis
+from sculpt.concepts.evidence import LakeReader, cluster_names
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake, slug
 from sculpt.plan import decisions as decision_log
 from sculpt.report.cards import concept_cards
 from sculpt.report.runs import collect_runs
+from sculpt.report.story import attach_decisions, in_force, plan_table, read_findings, story
 
 LENGTH_BINS = 30
 ALL_ROWS = 500
@@ -49,9 +51,12 @@ def collect(
             )
         key = analysis or latest_analysis(lake, dataset)
         hyps = _hypotheses(con, tables, dataset, key, top) if key else None
-        predictive = _predictive(con, tables, dataset, key) if key else None
+        findings = read_findings(con, tables, dataset, key, top) if key else None
+        if hyps:
+            _name_clusters(LakeReader(con, tables, dataset, key), hyps["conditional"])
         labels = _labels(con, tables, dataset, hyps)
-        top_rows = _card_targets(hyps, cards)
+        predictive = _predictive(con, tables, dataset, key, labels) if key else None
+        top_rows = _card_targets(hyps, findings, cards)
         data: dict[str, Any] = {
             "dataset": dataset,
             "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -59,6 +64,7 @@ def collect(
             "model": _model_info(lake, con, tables, dataset, hyps),
             "analysis": key,
             "hypotheses": hyps,
+            "findings": findings,
             "predictive": predictive,
             "cards": (
                 concept_cards(lake, con, tables, dataset, top_rows, key) if top_rows else None
@@ -68,6 +74,10 @@ def collect(
         }
     finally:
         con.close()
+    for run in data["runs"] or []:
+        run["plan_table"] = plan_table(run.get("plan") or "")
+    attach_decisions(data, in_force(lake, dataset, findings))
+    data["story"] = story(data)
     data["missing"] = missing_commands(data)
     return data
 
@@ -82,7 +92,8 @@ def missing_commands(data: dict[str, Any]) -> dict[str, str]:
         "predictive": f"sculpt analyze {name}",
         "cards": f"sculpt analyze {name}",
         "decisions": f"sculpt triage {name}",
-        "runs": f"sculpt plan {name} && sculpt train --config run.yaml",
+        "runs": f"sculpt plan {name} && sculpt train --config examples/run.yaml",
+        "story": f"sculpt analyze {name}",
     }
     return {section: cmd for section, cmd in commands.items() if not data.get(section)}
 
@@ -258,10 +269,30 @@ def _hypotheses(
     }
 
 
-def _card_targets(hyps: dict[str, Any] | None, cards: int) -> list[dict[str, Any]]:
-    """The strongest hypotheses of both leans, interleaved so each lean gets cards."""
+def _name_clusters(reader: LakeReader, conditional: list[dict[str, Any]]) -> None:
+    """Each conditional row's data cluster named by its prompts (`rice · cook · best`)."""
+    names = cluster_names(reader) if conditional else {}
+    for r in conditional:
+        k = r.get("data_cluster")
+        r["cluster_name"] = names.get(int(k)) if k is not None else None
+
+
+def _card_targets(
+    hyps: dict[str, Any] | None, findings: dict[str, Any] | None, cards: int
+) -> list[dict[str, Any]]:
+    """One card per top finding (its anchor's hypothesis, with the finding's own statistics and
+    members); without findings, the strongest hypotheses of both leans, interleaved."""
     if not hyps or cards <= 0:
         return []
+    if findings:
+        by_concept = {r["concept_id"]: r for r in hyps["all"]}
+        anchored = [
+            {**by_concept[f["anchor"]], "finding": f}
+            for f in findings["top"][:cards]
+            if f.get("anchor") in by_concept
+        ]
+        if anchored:
+            return anchored
     chosen, rejected = hyps["chosen"], hyps["rejected"]
     out: list[dict[str, Any]] = []
     for i in range(max(len(chosen), len(rejected))):
@@ -270,8 +301,14 @@ def _card_targets(hyps: dict[str, Any] | None, cards: int) -> list[dict[str, Any
 
 
 def _predictive(
-    con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str, analysis: str
+    con: duckdb.DuckDBPyConnection,
+    tables: set[str],
+    dataset: str,
+    analysis: str,
+    labels: dict[str, str],
 ) -> list[dict[str, Any]] | None:
+    """Each model's AUC and its largest coefficients, labelled; a model whose concepts repeat an
+    earlier model's (the top-5 model is the full model's top 5) names it instead of a copy."""
     if "predictive" not in tables:
         return None
     found = rows(
@@ -282,11 +319,20 @@ def _predictive(
     )
     for r in found:
         try:
-            r["top_concepts"] = [list(x) for x in json.loads(r["top_concepts"] or "[]")][:10]
+            r["top_concepts"] = [list(x)[:2] for x in json.loads(r["top_concepts"] or "[]")][:10]
         except (json.JSONDecodeError, TypeError):
             r["top_concepts"] = []
+        for item in r["top_concepts"]:
+            item.append(labels.get(str(item[0]), ""))
     order = {"concepts": 0, "length": 1}
-    return sorted(found, key=lambda r: order.get(r["model"], 2)) or None
+    found = sorted(found, key=lambda r: order.get(r["model"], 2))
+    for i, r in enumerate(found):
+        ids = {c[0] for c in r["top_concepts"]}
+        r["same_as"] = next(
+            (o["model"] for o in found[:i] if ids and ids <= {c[0] for c in o["top_concepts"]}),
+            None,
+        )
+    return found or None
 
 
 # ---- decisions ---------------------------------------------------------------------------------
@@ -311,10 +357,14 @@ def _decisions(lake: Lake, dataset: str, labels: dict[str, str]) -> list[dict[st
         return None
     in_force = {d.ts for d in decision_log.current(lake, dataset)}
     undone = {d.undo_of for d in log if d.is_undo}
+    by_ts = {d.ts: d for d in log}
     out = []
     for d in log:
         if d.is_undo:
-            state = "undo"
+            withdrawn = by_ts.get(d.undo_of or -1.0)
+            what = f"the {withdrawn.action} of " if withdrawn else "the decision of "
+            when = time.gmtime(d.undo_of or 0)
+            state = "undo: withdraws " + what + time.strftime("%Y-%m-%d %H:%M", when)
         elif d.ts in undone:
             state = "withdrawn"
         else:

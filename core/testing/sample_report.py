@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from sculpt.lake import schemas
 from sculpt.lake.store import Lake, write_json_atomic
 from sculpt.plan import decisions
 
@@ -78,7 +79,7 @@ def write_sample(
     _write_scan(lake, dataset, pair_rows)
     _write_concepts(lake, dataset, pair_rows, n_concepts, bad, rng)
     _write_decisions(lake, dataset, bad)
-    _write_run(lake, dataset, bad)
+    _write_run(lake, dataset, bad, n_pairs)
 
 
 def _write_scan(lake: Lake, dataset: str, pairs: list[dict]) -> None:
@@ -243,6 +244,7 @@ def _write_hypotheses(
     )
     part = {"dataset": dataset, "analysis": "a1b2c3"}
     lake.replace_partition("hypotheses", part, pa.Table.from_pylist(hyps))
+    _write_findings(lake, part, [h for h in hyps if h["scope"] == "global"])
     lake.replace_partition(
         "predictive",
         part,
@@ -265,6 +267,73 @@ def _write_hypotheses(
     )
 
 
+def _write_findings(lake: Lake, part: dict[str, str], hyps: list[dict]) -> None:
+    """Findings over the global hypotheses: concept 3 repeats the flattering opener (an echo),
+    every other concept is a signal of its own."""
+    groups: list[list[dict]] = []
+    for h in hyps:
+        if h["hypothesis_id"] == "h3":
+            groups[0].append(h)
+        else:
+            groups.append([h])
+    findings, members = [], []
+    for rank, group in enumerate(groups, start=1):
+        anchor = group[0]
+        finding_id = f"finding:{anchor['concept_id']}"
+        share = 0.3 / rank
+        sign = -1 if anchor["lean"] == "rejected" else 1
+        findings.append(
+            {
+                "finding_id": finding_id,
+                "rank": rank,
+                "label": anchor["label"],
+                "label_concept": anchor["concept_id"],
+                "kinds": ",".join(sorted({h["kind"] for h in group})),
+                "members": json.dumps([h["concept_id"] for h in group]),
+                "n_members": len(group),
+                "lean": anchor["lean"],
+                "n": anchor["n"],
+                "n_in": anchor["n"] // 2,
+                "delta": sign * share,
+                "ci_lo": sign * share - 0.05,
+                "ci_hi": sign * share + 0.05,
+                "d": anchor["d"],
+                "z": anchor["z"],
+                "p": anchor["p"],
+                "q": anchor["q"],
+                "split_half_ok": anchor["split_half_ok"],
+                "delta_min": share * 0.8,
+                "delta_len": sign * share * 0.9,
+                "length_only": anchor["length_only"],
+                "chosen_share": 0.4 if sign > 0 else 0.4 - share,
+                "rejected_share": 0.4 - share if sign > 0 else 0.4,
+                "dense": False,
+                "template": False,
+            }
+        )
+        for position, h in enumerate(group):
+            members.append(
+                {
+                    "finding_id": finding_id,
+                    "concept_id": h["concept_id"],
+                    "position": position,
+                    "role": "anchor" if position == 0 else "echo",
+                    "kind": h["kind"],
+                    "label": h["label"],
+                    "agreement": 1.0 if position == 0 else 0.9,
+                    "hypothesis_id": h["hypothesis_id"],
+                    **{k: h[k] for k in ("delta", "ci_lo", "ci_hi", "d", "q", "split_half_ok")},
+                    **{k: h[k] for k in ("lean", "chosen_rate", "rejected_rate")},
+                    "dense": False,
+                    "template": False,
+                }
+            )
+    lake.replace_partition("findings", part, pa.Table.from_pylist(findings, schemas.FINDINGS))
+    lake.replace_partition(
+        "finding_members", part, pa.Table.from_pylist(members, schemas.FINDING_MEMBERS)
+    )
+
+
 def _write_decisions(lake: Lake, dataset: str, bad: str) -> None:
     first = decisions.record(
         lake,
@@ -279,22 +348,17 @@ def _write_decisions(lake: Lake, dataset: str, bad: str) -> None:
             ts=time.time() - 60,
         ),
     )
-    decisions.record(
+    review = decisions.record(
         lake,
         decisions.Decision(
             dataset, "lex:bold", "review", note="check later", author="ana", ts=time.time() - 30
         ),
     )
-    decisions.undo(
-        lake,
-        decisions.Decision(
-            dataset, "lex:bold", "review", note="", author="ana", ts=time.time() - 30
-        ),
-    )
+    decisions.undo(lake, review)
     del first
 
 
-def _write_run(lake: Lake, dataset: str, bad: str) -> None:
+def _write_run(lake: Lake, dataset: str, bad: str, n_pairs: int) -> None:
     run_dir = lake.root / "runs" / "run-shaped-1"
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "metrics.jsonl", "w") as fh:
@@ -306,6 +370,7 @@ def _write_run(lake: Lake, dataset: str, bad: str) -> None:
                         "loss": 0.69 / (1 + step / 10),
                         "rewards/margins": step / 40,
                         "rewards/accuracies": min(1, 0.5 + step / 60),
+                        "shaping/offset": -0.05 * (1 + (step % 5) / 5),
                     }
                 )
                 + "\n"
@@ -315,7 +380,11 @@ def _write_run(lake: Lake, dataset: str, bad: str) -> None:
             {
                 "concept_id": f"sae:{SAE_ID}:0",
                 "method": "reward_shaping",
-                "lambda": 0.5,
+                "action": "suppress",
+                "strength": 0.5,
+                "scope": "all",
+                "label": f"flattering opener {bad}",
+                "n_pairs": n_pairs,
                 "note": bad,
             }
         ]

@@ -82,9 +82,10 @@ def compile_pattern(pattern: str) -> Any:
         except re.error as py_exc:
             raise PatternError(str(py_exc)) from None
         raise PatternError(
-            f"{why}: sculpt runs regexes on RE2, which takes time linear in the text and so has "
-            "no lookarounds, backreferences, possessive or atomic groups; rewrite it without "
-            f"them (a group (?P<{SKIP_GROUP}>…) marks matches not to count)"
+            f"RE2 cannot run it: {why}; sculpt matches on RE2, in time linear in the text, so "
+            "there are no lookarounds, backreferences, possessive or atomic groups, and "
+            "repeats stop at {1000}; rewrite it without them (a group "
+            f"(?P<{SKIP_GROUP}>…) marks matches not to count)"
         ) from None
 
 

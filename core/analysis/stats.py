@@ -51,10 +51,8 @@ def informative(m: sp.csc_matrix) -> np.ndarray:
     """Columns that carry information: every difference finite and at least one nonzero. The rest
     are reported as untested and are not counted among the BH tests."""
     bad = ~np.isfinite(m.data)
-    columns = np.repeat(np.arange(m.shape[1]), np.diff(m.indptr))
-    broken = np.bincount(columns[bad], minlength=m.shape[1]) > 0
-    nonzero = np.bincount(columns[~bad & (m.data != 0)], minlength=m.shape[1]) > 0
-    return nonzero & ~broken
+    broken = _count_by_column(m, bad) > 0
+    return (_count_by_column(m, ~bad & (m.data != 0)) > 0) & ~broken
 
 
 def _finite(m: sp.csc_matrix) -> sp.csc_matrix:
@@ -231,12 +229,14 @@ def length_controlled(
     m = _csc(u)
     n = m.shape[0]
     x = np.column_stack([np.ones(n), length_basis(chosen_len, rejected_len)])
-    gram = x.T @ x
+    # einsum, not BLAS: these products take milliseconds either way, and threaded BLAS on a tall
+    # thin matrix stalls for seconds when the cores are shared
+    gram = np.einsum("nk,nj->kj", x, x)
     inv = np.linalg.pinv(gram, rcond=1e-10, hermitian=True)
     rank = int(np.linalg.matrix_rank(gram, hermitian=True))
     s2 = _colsum(m.power(2))
     xtu = np.asarray(m.T @ x).T  # K × C
-    coef = inv @ xtu
+    coef = np.einsum("kj,jc->kc", inv, xtu)
     rss = np.maximum(s2 - np.einsum("kc,kc->c", coef, xtu), 0.0)
     se = np.sqrt(rss / max(n - rank, 1) * max(inv[0, 0], 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -325,11 +325,15 @@ def global_lean(
 
 def _is_binary(m: sp.csc_matrix) -> np.ndarray:
     """Columns whose nonzero differences are all ±1 (a firing indicator's difference)."""
-    nonzero = m.data != 0
-    unit = np.concatenate([[0], np.cumsum(np.abs(m.data) == 1.0)])[m.indptr]
-    present = np.concatenate([[0], np.cumsum(nonzero)])[m.indptr]
-    counts = np.diff(present)
-    return (np.diff(unit) == counts) & (counts > 0)
+    data = m.data
+    off_unit = _count_by_column(m, (data != 0) & (np.abs(data) != 1.0))
+    return (off_unit == 0) & (_count_by_column(m, data != 0) > 0)
+
+
+def _count_by_column(m: sp.csc_matrix, mask: np.ndarray) -> np.ndarray:
+    """Per column, how many of its stored entries `mask` marks (empty columns count 0)."""
+    running = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+    return np.diff(running[m.indptr])
 
 
 def _rates(

@@ -222,3 +222,75 @@ def test_a_decision_on_a_finding_covers_its_members(
     )
     out = capsys.readouterr().out
     assert f"{bold['finding_id']} (markdown bold spans): {shaped.concept_id} drives shaping" in out
+
+
+def _hypothesis(concept_id: str, kind: str, chosen_rate: float, rejected_rate: float) -> dict:
+    return {
+        "hypothesis_id": f"global/{concept_id}",
+        "concept_id": concept_id,
+        "kind": kind,
+        "label": concept_id,
+        "chosen_rate": chosen_rate,
+        "rejected_rate": rejected_rate,
+        **dict.fromkeys(("delta", "ci_lo", "ci_hi", "d", "q"), 0.0),
+        "split_half_ok": True,
+        "lean": "chosen",
+    }
+
+
+def test_dense_and_template_features_rank_below_content() -> None:
+    from sculpt.analysis.findings import ConceptInfo, compute_findings
+
+    rng = np.random.default_rng(0)
+    n = 300
+    content = (rng.random(n) < 0.15).astype(float)  # a modest lean: chosen only, 15% of pairs
+    dense = rng.normal(0.8, 1.0, n)  # fires everywhere, leans strongly
+    template = (rng.random(n) < 0.6).astype(float) * rng.uniform(1, 3, n)
+    hypotheses = pa.Table.from_pylist(
+        [
+            _hypothesis("lex:content", "lexical", 0.15, 0.0),
+            _hypothesis("sae:s:1", "sae_feature", 1.0, 0.99),
+            _hypothesis("sae:s:2", "sae_feature", 0.6, 0.3),
+        ]
+    )
+    info = ConceptInfo(["content", "dense", "template"], np.array([False, False, True]))
+    u = np.column_stack([content, dense, template])
+    findings, members = compute_findings(hypotheses, u, info, n_boot=200, n_perm=2000)
+    rows = findings.to_pylist()
+    assert [r["label_concept"] for r in rows] == ["lex:content", "sae:s:1", "sae:s:2"] or [
+        r["label_concept"] for r in rows
+    ] == ["lex:content", "sae:s:2", "sae:s:1"]
+    assert rows[1]["p"] < rows[0]["p"] and rows[2]["p"] < rows[0]["p"]  # stronger, ranked below
+    flags = {r["label_concept"]: (r["dense"], r["template"]) for r in rows}
+    assert flags == {
+        "lex:content": (False, False),
+        "sae:s:1": (True, False),
+        "sae:s:2": (False, True),
+    }
+    assert members.num_rows == 3
+
+
+def test_feature_labels_read_as_text_and_template_features_say_so() -> None:
+    from sculpt.sae.cards import context_label, feature_label, strip_special, template_driven
+
+    def ctx(before: str, token: str, after: str, side: str = "chosen", act: float = 1.0) -> dict:
+        return {
+            "text_before": before,
+            "token": token,
+            "text_after": after,
+            "side": side,
+            "act": act,
+        }
+
+    bold = [ctx("Water it when", " **", "the top inch** is dry.")] * 3
+    assert context_label(bold) == "…Water it when **the top inch**…"
+    assert feature_label(bold, [["**", 3.0], ["one", 2.0]]) == (
+        "…Water it when **the top inch**…",
+        "context",
+    )
+    ends = [ctx("Hope that helps.", "<|im_end|>", "\n"), ctx("<|im_end|>", "\n", "")] * 2
+    assert template_driven(ends) and feature_label(ends, [])[0] == "chat-template tokens"
+    system = [ctx("<|im_start|>system\n", "You", " are a helpful", side="prompt")]
+    assert template_driven(system)
+    assert strip_special("<|im_start|>assistant\nHi there<|im_end|>\n") == "Hi there\n"
+    assert not template_driven(bold)

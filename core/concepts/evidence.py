@@ -97,9 +97,11 @@ def highlight_pattern(concept_row: dict[str, Any]) -> re.Pattern[str] | None:
     pattern = source.get("pattern") if isinstance(source, dict) else None
     if not isinstance(pattern, str) or not pattern:
         return None
-    try:
-        return re.compile(pattern, re.MULTILINE)  # as sculpt.concepts.lexical compiles it
-    except re.error:
+    from sculpt.concepts.lexical import PatternError, stored_detector
+
+    try:  # the engine lexical scores with (RE2, linear in the text), built-ins as defined today
+        return stored_detector(concept_id, source).compiled()
+    except PatternError:
         return None
 
 
@@ -532,7 +534,9 @@ def matches(pattern: re.Pattern[str] | None, text: str | None) -> list[tuple[int
     """Spans of the pattern's non-empty matches in `text` (at most 50)."""
     if pattern is None or not text:
         return []
-    return [m.span() for m in pattern.finditer(text) if m.end() > m.start()][:50]
+    skip = pattern.groupindex.get("skip")  # lexical's stand-in for a negative lookahead
+    spans = (m.span() for m in pattern.finditer(text) if skip is None or m.start(skip) < 0)
+    return [(lo, hi) for lo, hi in spans if hi > lo][:50]
 
 
 def token_segments(tokens: list[str], hot: set[int]) -> Segments:

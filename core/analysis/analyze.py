@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from sculpt.analysis.conditional import Views, concept_rows, conditional_views, settings_for
 from sculpt.analysis.config import STAGE, AnalyzeConfig
+from sculpt.analysis.findings import write_findings
 from sculpt.analysis.inputs import (
     SIDES,
     ConceptScores,
@@ -25,7 +26,6 @@ from sculpt.analysis.inputs import (
     read_pairs,
     read_sae,
 )
-from sculpt.analysis.findings import write_findings
 from sculpt.analysis.predictive import predictive_power
 from sculpt.analysis.stats import global_lean
 from sculpt.errors import UserError

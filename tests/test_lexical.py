@@ -223,3 +223,19 @@ def test_fightin_words_finds_the_planted_ngrams(tmp_path: Path) -> None:
         .as_py()
         == 30
     )
+
+
+def test_highlights_mark_what_the_detector_counts() -> None:
+    """The TUI and the report mark matches with the scoring engine (a stored built-in by today's
+    definition), so a crafted response can't stall a pair view either."""
+    from sculpt.concepts.evidence import highlight_pattern, matches
+
+    def marks(concept_id: str, pattern: str, text: str) -> list[tuple[int, int]]:
+        source = {"pattern": pattern, "builtin": concept_id.removeprefix("lex:") in BUILTIN}
+        row = {"concept_id": concept_id, "source": json.dumps(source)}
+        return matches(highlight_pattern(row), text)
+
+    assert marks("lex:bold", BUILTIN["bold"].pattern, "a **b** c") == [(2, 7)]
+    assert marks("lex:bold", r"\*\*(?=\S)[^\n]+?(?<=\S)\*\*", "a **b** c") == [(2, 7)]
+    assert marks("lex:exclamation", BUILTIN["exclamation"].pattern, "x != y!") == [(6, 7)]
+    assert marks("lex:hype", "amazing", "so amazing") == [(3, 10)]

@@ -11,7 +11,14 @@ A hypothesis recovers a planted concept when its per-pair gap correlates with th
 
 `--together` plants every concept into its own disjoint share of one dataset, so the SAE route
 scans HH-RLHF once; each concept is then also ranked with the other planted concepts' hypotheses
-left out (`distinct`), since five planted concepts compete for the same five places.
+left out (`distinct`), since five planted concepts compete for the same five places. Then the
+findings (one per distinct signal): each planted concept should be exactly one of the top 5
+findings; on the SAE route, also with the SAE features alone (no lexical or n-gram concepts), each
+found as a finding that holds an SAE feature. `--null` adds a coin-flip null of the planted
+dataset (sides swapped per pair, span features with them: no second scan), which should yield no
+finding at q < 0.05 beyond the FDR level.
+
+    .venv/bin/python bench/planted.py --route lexical sae --together --null --pairs 400
 """
 
 from __future__ import annotations
@@ -140,22 +147,14 @@ SIDED = ("spans", "span_features", "token_features")
 """Tables of per-side rows that a coin-flip null swaps along with the pair's responses."""
 
 
-def null_check(lake: Lake, source: str, route: str, seed: int, alpha: float = 0.05) -> int:
-    """A coin-flip null of `source`: each pair's chosen and rejected swapped with probability ½
-    (its span features swapped with them, so the SAE route needs no second scan), concepts
-    scored again, analyzed; prints the findings and hypotheses at q < alpha, returns the first."""
-    import random
-
-    from sculpt.concepts.ngrams import NgramConfig, discover_ngrams
-
-    dataset = f"{source}-null"
+def copy_dataset(lake: Lake, source: str, target: str, flipped: set[str]) -> str | None:
+    """`source` as `target` with the pairs in `flipped` swapped (chosen ↔ rejected, their spans
+    and SAE features with them) and no lexical or n-gram concepts yet; returns the SAE id."""
     pairs = lake.read("pairs", {"dataset": source}).drop(["schema_version"]).to_pylist()
-    rng = random.Random(seed)
-    flipped = {p["pair_id"] for p in pairs if rng.random() < 0.5}
     for p in pairs:
         if p["pair_id"] in flipped:
             p["chosen"], p["rejected"] = p["rejected"], p["chosen"]
-    lake.replace_partition("pairs", {"dataset": dataset}, pa.Table.from_pylist(pairs))
+    lake.replace_partition("pairs", {"dataset": target}, pa.Table.from_pylist(pairs))
     swap = {"chosen": "rejected", "rejected": "chosen"}
     for table in SIDED:
         base = lake.partition_dir(table, {"dataset": source})
@@ -165,30 +164,52 @@ def null_check(lake: Lake, source: str, route: str, seed: int, alpha: float = 0.
             ids, sides = rows.column("pair_id").to_pylist(), rows.column("side").to_pylist()
             sides = [swap.get(s, s) if i in flipped else s for i, s in zip(ids, sides, strict=True)]
             rows = rows.set_column(rows.schema.get_field_index("side"), "side", pa.array(sides))
-            lake.replace_partition(table, {"dataset": dataset, key: value}, rows)
+            lake.replace_partition(table, {"dataset": target, key: value}, rows)
     concepts = lake.partition_dir("concepts", {"dataset": source})
     for folder in sorted(concepts.glob("family=sae-*")) if concepts.exists() else []:
         family = folder.name.split("=", 1)[1]
         rows = lake.read("concepts", {"dataset": source, "family": family})
         lake.replace_partition(
-            "concepts", {"dataset": dataset, "family": family}, rows.drop(["schema_version"])
+            "concepts", {"dataset": target, "family": family}, rows.drop(["schema_version"])
         )
+    saes = lake.partition_dir("span_features", {"dataset": target})
+    found = sorted(p.name.split("=", 1)[1] for p in saes.glob("sae=*")) if saes.exists() else []
+    return found[0] if found else None
+
+
+def sae_alone_check(lake: Lake, source: str, names: list[str], seed: int) -> tuple[int, int]:
+    """The SAE route alone: the planted dataset's SAE features (and feature clusters) analyzed
+    without lexical or n-gram concepts, so every finding is SAE features; the known answer on
+    them."""
+    dataset = f"{source}-sae"
+    sae = copy_dataset(lake, source, dataset, set())
+    analyze(lake, dataset, AnalyzeConfig(seed=seed, sae=sae), progress=False)
+    return findings_check(lake, dataset, names, "sae alone")
+
+
+def null_check(lake: Lake, source: str, route: str, seed: int, alpha: float = 0.05) -> int:
+    """A coin-flip null of `source`: each pair's chosen and rejected swapped with probability ½
+    (its span features swapped with them, so the SAE route needs no second scan), concepts
+    scored again, analyzed; prints the findings and hypotheses at q < alpha, returns the first."""
+    import random
+
+    from sculpt.concepts.ngrams import NgramConfig, discover_ngrams
+
+    dataset = f"{source}-null"
+    ids = lake.read("pairs", {"dataset": source}).column("pair_id").to_pylist()
+    rng = random.Random(seed)
+    flipped = {p for p in ids if rng.random() < 0.5}
+    sae = copy_dataset(lake, source, dataset, flipped)
     score_lexical(lake, dataset)
-    sae = None
     if route == "sae":
         discover_ngrams(lake, dataset, NgramConfig())
-        saes = sorted(
-            p.name.split("=", 1)[1]
-            for p in lake.partition_dir("span_features", {"dataset": dataset}).glob("sae=*")
-        )
-        sae = saes[0] if saes else None
     analyze(lake, dataset, AnalyzeConfig(seed=seed, sae=sae), progress=False)
     findings = read_findings(lake, dataset)
     hypotheses = read_hypotheses(lake, dataset, scope="global")
     hits = [f for f in findings if f["q"] is not None and f["q"] < alpha]
     wrong = sum(1 for h in hypotheses if h["q"] is not None and h["q"] < alpha)
     print(
-        f"[{route}] coin-flip null ({len(flipped)} of {len(pairs)} pairs swapped): "
+        f"[{route}] coin-flip null ({len(flipped)} of {len(ids)} pairs swapped): "
         f"{len(hits)} of {len(findings)} findings at q < {alpha} "
         f"(BH keeps P(any) ≤ {alpha} under a complete null); {wrong} of {len(hypotheses)} "
         "hypotheses"
@@ -280,6 +301,8 @@ def main() -> None:
         )
         if args.together:
             findings_check(lake, "hh-planted", args.concepts, route)
+            if route == "sae":
+                sae_alone_check(lake, "hh-planted", args.concepts, args.seed)
             if args.null:
                 null_check(lake, "hh-planted", route, args.seed)
         demo = [] if args.no_demo else demo_recall(lake, route, args.seed, args.model)

@@ -28,8 +28,9 @@ SMALL, LARGE = (80, 24), (160, 48)
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Without findings: the list is every hypothesis (as for an analysis before findings)."""
     root = tmp_path_factory.mktemp("lake")
-    build_sample_lake(root, n_pairs=120, n_hypotheses=400, seed=1)
+    build_sample_lake(root, n_pairs=120, n_hypotheses=400, seed=1, findings=False)
     return root
 
 
@@ -525,3 +526,88 @@ def test_filter_form_says_split_half_state_in_words(lake: Lake) -> None:
         assert "✓ consistent only" in screen_text(pilot.app)
 
     drive(lake, SMALL, scenario)
+
+
+@pytest.fixture
+def findings_lake(tmp_path: Path) -> Lake:
+    lake = Lake.open(tmp_path / "findings")
+    build_sample_lake(lake.root, n_pairs=120, n_hypotheses=400, seed=1)
+    return lake
+
+
+def test_list_is_findings_each_expandable_to_its_members(findings_lake: Lake) -> None:
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        n_findings = findings_lake.sql("select count(*) as n from findings")["n"][0].as_py()
+        assert screen.findings_view and screen.total == n_findings
+        assert f"{min(n_findings, 100)} of {n_findings} findings" in screen_text(pilot.app)
+        apology = next(i for i, r in enumerate(screen.rows) if r["n_members"] == 4)
+        screen.query_one("#table").move_cursor(row=apology)
+        await pilot.press("space")
+        await until(pilot, lambda: "└ apology" in screen_text(pilot.app), "members")
+        members = [r for r in screen.shown if r["scope"] == "member"]
+        assert {r["concept_id"] for r in members} == set(screen.rows[apology]["members"])
+        assert "▾ 4" in screen_text(pilot.app)
+        await pilot.press("space")  # collapses again
+        await until(pilot, lambda: "└ apology" not in screen_text(pilot.app), "collapsed")
+        n = screen.loads
+        await pilot.press("v")  # every hypothesis instead
+        await loaded(pilot, n)
+        assert not screen.findings_view and screen.total == 400
+
+    drive(findings_lake, SMALL, scenario)
+
+
+def test_a_decision_on_a_finding_covers_its_members_and_undo_the_same(
+    findings_lake: Lake,
+) -> None:
+    # an older decision on one concept (as logged before findings) keeps working
+    decisions_before = Decision("demo", "lex:bold", "review", ts=time.time() - 100)
+    findings_lake.append_log("decisions", [decisions_before.__dict__])
+
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        table = screen.query_one("#table")
+        apology = next(i for i, r in enumerate(screen.rows) if r["n_members"] == 4)
+        finding = screen.rows[apology]
+        table.move_cursor(row=apology)
+        await pilot.press("space")
+        await until(pilot, lambda: "└ apology" in screen_text(pilot.app), "members")
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(pilot.app.screen, DecisionForm), "form")
+        assert "the finding and its 4 concept(s)" in screen_text(pilot.app)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, HypothesesScreen), "saved")
+        await pilot.pause()
+        logged = history(findings_lake, "demo")[-1]
+        assert logged.concept_id == finding["hypothesis_id"] and logged.hypothesis_id is None
+        rows = screen_text(pilot.app).splitlines()
+        covered = [line for line in rows if "└" in line]
+        assert len(covered) == 4 and all("✗ suppressed" in line for line in covered)
+        assert screen.book.for_row("lex:bold", None, None).action == "review"  # still in force
+        await pilot.press("u")
+        await pilot.pause()
+        rows = screen_text(pilot.app).splitlines()
+        assert not any("✗ suppressed" in line for line in rows)
+        assert history(findings_lake, "demo")[-1].action == "undo"
+        assert [d.concept_id for d in current(findings_lake, "demo")] == ["lex:bold"]
+
+    drive(findings_lake, SMALL, scenario)
+
+
+def test_a_card_opened_from_a_finding_decides_on_the_finding(findings_lake: Lake) -> None:
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        index = next(i for i, r in enumerate(screen.rows) if r["n_members"] == 2)
+        screen.query_one("#table").move_cursor(row=index)
+        await pilot.press("enter")
+        await until(
+            pilot, lambda: "a decision here covers" in content(pilot.app, "#card-head"), "card"
+        )
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(pilot.app.screen, DecisionForm), "form")
+        await pilot.press("enter")
+        await until(pilot, lambda: "✓ allowed" in content(pilot.app, "#card-head"), "badge")
+        assert history(findings_lake, "demo")[-1].concept_id == screen.rows[index]["hypothesis_id"]
+
+    drive(findings_lake, SMALL, scenario)

@@ -46,7 +46,7 @@ class TriageApp(App[None]):
     def open_lake(self) -> None:
         """Connect DuckDB and read the decision log (slow-ish: called from a worker thread)."""
         self.data = TriageData(self.lake, self.dataset, self.analysis)
-        self.book = DecisionBook(self.lake, self.dataset)
+        self.book = DecisionBook(self.lake, self.dataset, self.data.finding_covers())
         self.opened = True
 
     def on_unmount(self) -> None:

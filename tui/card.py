@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
 
 from sculpt.concepts import evidence
+from sculpt.plan.decisions import Decision
 from sculpt.tui.decide import DecidingScreen, Target, badge
 from sculpt.tui.keys import bindings
 from sculpt.tui.table import fmt, fmt_delta, fmt_q, scope_cell
@@ -145,9 +146,11 @@ class ConceptCard(DecidingScreen):
     KEYS_SCREEN = "card"
     BINDINGS = bindings("card")
 
-    def __init__(self, row: dict[str, Any]) -> None:
+    def __init__(self, row: dict[str, Any], target: Target | None = None) -> None:
         super().__init__()
         self.row = row
+        self.target = target or Target.of_row(row)
+        """What a decision here acts on: the hypothesis, or the finding it is the anchor of."""
         self.concept: dict[str, Any] = {"concept_id": row["concept_id"]}
         self.names: dict[int | None, str] = {}
 
@@ -198,8 +201,16 @@ class ConceptCard(DecidingScreen):
 
     def header_text(self) -> Text:
         row = self.row
-        decision = self.book.for_row(row["concept_id"], row["hypothesis_id"], row["data_cluster"])
+        decision = self.decision_in_force()
         text = Text()
+        if self.target.members:
+            text.append("finding ", "dim")
+            text.append(one_line(self.target.label), "bold")
+            text.append(
+                f" · {self.target.members} concept(s) carry it; a decision here covers them "
+                "all · its anchor's evidence:\n",
+                "dim",
+            )
         text.append(one_line(row["label"] or row["concept_id"]), "bold")
         text.append(f"  [{badge(decision) if decision else 'undecided'}]\n")
         kind = one_line(row["kind"] or self.concept.get("kind", "?"))
@@ -271,8 +282,14 @@ class ConceptCard(DecidingScreen):
             text.append(f"({one_line(r['concept_id'])})\n")
         self.query_one("#card-correlated", Static).update(text)
 
+    def decision_in_force(self) -> Decision | None:
+        if self.target.members:
+            return self.book.for_row(self.target.concept_id, None, None)
+        row = self.row
+        return self.book.for_row(row["concept_id"], row["hypothesis_id"], row["data_cluster"])
+
     def decision_target(self) -> Target | None:
-        return Target.of_row(self.row)
+        return self.target
 
     def decisions_changed(self) -> None:
         self.query_one("#card-head", Static).update(self.header_text())
@@ -283,7 +300,7 @@ class ConceptCard(DecidingScreen):
     def action_open_pairs(self) -> None:
         from sculpt.tui.pairs import PairViewer
 
-        self.app.push_screen(PairViewer(self.row))
+        self.app.push_screen(PairViewer(self.row, target=self.target))
 
     def action_back(self) -> None:
         self.app.pop_screen()

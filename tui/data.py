@@ -4,6 +4,7 @@ sort and pages, never a whole table in Python. It is the `Reader` that a concept
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,18 @@ ROW_COLUMNS = (
 )
 
 
+FINDINGS_VIEW = (
+    "create view find_src as select finding_id as hypothesis_id, 'finding' as scope, "
+    "finding_id as concept_id, label, kinds as kind, cast(null as integer) as data_cluster, n, "
+    "n_in, delta, ci_lo, ci_hi, d, q, split_half_ok, delta_min, length_only, lean, "
+    "chosen_share as chosen_rate, rejected_share as rejected_rate, rank, n_members, members, "
+    "label_concept, lower(coalesce(label, '') || ' ' || members) as search "
+    "from findings where {where}"
+)
+"""Findings as rows of the hypotheses table's shape (`chosen_rate` = share of pairs whose
+evidence favours chosen), so one table, sort and filter code shows both."""
+
+
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -62,20 +75,27 @@ class Filters:
     split_half_only: bool = False
     text: str = ""
 
-    def where(self, cached: bool = True) -> tuple[str, list[Any]]:
-        """SQL and parameters; `cached` searches the per-concept text table, else the view."""
+    def where(self, cached: bool = True, findings: bool = False) -> tuple[str, list[Any]]:
+        """SQL and parameters; `cached` searches the per-concept text table, else the view;
+        `findings` narrows the findings list (no scope; a kind is any member's)."""
         clauses, params = ["true"], []
-        for column in ("scope", "lean", "kind"):
+        for column in ("lean",) if findings else ("scope", "lean", "kind"):
             value = getattr(self, column)
             if value:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if findings and self.kind:
+            clauses.append("contains(kind, ?)")
+            params.append(self.kind)
         if self.q_max is not None:
             clauses.append("q <= ?")
             params.append(self.q_max)
         if self.split_half_only:
             clauses.append("split_half_ok")
-        if self.text.strip():
+        if self.text.strip() and findings:
+            clauses.append("contains(search, ?)")
+            params.append(self.text.strip().lower())
+        elif self.text.strip():
             if cached:  # one row per concept, not per hypothesis: ~10x less text to scan
                 clauses.append(
                     "ckey in (select ckey from concept_search where contains(search, ?))"
@@ -127,6 +147,8 @@ class Page:
     total: int
     filters: Filters
     sort: Sort
+    findings: bool = False
+    """Rows are findings (else hypotheses)."""
 
 
 class TriageData:
@@ -143,11 +165,18 @@ class TriageData:
         self._lock = threading.Lock()
         self._cluster_names: dict[int, str] | None = None
         self.source = "hyp_src"
+        self.has_findings = False
+        """The analysis grouped its concepts into findings: the list shows those first."""
         if self.analysis is not None:
-            self.con.execute(
-                f"create view hyp_src as select * from hypotheses where dataset = "
-                f"{_quote(slug(dataset))} and analysis = {_quote(self.analysis)}"
-            )
+            where = f"dataset = {_quote(slug(dataset))} and analysis = {_quote(self.analysis)}"
+            self.con.execute(f"create view hyp_src as select * from hypotheses where {where}")
+            if {"findings", "finding_members"} <= self.tables:
+                self.con.execute(FINDINGS_VIEW.format(where=where))
+                self.con.execute(
+                    f"create view members_src as select * from finding_members where {where}"
+                )
+                found = self.query("select count(*) as n from find_src", cancellable=False)
+                self.has_findings = bool(found[0]["n"])
 
     # ---- plumbing -------------------------------------------------------------------------
     def query(
@@ -225,7 +254,17 @@ class TriageData:
         self.source = "hyp_cache"
 
     # ---- the hypotheses table ---------------------------------------------------------------
-    def page(self, filters: Filters, sort: Sort, offset: int = 0, limit: int = PAGE_SIZE) -> Page:
+    def page(
+        self,
+        filters: Filters,
+        sort: Sort,
+        offset: int = 0,
+        limit: int = PAGE_SIZE,
+        findings: bool = False,
+    ) -> Page:
+        """One page of hypotheses, or of findings (as rows of the same shape) with `findings`."""
+        if findings:
+            return self._findings_page(filters, sort, offset, limit)
         source = self.source
         where, params = filters.where(cached=source == "hyp_cache")
         # sort narrow (row ids), then fetch the few whole rows: a top-N that carries every
@@ -246,6 +285,48 @@ class TriageData:
                 None if row["kind"] is None else str(row["kind"]),
             )
         return Page(rows, offset, int(total), filters, sort)
+
+    def _findings_page(self, filters: Filters, sort: Sort, offset: int, limit: int) -> Page:
+        where, params = filters.where(cached=False, findings=True)
+        order = sort.sql("hypothesis_id")
+        rows = self.query(
+            f"select * exclude (search) from find_src where {where} order by {order} "
+            f"limit {int(limit)} offset {int(offset)}",
+            params,
+        )
+        total = self.query(f"select count(*) as n from find_src where {where}", params)[0]["n"]
+        for row in rows:
+            row["members"] = json.loads(row["members"] or "[]")
+        return Page(rows, offset, int(total), filters, sort, findings=True)
+
+    def members(self, finding_id: str) -> list[dict[str, Any]]:
+        """A finding's members, anchor first, as rows of the hypotheses table's shape."""
+        rows = self.query(
+            "select concept_id, position, role, kind, label, agreement, hypothesis_id as hyp, "
+            "delta, ci_lo, ci_hi, d, q, split_half_ok, lean, chosen_rate, rejected_rate "
+            "from members_src where finding_id = ? order by position",
+            [finding_id],
+        )
+        for r in rows:
+            r.update(
+                hypothesis_id=f"m:{finding_id}:{r['concept_id']}",
+                scope="member",
+                finding_id=finding_id,
+                data_cluster=None,
+                n=None,
+                n_in=None,
+                delta_min=None,
+                length_only=False,
+                rank=None,
+            )
+        return rows
+
+    def finding_covers(self) -> dict[str, str]:
+        """Member concept id → the finding that covers it (a decision on it covers them)."""
+        if not self.has_findings:
+            return {}
+        found = self.query("select concept_id, finding_id from members_src", cancellable=False)
+        return {r["concept_id"]: r["finding_id"] for r in found}
 
     def hypotheses_for(self, concept_id: str) -> list[dict[str, Any]]:
         return self.query(

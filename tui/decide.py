@@ -58,10 +58,23 @@ class Target:
     label: str
     hypothesis_id: str | None = None
     data_cluster: int | None = None
+    members: int = 0
+    """A finding (`finding:<anchor>`): how many concepts the decision covers."""
 
     @classmethod
     def of_row(cls, row: dict) -> Target:
-        """The target of a hypotheses row; a conditional one is scoped to its data cluster."""
+        """The target of a row: a finding (covering its members), a concept (a finding's member
+        or a global hypothesis), or a conditional hypothesis, scoped to its data cluster."""
+        if row["scope"] == "finding":
+            return cls(
+                row["concept_id"],
+                row["label"] or row["concept_id"],
+                None,
+                None,
+                int(row.get("n_members") or 0),
+            )
+        if row["scope"] == "member":
+            return cls(row["concept_id"], row["label"] or row["concept_id"])
         return cls(
             row["concept_id"],
             row["label"] or row["concept_id"],
@@ -73,8 +86,10 @@ class Target:
 class DecisionBook:
     """Decisions in force for one dataset, re-read from the lake's log after every write."""
 
-    def __init__(self, lake: Lake, dataset: str) -> None:
+    def __init__(self, lake: Lake, dataset: str, covers: dict[str, str] | None = None) -> None:
         self.lake, self.dataset = lake, dataset
+        self.covers = dict(covers or {})
+        """Member concept id → its finding: a decision on the finding governs the member too."""
         self.session: list[Decision] = []
         self.refresh()
 
@@ -88,7 +103,19 @@ class DecisionBook:
     def for_row(
         self, concept_id: str, hypothesis_id: str | None, data_cluster: int | None
     ) -> Decision | None:
-        """The decision that governs a row: its own, else its concept's in its cluster, else all."""
+        """The decision that governs a row: its own, else its concept's in its cluster, else all;
+        a decision on the concept's finding covers it too (the newer of the two wins, as in
+        `sculpt plan`)."""
+        own = self._own(concept_id, hypothesis_id, data_cluster)
+        finding = self.covers.get(concept_id)
+        covering = self._by_concept.get((finding, "all")) if finding else None
+        if own is None or (covering is not None and covering.ts > own.ts):
+            return covering
+        return own
+
+    def _own(
+        self, concept_id: str, hypothesis_id: str | None, data_cluster: int | None
+    ) -> Decision | None:
         if hypothesis_id in self._by_hypothesis:
             return self._by_hypothesis[hypothesis_id]
         if data_cluster is not None and (concept_id, f"cluster:{data_cluster}") in self._by_concept:
@@ -124,6 +151,8 @@ class DecisionBook:
 def scope_choices(target: Target) -> list[tuple[str, str]]:
     """What a decision can apply to, only choices that differ: a global hypothesis is its
     concept everywhere; a conditional one is itself, its concept in that cluster, or everywhere."""
+    if target.members:
+        return [(f"the finding and its {target.members} concept(s), everywhere", "concept")]
     if target.data_cluster is None:
         return [("the concept, everywhere (all pairs)", "concept")]
     k = target.data_cluster

@@ -43,6 +43,12 @@ class HypothesesLoaded(Message):
         self.page, self.mode = page, mode
 
 
+class MembersLoaded(Message):
+    def __init__(self, finding_id: str, members: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.finding_id, self.members = finding_id, members
+
+
 class HypothesesFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
@@ -68,6 +74,12 @@ class HypothesesScreen(DecidingScreen):
         super().__init__()
         self.filters, self.sort = Filters(), Sort()
         self.rows: list[dict[str, Any]] = []
+        """The loaded page(s): findings, or hypotheses."""
+        self.findings_view = False
+        """The list shows findings (one row per distinct signal), each expandable to members."""
+        self.expanded: dict[str, list[dict[str, Any]]] = {}
+        self.shown: list[dict[str, Any]] = []
+        """What the table shows, row for row: the rows, each expanded finding's members below it."""
         self.window_start = 0
         """Position of rows[0] among every matching row (End loads the last page alone)."""
         self.total = 0
@@ -117,6 +129,7 @@ class HypothesesScreen(DecidingScreen):
             return
         self.query_one("#message").display = False
         self.query_one(DataTable).focus()
+        self.findings_view = data.has_findings
         self.reload()
 
     # ---- loading -----------------------------------------------------------------------------
@@ -135,13 +148,15 @@ class HypothesesScreen(DecidingScreen):
             limit = self.window_start - offset
         elif mode == "end":
             offset = max(0, self.total - PAGE_SIZE)
-        self.load_page(self.filters, self.sort, offset, limit, mode)
+        self.load_page(self.filters, self.sort, offset, limit, mode, self.findings_view)
 
     @work(thread=True, exclusive=True, group="page")
-    def load_page(self, filters: Filters, sort: Sort, offset: int, limit: int, mode: Mode) -> None:
+    def load_page(
+        self, filters: Filters, sort: Sort, offset: int, limit: int, mode: Mode, findings: bool
+    ) -> None:
         worker = get_current_worker()
         try:
-            page = self.data.page(filters, sort, offset, limit)
+            page = self.data.page(filters, sort, offset, limit, findings=findings)
         except duckdb.Error as exc:
             if not worker.is_cancelled:
                 self.post_message(HypothesesFailed(str(exc).splitlines()[0]))
@@ -168,7 +183,11 @@ class HypothesesScreen(DecidingScreen):
 
     def on_hypotheses_loaded(self, message: HypothesesLoaded) -> None:
         page = message.page
-        if page.filters != self.filters or page.sort != self.sort:
+        if (
+            page.filters != self.filters
+            or page.sort != self.sort
+            or page.findings != self.findings_view
+        ):
             return  # a newer request is on its way
         self._hide_spinner()
         cursor = self.query_one(DataTable).cursor_row
@@ -178,6 +197,7 @@ class HypothesesScreen(DecidingScreen):
             self.rows, cursor = page.rows + self.rows, cursor + len(page.rows)
         else:
             self.rows, self.window_start = list(page.rows), page.offset
+            self.expanded = {}
             cursor = len(self.rows) - 1 if message.mode == "end" else 0
         if message.mode == "prepend":
             self.window_start = page.offset
@@ -210,13 +230,18 @@ class HypothesesScreen(DecidingScreen):
         else:
             table.clear()
         book = self.book
+        self.shown = []
         for row in self.rows:
+            self.shown.append(row)
+            self.shown.extend(self.expanded.get(row["hypothesis_id"], []))
+        for row in self.shown:
             decision = badge(
                 book.for_row(row["concept_id"], row["hypothesis_id"], row["data_cluster"])
             )
-            table.add_row(row_line(row, decision, columns), key=row["hypothesis_id"])
-        if self.rows:
-            table.move_cursor(row=max(0, min(cursor, len(self.rows) - 1)), animate=False)
+            expanded = row["hypothesis_id"] in self.expanded
+            table.add_row(row_line(row, decision, columns, expanded), key=row["hypothesis_id"])
+        if self.shown:
+            table.move_cursor(row=max(0, min(cursor, len(self.shown) - 1)), animate=False)
         self.update_status()
         message = self.query_one("#message", Static)
         # the table stays (and keeps focus) so the next key still reaches the screen
@@ -231,8 +256,9 @@ class HypothesesScreen(DecidingScreen):
             )
         else:
             where = f"{shown:,} of {self.total:,}"
+        what = "findings" if self.findings_view else "hypotheses"
         self.query_one("#status", Static).update(
-            Text(f"{where} · {one_line(self.filters.describe())} · {self.sort.describe()}")
+            Text(f"{where} {what} · {one_line(self.filters.describe())} · {self.sort.describe()}")
         )
 
     @staticmethod
@@ -268,27 +294,20 @@ class HypothesesScreen(DecidingScreen):
     # ---- selection ---------------------------------------------------------------------------
     def selected(self) -> dict[str, Any] | None:
         table = self.query_one(DataTable)
-        if not self.rows or not table.display:
+        if not self.shown or not table.display:
             return None
-        return self.rows[min(table.cursor_row, len(self.rows) - 1)]
+        return self.shown[min(table.cursor_row, len(self.shown) - 1)]
 
     def decision_target(self) -> Target | None:
         row = self.selected()
-        if row is None:
-            return None
-        return Target(
-            row["concept_id"],
-            row["label"] or row["concept_id"],
-            row["hypothesis_id"],
-            row["data_cluster"] if row["scope"] != "global" else None,
-        )
+        return None if row is None else Target.of_row(row)
 
     @on(DataTable.RowHighlighted)
     def _more_near_edges(self, event: DataTable.RowHighlighted) -> None:
         if event.cursor_row != self.query_one(DataTable).cursor_row:
             return  # stale: the table was redrawn and the cursor moved on since
         if (
-            event.cursor_row >= len(self.rows) - 1
+            event.cursor_row >= len(self.shown) - 1
             and self.window_start + len(self.rows) < self.total
         ):
             self.reload("append")
@@ -307,19 +326,78 @@ class HypothesesScreen(DecidingScreen):
     def _open_selected(self) -> None:
         self.action_open_card()
 
+    def evidence_row(self) -> tuple[dict[str, Any], Target] | None:
+        """The hypothesis whose evidence a card or the pair viewer shows, and what a decision
+        there acts on: a finding's anchor and the finding; a member's global hypothesis and the
+        member; a hypothesis and itself."""
+        row = self.selected()
+        if row is None:
+            return None
+        if row["scope"] not in ("finding", "member"):
+            return row, Target.of_row(row)
+        concept_id = row["label_concept"] if row["scope"] == "finding" else row["concept_id"]
+        found = [r for r in self.data.hypotheses_for(concept_id) if r["scope"] == "global"]
+        if not found:
+            self.notify(
+                one_line(f"{concept_id}: no global hypothesis in this analysis"),
+                severity="warning",
+                markup=False,
+            )
+            return None
+        return found[0], Target.of_row(row)
+
     def action_open_card(self) -> None:
         from sculpt.tui.card import ConceptCard
 
-        row = self.selected()
-        if row is not None:
-            self.app.push_screen(ConceptCard(row))
+        chosen = self.evidence_row()
+        if chosen is not None:
+            self.app.push_screen(ConceptCard(chosen[0], target=chosen[1]))
 
     def action_open_pairs(self) -> None:
         from sculpt.tui.pairs import PairViewer
 
+        chosen = self.evidence_row()
+        if chosen is not None:
+            self.app.push_screen(PairViewer(chosen[0], target=chosen[1]))
+
+    # ---- findings ----------------------------------------------------------------------------
+    def action_toggle_members(self) -> None:
+        """Space: show or hide the concepts that carry the selected finding."""
         row = self.selected()
-        if row is not None:
-            self.app.push_screen(PairViewer(row))
+        if row is None or row["scope"] not in ("finding", "member"):
+            if not self.findings_view:
+                self.notify("the list shows hypotheses: press v for findings", markup=False)
+            return
+        finding_id = row["finding_id"] if row["scope"] == "member" else row["hypothesis_id"]
+        if finding_id in self.expanded:
+            del self.expanded[finding_id]
+            index = next(i for i, r in enumerate(self.shown) if r["hypothesis_id"] == finding_id)
+            self.fill_table(cursor=index)
+        else:
+            self.load_members(finding_id)
+
+    @work(thread=True, group="members")
+    def load_members(self, finding_id: str) -> None:
+        try:
+            members = self.data.members(finding_id)
+        except duckdb.Error as exc:
+            self.post_message(HypothesesFailed(str(exc).splitlines()[0]))
+            return
+        self.post_message(MembersLoaded(finding_id, members))
+
+    def on_members_loaded(self, message: MembersLoaded) -> None:
+        if not any(r["hypothesis_id"] == message.finding_id for r in self.rows):
+            return  # the list changed meanwhile
+        self.expanded[message.finding_id] = message.members
+        self.fill_table()
+
+    def action_toggle_view(self) -> None:
+        """v: findings (one row per signal) or every hypothesis."""
+        if not self.data.has_findings:
+            self.notify("this analysis has no findings: every row is a hypothesis", markup=False)
+            return
+        self.findings_view = not self.findings_view
+        self.reload()
 
     def action_more(self) -> None:
         if self.window_start + len(self.rows) < self.total:

@@ -70,6 +70,23 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("hypotheses.open", "enter", "open_card", "card", ("hypotheses",), "Open the concept card"),
     Key(
+        "hypotheses.members",
+        "space",
+        "toggle_members",
+        "members",
+        ("hypotheses",),
+        "Findings: show or hide the concepts that carry the selected finding",
+    ),
+    Key(
+        "hypotheses.view",
+        "v",
+        "toggle_view",
+        "view",
+        ("hypotheses",),
+        "Switch the list: findings (one row per signal) or every hypothesis",
+        show=False,
+    ),
+    Key(
         "hypotheses.pairs",
         "p",
         "open_pairs",
@@ -138,7 +155,9 @@ KEYS: tuple[Key, ...] = (
         "next_sort",
         "sort",
         ("hypotheses",),
-        "Sort by the next column: rank, Δmin, |Δ|, d, q, n_in, split-half, label",
+        "Sort by the next column: |d|, share of pairs, q, rank, Δmin, n_in, split-half, "
+        "name, |Δ| (the status line says which)",
+        hidden_on=("hypotheses",),
     ),
     Key(
         "hypotheses.reverse",

@@ -83,9 +83,13 @@ class PairViewer(DecidingScreen):
     LIMIT = 500
     """Pairs listed per kind of evidence (the count says how many there are in all)."""
 
-    def __init__(self, row: dict[str, Any], which: Evidence = "supporting") -> None:
+    def __init__(
+        self, row: dict[str, Any], which: Evidence = "supporting", target: Target | None = None
+    ) -> None:
         super().__init__()
         self.row = row
+        self.target = target or Target.of_row(row)
+        """What a decision here acts on: the hypothesis, or the finding it is the anchor of."""
         self.which: Evidence = which
         self.pairs: list[dict[str, Any]] = []
         self.counts: dict[str, int] = {}
@@ -161,8 +165,15 @@ class PairViewer(DecidingScreen):
     def head_text(self) -> Text:
         """The hypothesis (lean, d, Δ, the decision in force) and which evidence is shown."""
         row = self.row
-        decision = self.book.for_row(row["concept_id"], row["hypothesis_id"], row["data_cluster"])
+        if self.target.members:
+            decision = self.book.for_row(self.target.concept_id, None, None)
+        else:
+            decision = self.book.for_row(
+                row["concept_id"], row["hypothesis_id"], row["data_cluster"]
+            )
         head = Text()
+        if self.target.members:
+            head.append(f"finding ({self.target.members} concepts) · ", "dim")
         head.append(one_line(row["label"] or row["concept_id"]), "bold")
         head.append("  [")
         head.append(badge(decision) if decision else "undecided", "bold")
@@ -238,7 +249,7 @@ class PairViewer(DecidingScreen):
             self.draw()
 
     def decision_target(self) -> Target | None:
-        return Target.of_row(self.row)
+        return self.target
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -77,7 +77,13 @@ def fmt_delta(x: float | None) -> str:
     return f"{x:+.3f}" if abs(x) >= 0.00095 else f"{x:+.0e}"
 
 
-def scope_cell(row: dict[str, Any]) -> str:
+def scope_cell(row: dict[str, Any], expanded: bool = False) -> str:
+    """`global`, `k3` (a data cluster), `p2` (a prompt cluster); a finding `▸ 4` (its members,
+    `▾` when shown), a member `└`."""
+    if row["scope"] == "finding":
+        return f"{'▾' if expanded else '▸'} {row.get('n_members') or 1}"
+    if row["scope"] == "member":
+        return "  └"
     if row["scope"] == "global":
         return "global"
     prefix = "p" if row["scope"] == "prompt" else "k"
@@ -101,8 +107,10 @@ def header(columns: Columns) -> str:
     return " ".join(_fit(name, width, align) for name, width, align in columns)
 
 
-def _values(row: dict[str, Any], decision: str, wide: bool) -> list[str]:
+def _values(row: dict[str, Any], decision: str, wide: bool, expanded: bool) -> list[str]:
     label = one_line(row["label"] or row["concept_id"])
+    if row["scope"] == "member":
+        label = f"└ {label} ({row.get('role') or 'member'})"
     split = "✓" if row["split_half_ok"] else "✗"
     lean = str(row["lean"]) + (" len" if row.get("length_only") else "")
     delta = fmt_delta(row["delta"])
@@ -110,7 +118,7 @@ def _values(row: dict[str, Any], decision: str, wide: bool) -> list[str]:
     if not wide:
         return [
             decision,
-            scope_cell(row),
+            scope_cell(row, expanded),
             label,
             fmt(row["d"], "+.2f"),
             share,
@@ -121,8 +129,8 @@ def _values(row: dict[str, Any], decision: str, wide: bool) -> list[str]:
     delta_min = "–" if row["delta_min"] is None else fmt_delta(row["delta_min"]).lstrip("+")
     return [
         decision,
-        scope_cell(row),
-        KIND_SHORT.get(row["kind"], row["kind"] or ""),
+        scope_cell(row, expanded),
+        _kind(row["kind"]),
         label,
         fmt(row["d"], "+.2f"),
         share,
@@ -135,6 +143,12 @@ def _values(row: dict[str, Any], decision: str, wide: bool) -> list[str]:
     ]
 
 
+def _kind(kind: str | None) -> str:
+    """A kind in 5 columns; a finding whose members are of several kinds is `mixed`."""
+    kind = kind or ""
+    return KIND_SHORT.get(kind, "mixed" if "," in kind else kind)
+
+
 def share_cell(row: dict[str, Any]) -> str:
     """Share of chosen / rejected responses where the concept fires: `55/15%`."""
     chosen, rejected = row.get("chosen_rate"), row.get("rejected_rate")
@@ -143,10 +157,10 @@ def share_cell(row: dict[str, Any]) -> str:
     return f"{100 * chosen:.0f}/{100 * rejected:.0f}%"
 
 
-def row_line(row: dict[str, Any], decision: str, columns: Columns) -> Text:
+def row_line(row: dict[str, Any], decision: str, columns: Columns, expanded: bool = False) -> Text:
     """One row as plain text (a Text, so dataset labels are never read as markup)."""
     wide = len(columns) == len(COLUMNS_WIDE)
-    values = _values(row, decision, wide)
+    values = _values(row, decision, wide, expanded)
     return Text(
         " ".join(_fit(v, w, a) for v, (_, w, a) in zip(values, columns, strict=True)), no_wrap=True
     )

@@ -437,9 +437,12 @@ def build_sample_lake(
     dataset: str = "demo",
     analysis: str = "a0",
     hostile: str = "",
+    findings: bool = True,
 ) -> Lake:
     """Write a lake with `n_pairs` pairs and about `n_hypotheses` hypotheses under `root`;
-    `hostile` is appended to every prompt, response and real concept label."""
+    `hostile` is appended to every prompt, response and real concept label. With `findings`,
+    the apology concepts (lexical, SAE, n-gram, cluster) are one finding, bold (lexical, SAE)
+    another, and every other concept a finding of its own."""
     lake = Lake.open(root)
     b = _Builder(n_pairs, seed, hostile)
     lake.replace_partition("pairs", {"dataset": dataset}, b.make_pairs(dataset))
@@ -462,6 +465,8 @@ def build_sample_lake(
         filler, n_filler = _filler_hypotheses(n_hypotheses - n_real, len(THEMES), b.rng, n_pairs)
     hyps = _hypotheses_table(real, filler)
     lake.replace_partition("hypotheses", {"dataset": dataset, "analysis": analysis}, hyps)
+    if findings:
+        _write_findings(lake, {"dataset": dataset, "analysis": analysis}, hyps)
     lake.replace_partition(
         "features", {"sae": SAE_ID}, _feature_rows(contexts, len(THEMES) + n_filler, b.rng)
     )
@@ -477,6 +482,72 @@ def build_sample_lake(
     lake.replace_partition("clusters", {"dataset": dataset, "analysis": analysis}, clusters)
     lake.mark_done("analyze", f"{dataset}/{analysis}", {"dataset": dataset, "analysis": analysis})
     return lake
+
+
+GROUPS = (
+    ("lex:apology", f"sae:{SAE_ID}:0", f"ngram:{NGRAM}", f"fc:{SAE_ID}:0"),
+    ("lex:bold", f"sae:{SAE_ID}:2"),
+)
+"""Planted findings: anchor first, then the concepts that echo it."""
+
+
+def _write_findings(lake: Lake, part: dict[str, str], hyps: pa.Table) -> None:
+    rows = [
+        r
+        for r in hyps.filter(pa.compute.equal(hyps["scope"], "global")).to_pylist()
+        if r["d"] is not None
+    ]
+    by_id = {r["concept_id"]: r for r in rows}
+    echo = {m: g[0] for g in GROUPS for m in g[1:] if g[0] in by_id and m in by_id}
+    groups: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: (r["p"], r["concept_id"])):
+        groups.setdefault(echo.get(r["concept_id"], r["concept_id"]), []).append(r)
+    findings, members = [], []
+    for rank, (anchor_id, group) in enumerate(groups.items(), start=1):
+        group.sort(key=lambda r: r["concept_id"] != anchor_id)
+        anchor, finding_id = group[0], f"finding:{anchor_id}"
+        findings.append(
+            {
+                "finding_id": finding_id,
+                "rank": rank,
+                "label": anchor["label"],
+                "label_concept": anchor_id,
+                "kinds": ",".join(sorted({str(r["kind"]) for r in group})),
+                "members": json.dumps([r["concept_id"] for r in group]),
+                "n_members": len(group),
+                "lean": anchor["lean"],
+                "n": anchor["n"],
+                "n_in": anchor["n_in"],
+                **{k: anchor[k] for k in ("delta", "ci_lo", "ci_hi", "d", "z", "p", "q")},
+                **{k: anchor[k] for k in ("split_half_ok", "delta_min", "delta_len")},
+                "length_only": anchor["length_only"],
+                "chosen_share": anchor["chosen_rate"],
+                "rejected_share": anchor["rejected_rate"],
+                "dense": False,
+                "template": False,
+            }
+        )
+        for position, r in enumerate(group):
+            members.append(
+                {
+                    "finding_id": finding_id,
+                    "concept_id": r["concept_id"],
+                    "position": position,
+                    "role": "anchor" if position == 0 else "echo",
+                    "kind": r["kind"],
+                    "label": r["label"],
+                    "agreement": 1.0 if position == 0 else 0.9,
+                    "hypothesis_id": r["hypothesis_id"],
+                    **{k: r[k] for k in ("delta", "ci_lo", "ci_hi", "d", "q", "split_half_ok")},
+                    **{k: r[k] for k in ("lean", "chosen_rate", "rejected_rate")},
+                    "dense": False,
+                    "template": False,
+                }
+            )
+    lake.replace_partition("findings", part, pa.Table.from_pylist(findings, schemas.FINDINGS))
+    lake.replace_partition(
+        "finding_members", part, pa.Table.from_pylist(members, schemas.FINDING_MEMBERS)
+    )
 
 
 def _write_concepts(

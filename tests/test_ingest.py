@@ -522,8 +522,13 @@ def test_deep_json_in_a_csv_cell_is_text_or_one_line(tmp_path, depth):
     assert code in (0, 2) and err.count("\n") <= 1 and "Traceback" not in err, err
 
 
-def test_broken_gzip_files_are_one_line(tmp_path):
+def test_cut_or_damaged_files_are_one_line(tmp_path):
     data = "".join(_trl(i) for i in range(500)).encode()
+    table = pa.Table.from_pylist([json.loads(line) for line in data.splitlines()])
+    stream = pa.BufferOutputStream()
+    with pa.ipc.new_stream(stream, table.schema) as writer:
+        writer.write_table(table)
+    arrow = stream.getvalue().to_pybytes()
     _refused(
         tmp_path,
         {
@@ -535,6 +540,10 @@ def test_broken_gzip_files_are_one_line(tmp_path):
             "truncated document": (
                 _write(tmp_path / "cut.json.gz", gzip.compress(b"[" + data + b"]")[:-40]),
                 "cut.json.gz: not a whole gzip file",
+            ),
+            "truncated Arrow stream": (
+                _write(tmp_path / "cut.arrow", arrow[: len(arrow) // 2]),
+                "cut.arrow: unreadable (Expected to be able to read",
             ),
         },
     )

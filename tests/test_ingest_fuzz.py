@@ -72,7 +72,37 @@ def _csv(records: list[Any]) -> bytes:
     return out.getvalue().encode("utf-8", "surrogatepass")
 
 
+def _columns(records: list[Any]) -> Any:
+    import pyarrow as pa
+
+    def cell(r: Any, key: str) -> str | None:
+        value = r.get(key) if isinstance(r, dict) else r
+        text = value if isinstance(value, str) or value is None else json.dumps(value)
+        return None if text is None else text.encode("utf-8", "replace").decode()
+
+    return pa.table({k: [cell(r, k) for r in records] for k in ("prompt", "chosen", "rejected")})
+
+
+def _parquet(records: list[Any]) -> bytes:
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(_columns(records), out)
+    return out.getvalue()
+
+
+def _arrow(records: list[Any]) -> bytes:
+    import pyarrow as pa
+
+    table, out = _columns(records), io.BytesIO()
+    with pa.ipc.new_stream(out, table.schema) as writer:
+        writer.write_table(table)
+    return out.getvalue()
+
+
 ENCODERS = {
+    "parquet": _parquet,
+    "arrow": _arrow,
     "jsonl": _jsonl,
     "json": lambda records: json.dumps(records).encode(),
     "csv": _csv,

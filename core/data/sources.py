@@ -132,9 +132,13 @@ class Source:
                     f"{self.name}: not a whole gzip file ({exc}); `gzip -t` checks it: fetch or "
                     "compress it again"
                 ) from None
+            if isinstance(exc, OSError) and exc.errno is not None:  # the system said no
+                raise UserError(
+                    f"{self.name}: cannot read ({exc.strerror}); check that the file exists "
+                    "and is readable"
+                ) from None
             raise UserError(
-                f"{self.name}: cannot read ({getattr(exc, 'strerror', None) or exc}); check "
-                "that the file exists and is readable"
+                f"{self.name}: unreadable ({exc}); the file is cut short or damaged: write it again"
             ) from None
 
     def _jsonl(self) -> Iterator[tuple[int, Any]]:
@@ -329,11 +333,17 @@ def check_depth(value: Any, where: str, limit: int = MAX_DEPTH) -> None:
 
 def _batch_records(batches: Iterator[pa.RecordBatch], source: Source) -> Iterator[tuple[int, Any]]:
     row = 0
-    for batch in batches:
+    while True:
         try:
+            batch = next(batches, None)
+            if batch is None:
+                return
             records = batch.to_pylist()
-        except (UnicodeDecodeError, pa.ArrowInvalid) as exc:
-            raise UserError(f"{source.where(row)}…: unreadable batch ({exc})") from None
+        except (UnicodeDecodeError, pa.ArrowException) as exc:
+            raise UserError(
+                f"{source.where(row)}…: unreadable ({exc}); the file is cut short or damaged: "
+                "write it again"
+            ) from None
         for record in records:
             yield row, record
             row += 1

@@ -544,12 +544,12 @@ def test_list_is_findings_each_expandable_to_its_members(findings_lake: Lake) ->
         apology = next(i for i, r in enumerate(screen.rows) if r["n_members"] == 4)
         screen.query_one("#table").move_cursor(row=apology)
         await pilot.press("space")
-        await until(pilot, lambda: "└ apology" in screen_text(pilot.app), "members")
+        await until(pilot, lambda: "apology (echo)" in screen_text(pilot.app), "members")
         members = [r for r in screen.shown if r["scope"] == "member"]
         assert {r["concept_id"] for r in members} == set(screen.rows[apology]["members"])
         assert "▾ 4" in screen_text(pilot.app)
         await pilot.press("space")  # collapses again
-        await until(pilot, lambda: "└ apology" not in screen_text(pilot.app), "collapsed")
+        await until(pilot, lambda: "apology (echo)" not in screen_text(pilot.app), "collapsed")
         n = screen.loads
         await pilot.press("v")  # every hypothesis instead
         await loaded(pilot, n)
@@ -572,7 +572,7 @@ def test_a_decision_on_a_finding_covers_its_members_and_undo_the_same(
         finding = screen.rows[apology]
         table.move_cursor(row=apology)
         await pilot.press("space")
-        await until(pilot, lambda: "└ apology" in screen_text(pilot.app), "members")
+        await until(pilot, lambda: "apology (echo)" in screen_text(pilot.app), "members")
         await pilot.press("x")
         await until(pilot, lambda: isinstance(pilot.app.screen, DecisionForm), "form")
         assert "the finding and its 4 concept(s)" in screen_text(pilot.app)

@@ -110,7 +110,7 @@ def header(columns: Columns) -> str:
 def _values(row: dict[str, Any], decision: str, wide: bool, expanded: bool) -> list[str]:
     label = one_line(row["label"] or row["concept_id"])
     if row["scope"] == "member":
-        label = f"└ {label} ({row.get('role') or 'member'})"
+        label = f"  {label} ({row.get('role') or 'member'})"
     split = "✓" if row["split_half_ok"] else "✗"
     lean = str(row["lean"]) + (" len" if row.get("length_only") else "")
     delta = fmt_delta(row["delta"])

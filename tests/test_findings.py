@@ -294,3 +294,28 @@ def test_feature_labels_read_as_text_and_template_features_say_so() -> None:
     assert template_driven(system)
     assert strip_special("<|im_start|>assistant\nHi there<|im_end|>\n") == "Hi there\n"
     assert not template_driven(bold)
+
+
+def test_a_concept_uniting_two_signals_does_not_merge_them() -> None:
+    """A feature cluster over two signals' features (stronger than either, since it fires on
+    both) joins one of their findings as a mixture; the two signals stay two findings."""
+    from sculpt.analysis.findings import ConceptInfo, compute_findings
+
+    rng = np.random.default_rng(1)
+    n = 400
+    first, second = np.zeros(n), np.zeros(n)
+    first[:40], second[40:80] = rng.uniform(2, 4, 40), rng.uniform(2, 4, 40)
+    noise = rng.normal(0, 0.2, n) * (rng.random(n) < 0.3)
+    hypotheses = pa.Table.from_pylist(
+        [
+            _hypothesis("sae:s:1", "sae_feature", 0.1, 0.0),
+            _hypothesis("sae:s:2", "sae_feature", 0.1, 0.0),
+            _hypothesis("fc:s:0", "feature_cluster", 0.2, 0.0),
+        ]
+    )
+    info = ConceptInfo(["first", "second", "both"], np.zeros(3, dtype=bool))
+    u = np.column_stack([first, second, first + second + noise])
+    findings, members = compute_findings(hypotheses, u, info, n_boot=200, n_perm=2000)
+    assert findings.num_rows == 2
+    roles = {r["concept_id"]: r["role"] for r in members.to_pylist()}
+    assert roles == {"sae:s:1": "anchor", "sae:s:2": "anchor", "fc:s:0": "mixture"}

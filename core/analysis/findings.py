@@ -3,8 +3,9 @@
 whatever the kind) and named by its most readable member; stored as `findings` and
 `finding_members` (lake/README.md).
 
-Concepts are taken strongest first, content before dense and chat-template ones, so a flagged
-feature never names a signal that content carries too, and flagged findings rank last.
+Concepts are taken strongest first, content before dense and chat-template ones (so a flagged
+feature never anchors a signal that content carries too, and flagged findings rank last), and
+feature clusters after the features they unite.
 """
 
 from __future__ import annotations
@@ -120,11 +121,11 @@ def compute_findings(
     strength = np.abs(pos - neg) / np.sqrt(np.maximum(pos + neg, 1))
     kind_rank = np.array([_kind_rank(k) for k in kinds])
     candidates = np.flatnonzero(has_evidence)
-    order = candidates[
-        np.lexsort(
-            (kind_rank[candidates], -strength[candidates], p[candidates], flagged[candidates])
-        )
-    ]
+    # a feature cluster is a union of co-firing features: taken after the concepts it unites, it
+    # joins their finding (or several, as a mixture) instead of anchoring them all as one
+    aggregate = kinds == "feature_cluster"
+    keys = (kind_rank, -strength, p, aggregate, flagged)
+    order = candidates[np.lexsort(tuple(k[candidates] for k in keys))]
     q = benjamini_hochberg(p)
     p_cut = float(np.nanmax(np.where(q < alpha, p, np.nan))) if np.any(q < alpha) else 0.0
     groups = group(ev, order, np.nan_to_num(p, nan=1.0), p_cut, ~flagged)

@@ -624,6 +624,10 @@ def test_datasets_folders_with_broken_or_escaping_manifests_are_refused(tmp_path
                 folder("d3", "dataset_dict.json", '{"splits": ["../outside.jsonl"]}'),
                 "d3/dataset_dict.json: split names must be plain folder names",
             ),
+            "split linking back": (
+                _link_back(folder("d4", "dataset_dict.json", '{"splits": ["train"]}')),
+                "d4/train/train: not a split's Dataset folder",
+            ),
             "state not JSON": (folder("s1", "state.json", "{"), "s1/state.json: not valid JSON"),
             "state without names": (
                 folder("s2", "state.json", '{"_data_files": [{"file": "x"}]}'),
@@ -643,6 +647,11 @@ def test_datasets_folders_with_broken_or_escaping_manifests_are_refused(tmp_path
             ),
         },
     )
+
+
+def _link_back(folder: Path) -> Path:
+    (folder / "train").symlink_to(".")  # a loop: read naively, it recurses until Python gives up
+    return folder
 
 
 def test_fifos_and_devices_are_refused_without_opening_them(tmp_path):

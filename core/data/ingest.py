@@ -273,12 +273,15 @@ def ingest(
 
 
 def _nothing_kept(report: IngestReport) -> str:
+    """The error for a source whose every row was rejected: replacing a dataset with an empty
+    one is never what a re-ingest meant."""
     reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(report.rejected.items()))
     first = report.examples[0] if report.examples else None
     example = f"; e.g. {first['source']} row {first['row']}: {first['detail']}" if first else ""
     return (
-        f"{', '.join(report.sources)}: no pair kept of {report.rows:,} rows ({reasons}){example}; dataset "
-        f"{report.dataset!r} is left as it was: fix the file, or its --format or --map"
+        f"{', '.join(report.sources)}: no pair kept of {report.rows:,} rows ({reasons})"
+        f"{example}; dataset {report.dataset!r} is left as it was: fix the file, or its "
+        "--format or --map"
     )
 
 

@@ -423,7 +423,7 @@ def _manifest(path: Path, key: str, kind: type) -> Any:
     return value
 
 
-def _folder_sources(folder: Path) -> list[Source]:
+def _folder_sources(folder: Path, nested: bool = False) -> list[Source]:
     splits_file = folder / "dataset_dict.json"
     if splits_file.exists():
         splits = _manifest(splits_file, "splits", list)
@@ -437,7 +437,12 @@ def _folder_sources(folder: Path) -> list[Source]:
                 f"{folder}: a DatasetDict with splits {', '.join(splits)}; pass one, "
                 f"e.g. {folder / (splits[0] if splits else 'train')}"
             )
-        return find_sources(folder / splits[0])
+        split = folder / splits[0]
+        if nested or not split.is_dir():  # a split is one Dataset folder; a link back would loop
+            raise UserError(
+                f"{split}: not a split's Dataset folder; pass the folder holding its state.json"
+            )
+        return _folder_sources(split, nested=True)
     state = folder / "state.json"
     if state.exists():
         entries = _manifest(state, "_data_files", list)

@@ -166,6 +166,7 @@ class TriageData:
         self._cluster_names: dict[int, str] | None = None
         self.source = "hyp_src"
         self.has_findings = False
+        self.find_source = "find_src"
         """The analysis grouped its concepts into findings: the list shows those first."""
         if self.analysis is not None:
             where = f"dataset = {_quote(slug(dataset))} and analysis = {_quote(self.analysis)}"
@@ -220,8 +221,14 @@ class TriageData:
         return None
 
     def materialize(self) -> None:
-        """Copy this analysis into DuckDB tables for fast sorts and filters: the hypotheses with
-        enum-coded categories, and one search text per concept (label, id, feature tokens)."""
+        """Copy this analysis into DuckDB tables for fast sorts and filters: the findings (first:
+        fewer, and the list shown first), the hypotheses with enum-coded categories, and one
+        search text per concept (label, id, feature tokens)."""
+        if self.has_findings:
+            self.query(
+                "create or replace table find_cache as select * from find_src", cancellable=False
+            )
+            self.find_source = "find_cache"
         tokens, join = "''", ""
         if "features" in self.tables:
             join = (
@@ -289,12 +296,13 @@ class TriageData:
     def _findings_page(self, filters: Filters, sort: Sort, offset: int, limit: int) -> Page:
         where, params = filters.where(cached=False, findings=True)
         order = sort.sql("hypothesis_id")
+        source = self.find_source
         rows = self.query(
-            f"select * exclude (search) from find_src where {where} order by {order} "
+            f"select * exclude (search) from {source} where {where} order by {order} "
             f"limit {int(limit)} offset {int(offset)}",
             params,
         )
-        total = self.query(f"select count(*) as n from find_src where {where}", params)[0]["n"]
+        total = self.query(f"select count(*) as n from {source} where {where}", params)[0]["n"]
         for row in rows:
             row["members"] = json.loads(row["members"] or "[]")
         return Page(rows, offset, int(total), filters, sort, findings=True)

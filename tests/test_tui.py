@@ -611,3 +611,12 @@ def test_a_card_opened_from_a_finding_decides_on_the_finding(findings_lake: Lake
         assert history(findings_lake, "demo")[-1].concept_id == screen.rows[index]["hypothesis_id"]
 
     drive(findings_lake, SMALL, scenario)
+
+
+def test_plan_yaml_keeps_labels_readable(tmp_path: Path) -> None:
+    from sculpt.plan.plan import Intervention, Plan, load_plan, save_plan
+
+    plan = Plan("demo", [Intervention("sae:x:1", "reward_shaping", label="** · one · move")])
+    path = save_plan(plan, tmp_path / "plan.yaml")
+    assert "** · one · move" in path.read_text(encoding="utf-8")
+    assert load_plan(path).interventions[0].label == "** · one · move"

@@ -123,7 +123,10 @@ def save_plan(plan: Plan, path: str | Path) -> Path:
         f"# methods: {', '.join(PLAN_METHODS)}; scope: all | cluster:<k>\n"
     )
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(header + yaml.safe_dump(plan_to_dict(plan), sort_keys=False))
+    # allow_unicode: labels read as written (`** · one · move`, not `** \xB7 one \xB7 move`);
+    # control characters are still escaped by the emitter
+    text = yaml.safe_dump(plan_to_dict(plan), sort_keys=False, allow_unicode=True)
+    tmp.write_text(header + text, encoding="utf-8")
     tmp.replace(target)
     plan.path = target
     return target

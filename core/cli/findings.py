@@ -166,9 +166,13 @@ def print_summary(lake: Any, dataset: str, top: int = 5) -> None:
         split = "✓" if r["split_half_ok"] else "✗"
         print(
             f"  #{r['rank']} {cell(r['label'])} ({r['lean']}, {interval} of pairs, "
-            f"d {cell(r['d'])}, q {r['q']:.2g}, split-half {split}; {r['n_members']} concepts)"
+            f"d {cell(r['d'])}, q {r['q']:.2g}, split-half {split}; {_concepts(r['n_members'])})"
         )
     print(f"  more: sculpt findings {dataset}")
+
+
+def _concepts(count: int) -> str:
+    return "1 concept" if count == 1 else f"{count} concepts"
 
 
 def print_planted(lake: Any, dataset: str, top: int = 5) -> None:

@@ -5,6 +5,8 @@ is read whole, and bad input gets one line and exit 2 (issue 14)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -164,3 +166,177 @@ def test_readers_racing_a_writer_see_the_old_or_the_new_partition(tmp_path):
     assert all(len(versions) == 1 for _, versions in seen), "a read mixed two versions"
     assert lake.read("pairs", {"dataset": "d"}).column("chosen")[0].as_py() == f"v{SWAPS}"
     assert len(list((lake.root / "pairs" / ".v").iterdir())) == 1  # old versions are gone
+
+
+# ---- 2. no pickle from a lake or a plan -----------------------------------------------------
+
+
+class _Payload:
+    """A pickle that, when loaded with a full unpickle, creates the file `path`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.touch, (self.path,))
+
+
+def _hostile_pt(path: Path, marker: Path) -> Path:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"direction": _Payload(marker), "config": {"layer": 1}}, path)
+    return path
+
+
+def test_a_lake_vector_file_is_never_unpickled(tmp_path, capsys):
+    from sculpt.concepts.vectors import load_vector
+
+    lake = Lake.open(tmp_path / "lake")
+    marker = tmp_path / "pwned"
+    _hostile_pt(lake.root / "vectors" / "d" / "v.pt", marker)
+    (lake.root / "vectors" / "d" / "v.json").write_text('{"config": {"layer": 1}}')
+    with pytest.raises(UserError, match="not a direction file"):
+        load_vector(lake, "d", "v")
+    assert not marker.exists(), "loading the lake's vector ran its code"
+
+
+def test_a_plan_direction_file_is_never_unpickled(tmp_path):
+    from sculpt.plan.plan import Intervention, Plan, save_plan
+    from sculpt.scan.models import tiny_model
+    from sculpt.train.run import _policy_hooks
+
+    marker = tmp_path / "pwned"
+    _hostile_pt(tmp_path / "plan" / "direction.pt", marker)
+    plan = Plan("d", [Intervention("vec:v", "ablation", layer=1, vector_file="direction.pt")])
+    save_plan(plan, tmp_path / "plan" / "plan.yaml")
+    with pytest.raises(UserError, match="not a direction file"):
+        _policy_hooks(tiny_model().model, plan)
+    assert not marker.exists()
+
+
+def test_directions_are_stored_as_safetensors_and_old_tensor_files_still_read(tmp_path):
+    import torch
+
+    from sculpt.concepts.vectors import load_direction, save_direction
+
+    direction = torch.arange(4, dtype=torch.float32)
+    save_direction(direction, tmp_path / "d.safetensors")
+    assert (tmp_path / "d.safetensors").read_bytes()[8:9] == b"{"  # a JSON header, no pickle
+    assert torch.equal(load_direction(tmp_path / "d.safetensors"), direction)
+    torch.save(direction[None, :], tmp_path / "old.pt")  # what an older `sculpt plan` wrote
+    assert torch.equal(load_direction(tmp_path / "old.pt"), direction[None, :])
+
+
+# ---- 3. paths stay inside ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("run_id", ["../../x", "ABSOLUTE/x", "a/b", "..", "x" * 300])
+def test_a_run_id_cannot_leave_the_runs_folder(tmp_path, capsys, monkeypatch, run_id):
+    monkeypatch.chdir(tmp_path)
+    run_id = run_id.replace("ABSOLUTE", str(tmp_path))
+    argv = ["train", "--dataset", "d", "--run-id", run_id, "--runs-dir", "deep/runs"]
+    assert main([*argv, "--lake", "lake"]) == 2
+    _one_error_line(capsys, "run_id")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "deep").exists()
+
+
+@pytest.mark.parametrize("where", ["../secret.bin", "/etc/hostname", "link/secret.bin"])
+def test_a_plan_names_only_files_beside_it(tmp_path, capsys, where):
+    from sculpt.plan.plan import load_plan
+
+    (tmp_path / "secret.bin").write_text("not yours")
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    (folder / "link").symlink_to(tmp_path)
+    body = (
+        "dataset: d\ninterventions:\n"
+        f"- {{concept_id: 'vec:v', method: steering, layer: 1, vector_file: '{where}'}}\n"
+    )
+    (folder / "plan.yaml").write_text(body)
+    with pytest.raises(UserError, match="outside the plan's folder"):
+        load_plan(folder / "plan.yaml")
+    (folder / "scored.yaml").write_text(f"dataset: d\nscores_file: '{where}'\n")
+    with pytest.raises(UserError, match="scores_file"):
+        load_plan(folder / "scored.yaml")
+
+
+def test_a_report_holds_no_absolute_path_from_a_run(tmp_path):
+    from sculpt.reports.render import write_report
+    from sculpt.testing.sample_report import write_sample
+
+    lake = Lake.open(tmp_path / "lake")
+    write_sample(lake, "sample", n_pairs=20, n_concepts=5)
+    config = {"runs_dir": "/mnt/elsewhere/runs", "plan": "/srv/plans/plan.yaml", "beta": 0.1}
+    lake.append_log(
+        "runs",
+        [
+            {
+                "run_id": "far-away",
+                "ts": 2e9,
+                "status": "failed",
+                "dataset": "sample",
+                "config": json.dumps(config),
+                "plan": "{}",
+                "dir": "/mnt/elsewhere/runs/far-away",
+                "metrics": json.dumps({"error": "/mnt/elsewhere/runs/far-away/x.bin: disk full"}),
+            }
+        ],
+    )
+    html = write_report(lake, "sample", tmp_path / "out.html").read_text(encoding="utf-8")
+    assert "far-away" in html
+    assert "/mnt/elsewhere" not in html and "/srv/plans" not in html
+
+
+# ---- 9. bad input is one line and exit 2 --------------------------------------------------
+
+
+def test_an_sae_folder_with_a_bad_config_or_no_weights_is_one_line(tmp_path, capsys):
+    from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+
+    good = tmp_path / "good"
+    BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=64, d_sae=128, k=4)).save_inference_model(
+        good
+    )
+    cases = {
+        "cfg.json": lambda f: (f / "cfg.json").write_text("{not json"),
+        "no cfg.json": lambda f: (f / "cfg.json").unlink(),
+        "sae_weights.safetensors": lambda f: (f / "sae_weights.safetensors").write_bytes(b"junk"),
+        "no sae_weights.safetensors": lambda f: (f / "sae_weights.safetensors").unlink(),
+        "not an SAE": lambda f: (f / "cfg.json").write_text('{"d_in": "many"}'),
+    }
+    for name, damage in cases.items():
+        folder = tmp_path / name.replace(" ", "-")
+        shutil.copytree(good, folder)
+        damage(folder)
+        argv = ["sae", "load", str(folder), "--layer", "1", "--model", "tiny"]
+        assert main([*argv, "--lake", str(tmp_path / "lake")]) == 2, name
+        _one_error_line(capsys, str(folder))
+
+
+def test_a_lake_under_a_file_or_read_only_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    assert main(["lake", "ls", "--lake", str(tmp_path / "file" / "lake")]) == 2
+    _one_error_line(capsys, "--lake")
+
+    root = tmp_path / "ro"
+    root.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != root and real(p, mode))
+    data = str(FIXTURES / "trl.jsonl")
+    assert main(["ingest", data, "--name", "d", "--lake", str(root), "--quiet"]) == 2
+    _one_error_line(capsys, "read-only")
+    assert not list(root.iterdir())
+
+
+def test_a_name_over_the_file_name_limit_is_one_line(tmp_path, capsys):
+    data = str(FIXTURES / "trl.jsonl")
+    assert main(["ingest", data, "--name", "a" * 300, "--lake", str(tmp_path), "--quiet"]) == 2
+    _one_error_line(capsys, "at most 200")
+
+
+@pytest.mark.parametrize("command", [["plan", "nope"], ["triage", "nope"]])
+def test_a_dataset_not_in_the_lake_is_exit_2(tmp_path, capsys, command):
+    pairs_lake(tmp_path / "lake", cake_pairs(3))
+    assert main([*command, "--lake", str(tmp_path / "lake")]) == 2
+    _one_error_line(capsys, "nope", "demo")

@@ -2,8 +2,9 @@
 
 Difference of means at layer L (as persona vectors), or a logistic probe's direction (`probe`).
 A span's score is its largest token projection onto the unit direction, z-scored over the
-dataset's spans. The direction is stored in `lake/vectors/<dataset>/<name>.pt` (+ `.json` meta),
-so training can ablate or steer it (DESIGN §5).
+dataset's spans. The direction is stored in `lake/vectors/<dataset>/<name>.safetensors` (+ `.json`
+meta), so training can ablate or steer it (DESIGN §5). Direction files are tensors only: never a
+pickle, since a lake or a plan may come from someone else.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import torch
 
 from sculpt.concepts.registry import Concept, Spans, score_table, write_concepts
 from sculpt.errors import UserError
-from sculpt.lake.store import Lake, slug, write_json_atomic
+from sculpt.lake.store import Lake, check_name, slug, write_json_atomic
 
 VECTOR_DIR = "vectors"
+DIRECTION_KEY = "direction"
+"""The tensor's name inside a direction file."""
 
 
 @dataclass
@@ -125,7 +128,49 @@ def span_scores(spans_acts: Sequence[torch.Tensor], direction: torch.Tensor) -> 
 
 
 def vector_path(lake: Lake, dataset: str, name: str) -> Path:
-    return lake.root / VECTOR_DIR / slug(dataset) / f"{slug(name)}.pt"
+    """`vectors/<dataset>/<name>.safetensors`: one file per name (names are checked, not mapped)."""
+    return (
+        lake.root / VECTOR_DIR / check_name(dataset) / f"{check_name(name, 'vector')}.safetensors"
+    )
+
+
+def save_direction(direction: torch.Tensor, path: Path) -> None:
+    """Write a direction file (safetensors: tensors only, atomically)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({DIRECTION_KEY: direction.detach().cpu().float().contiguous()}, str(tmp))
+    tmp.replace(path)
+
+
+def load_direction(path: Path) -> torch.Tensor:
+    """A direction file's tensor: safetensors, or a tensor-only `.pt` of an older sculpt (read
+    with `weights_only=True`, so a pickle that would run code is refused, not run)."""
+    import pickle
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        if path.suffix == ".pt":
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            tensor = saved.get(DIRECTION_KEY) if isinstance(saved, dict) else saved
+        else:
+            tensor = load_file(str(path)).get(DIRECTION_KEY)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such direction file; re-run `sculpt plan`") from None
+    except (pickle.UnpicklingError, SafetensorError, RuntimeError, OSError, ValueError) as exc:
+        raise UserError(
+            f"{path}: not a direction file sculpt reads ({str(exc).splitlines()[0][:120]}); "
+            "rebuild it with `sculpt concept vector` or `sculpt plan`"
+        ) from None
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() not in (1, 2):
+        raise UserError(
+            f"{path}: expected a tensor `{DIRECTION_KEY}` of shape [d_model] or [k, d_model]; "
+            "rebuild it with `sculpt concept vector` or `sculpt plan`"
+        )
+    return tensor.float()
 
 
 def build_vector(
@@ -141,6 +186,7 @@ def build_vector(
     from sculpt.scan.models import LoadedModel, load_model
     from sculpt.scan.run import read_pairs
 
+    vector_path(lake, dataset, name)  # a name that is not one folder is refused before any work
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     layer = loaded.check_layer(config.layer)
     config = replace(config, layer=layer)
@@ -167,10 +213,7 @@ def build_vector(
         "score_sd": float(raw.std()),
     }
     path = vector_path(lake, dataset, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save({"direction": direction, **meta}, tmp)
-    tmp.replace(path)
+    save_direction(direction, path)
     write_json_atomic(meta, path.with_suffix(".json"))
     concept = Concept(
         concept_id,
@@ -212,9 +255,17 @@ def _dataset_span_acts(
 def load_vector(lake: Lake, dataset: str, name: str) -> tuple[torch.Tensor, dict[str, Any]]:
     """(unit direction [d_model], meta incl. layer) of a stored vector concept."""
     path = vector_path(lake, dataset, name)
-    if not path.exists():
+    legacy = path.with_suffix(".pt")  # an older sculpt's {"direction", **meta} file
+    meta_path = path.with_suffix(".json")
+    if not path.exists() and not legacy.exists():
         raise UserError(f"vector {name}: none for dataset {dataset}; run `sculpt concept vector`")
-    saved = torch.load(path, weights_only=False)
-    direction = saved.pop("direction")
-    saved["layer"] = saved["config"]["layer"]
-    return direction, saved
+    direction = load_direction(path if path.exists() else legacy)
+    try:
+        meta = json.loads(meta_path.read_text())
+        meta["layer"] = int(meta["config"]["layer"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(
+            f"{meta_path}: missing or not the vector's meta (config.layer); rebuild it with "
+            f"`sculpt concept vector {dataset} {name}`"
+        ) from None
+    return direction, meta

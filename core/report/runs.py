@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ CHECKPOINT_ORDER = ("base", "baseline", "shaped")
 CURVE_POINTS = 200
 MAX_CURVES = 6
 CURVE_PREFERENCE = ("loss", "rewards/margins", "rewards/accuracies", "eval_loss", "grad_norm")
+_ABSOLUTE = re.compile(r"(?<![\w.~:/-])(?:/|~/|[A-Za-z]:\\)[^\s'\"()\[\]{},;:]+")
+"""An absolute path inside a value (`runs_dir: /mnt/runs`, an error naming a file)."""
 
 
 def collect_runs(
@@ -65,9 +68,9 @@ def _run(
         "run_id": row["run_id"],
         "status": row.get("status"),
         "dir": _display_dir(lake, row.get("dir")),
-        "config": _pretty(row.get("config")),
-        "plan": _pretty(row.get("plan")),
-        "metrics": _json_dict(row.get("metrics")),
+        "config": _pretty(lake, row.get("config")),
+        "plan": _pretty(lake, row.get("plan")),
+        "metrics": _no_machine_paths(lake, _json_dict(row.get("metrics"))),
         "curves": training_curves(run_dir / "metrics.jsonl") if run_dir else {},
         "evals": _evals(con, tables, row["run_id"]),
     }
@@ -82,12 +85,35 @@ def _json_any(text: Any) -> Any:
         return text
 
 
-def _pretty(text: Any) -> str:
-    """A JSON column indented for reading; empty for an empty plan or config."""
-    value = _json_any(text)
+def _pretty(lake: Lake, text: Any) -> str:
+    """A JSON column indented for reading, without this machine's paths; empty for an empty plan
+    or config."""
+    value = _no_machine_paths(lake, _json_any(text))
     if not value:
         return ""
     return value if isinstance(value, str) else json.dumps(value, indent=1, ensure_ascii=False)
+
+
+def _no_machine_paths(lake: Lake, value: Any) -> Any:
+    """`value` with every absolute path (the config's `runs_dir` and `plan`, a path in an error)
+    shown as a reader may name it: relative to the lake's folder, or `…/<name>`."""
+    if isinstance(value, dict):
+        return {k: _no_machine_paths(lake, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_machine_paths(lake, v) for v in value]
+    if isinstance(value, str):
+        return _ABSOLUTE.sub(lambda m: _display_path(lake, m.group(0)), value)
+    return value
+
+
+def _display_path(lake: Lake, text: str) -> str:
+    path = Path(text).expanduser()
+    for base in (lake.root.resolve().parent, Path.cwd().resolve()):
+        try:
+            return str(path.resolve().relative_to(base))
+        except (ValueError, OSError):
+            continue
+    return f"…/{path.name}"
 
 
 def _json_dict(text: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sculpt.errors import UserError
-from sculpt.lake.store import Lake, slug, write_json_atomic
+from sculpt.lake.store import Lake, check_name, slug, write_json_atomic
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -29,10 +29,42 @@ def sae_dir(lake: Lake, sae_id: str) -> Path:
     return lake.root / SAE_DIR / slug(sae_id)
 
 
+def _read_folder(folder: Path, device: str = "cpu") -> Any:
+    """sae-lens's `SAE.load_from_disk`, with a bad or missing `cfg.json` or weights file as one
+    line naming the file and the fix (a folder may come from someone else)."""
+    from sae_lens import SAE
+
+    config = folder / "cfg.json"
+    if not config.is_file():
+        raise UserError(f"sae {folder}: no cfg.json; pass a folder saved by sae-lens")
+    try:
+        json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(
+            f"{config}: not readable JSON ({str(exc).splitlines()[0][:100]}); "
+            "save the SAE again with sae-lens (`SAE.save_model`)"
+        ) from None
+    weights = folder / "sae_weights.safetensors"
+    if not weights.is_file():
+        raise UserError(
+            f"sae {folder}: no sae_weights.safetensors; pass a folder saved by sae-lens"
+        )
+    try:
+        return SAE.load_from_disk(folder, device=device)
+    except Exception as exc:  # noqa: BLE001 — sae-lens reports bad files in many types
+        raise UserError(
+            f"sae {folder}: cfg.json or sae_weights.safetensors is not an SAE sae-lens can load "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}); "
+            "save it again with sae-lens"
+        ) from None
+
+
 # ---- reading activations ----------------------------------------------------------------------
 
 
 def _staging(lake: Lake, sae_id: str) -> Path:
+    check_name(sae_id, "sae id")  # one id, one folder: `a b` and `a-b` never share an SAE
+    lake.require_writable()
     folder = lake.root / SAE_DIR / f".{slug(sae_id)}.{uuid.uuid4().hex[:8]}.staging"
     folder.mkdir(parents=True)
     return folder
@@ -51,8 +83,6 @@ def _finish(lake: Lake, folder: Path, sae_id: str, info: dict[str, Any]) -> None
 
 def load_sae(lake: Lake, sae_id: str, device: str | None = None) -> tuple[SAE[Any], dict[str, Any]]:
     """The SAE registered as `sae_id` (eval mode) and its sculpt.json."""
-    from sae_lens import SAE
-
     folder = sae_dir(lake, sae_id)
     if not (folder / META_FILE).exists():
         known = ", ".join(s["sae_id"] for s in list_saes(lake)) or "none"
@@ -60,10 +90,24 @@ def load_sae(lake: Lake, sae_id: str, device: str | None = None) -> tuple[SAE[An
             f"sae {sae_id}: not in lake {lake.root} (known: {known}); "
             "train one with `sculpt sae train` or register one with `sculpt sae load`"
         )
-    info = json.loads((folder / META_FILE).read_text())
-    sae = SAE.load_from_disk(folder, device=device or "cpu")
+    info = _read_meta(folder / META_FILE)
+    sae = _read_folder(folder, device or "cpu")
     sae.eval()
     return sae, info
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        info = None
+    if not isinstance(info, dict):
+        raise UserError(
+            f"{path}: not an SAE record (a JSON object); register the SAE again with "
+            "`sculpt sae load FOLDER`"
+        )
+    info.setdefault("sae_id", path.parent.name)
+    return info
 
 
 def list_saes(lake: Lake) -> list[dict[str, Any]]:
@@ -74,7 +118,7 @@ def list_saes(lake: Lake) -> list[dict[str, Any]]:
     out = []
     for meta in sorted(base.glob(f"*/{META_FILE}")):
         if not meta.parent.name.startswith("."):
-            out.append(json.loads(meta.read_text()))
+            out.append(_read_meta(meta))
     return out
 
 
@@ -115,7 +159,8 @@ def register_sae(
             f"sae {source}: d_in {sae.cfg.d_in} does not match {model_name}'s hidden size "
             f"{hidden}; pass the --model it was trained on"
         )
-    sae_id = sae_id or slug(f"{Path(source).name}-{release_id or ''}".strip("-"))
+    sae_id = check_name(sae_id, "--sae-id") if sae_id else None
+    sae_id = sae_id or slug(f"{Path(source).name}-{release_id or ''}".strip("-"))[:100]
     info = {
         "sae_id": sae_id,
         "source": source,
@@ -145,9 +190,7 @@ def _load_external(source: str, release_id: str | None) -> Any:
 
     path = Path(source).expanduser()
     if path.is_dir():
-        if not (path / "cfg.json").exists():
-            raise UserError(f"sae {source}: no cfg.json; pass a folder saved by sae-lens")
-        return SAE.load_from_disk(path)
+        return _read_folder(path)
     directory = get_pretrained_saes_directory()
     if source not in directory:
         raise UserError(

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_type_hints
 
 from sculpt.configs import coerce
 from sculpt.errors import UserError
+from sculpt.lake.store import check_name
 
 
 @dataclass
@@ -81,6 +82,14 @@ class TrainConfig:
             raise ValueError(f"beta={self.beta}: pass a positive DPO temperature, e.g. 0.1")
         if self.finetune == "lora" and self.lora_r <= 0:
             raise ValueError(f"lora_r={self.lora_r}: pass a positive rank, or finetune: full")
+        # both name a folder (runs_dir/<run_id>, the lake's dataset=<name>): a name, never a path
+        for key in ("dataset", "run_id"):
+            value = getattr(self, key)
+            if value:
+                try:
+                    check_name(value, key)
+                except UserError as exc:
+                    raise ValueError(str(exc)) from None
 
 
 def build_config(

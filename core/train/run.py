@@ -22,7 +22,7 @@ from typing import Any
 from transformers import PrinterCallback, TrainerCallback
 
 from sculpt.errors import UserError
-from sculpt.lake.store import Lake, write_json_atomic
+from sculpt.lake.store import NAME_MAX, Lake, check_name, slug, write_json_atomic
 from sculpt.plan.plan import HOOK_METHODS, Plan
 from sculpt.train.config import TrainConfig
 from sculpt.train.folder import (
@@ -70,8 +70,8 @@ def split_pairs(pairs: list[dict[str, Any]], config: TrainConfig) -> tuple[list,
 
 
 def new_run_id(config: TrainConfig) -> str:
-    kind = Path(config.plan).stem if config.plan else "baseline"
-    return f"{config.dataset}-{kind}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    kind = slug(Path(config.plan).stem) if config.plan else "baseline"
+    return f"{config.dataset}-{kind}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"[:NAME_MAX]
 
 
 def train_run(
@@ -95,7 +95,7 @@ def train_run(
         raise UserError("train: no dataset; pass --dataset NAME or set `dataset:` in the config")
     state = _process_state(config)
     if resume is None:  # the main process's timestamp names the run for every rank
-        run_id = _broadcast(config.run_id or new_run_id(config))
+        run_id = check_name(_broadcast(config.run_id or new_run_id(config)), "run_id")
         config = dataclasses.replace(config, run_id=run_id)
         run_dir = Path(config.runs_dir) / run_id
     _main_first(state, lambda: prepare_run_dir(run_dir, config, lake, fresh=resume is None))
@@ -230,8 +230,7 @@ def _load_models(config: TrainConfig, state: Any) -> tuple[Any, Any]:
 
 
 def _policy_hooks(model: Any, plan: Plan | None) -> Any:
-    import torch
-
+    from sculpt.concepts.vectors import load_direction
     from sculpt.train.hooks import PolicyHooks, ResidualHook
 
     if plan is None:
@@ -241,7 +240,7 @@ def _policy_hooks(model: Any, plan: Plan | None) -> Any:
         if item.method not in HOOK_METHODS:
             continue
         assert item.vector_file is not None and item.layer is not None  # checked by load_plan
-        direction = torch.load(plan.resolve(item.vector_file), map_location="cpu")
+        direction = load_direction(plan.resolve(item.vector_file, "vector_file"))
         # Steering explains the concept away when it suppresses (+m·v) and makes the policy
         # compensate for its absence when it amplifies (−m·v).
         magnitude = item.strength if item.action == "suppress" else -item.strength

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
 
 from sculpt.concepts import evidence
+from sculpt.concepts.contexts import contexts as where_it_fires
 from sculpt.plan.decisions import Decision
 from sculpt.tui.decide import DecidingScreen, Target, badge
 from sculpt.tui.keys import bindings
@@ -179,7 +180,7 @@ class ConceptCard(DecidingScreen):
             concept = evidence.concept(data, concept_id)
             related = data.hypotheses_for(concept_id)
             histogram = evidence.gap_histogram(data, concept_id, data_cluster=cluster)
-            contexts = evidence.contexts(data, concept, self.row["lean"])
+            contexts = where_it_fires(data, concept, self.row["lean"])
             names = {r["data_cluster"]: data.cluster_name(r["data_cluster"]) for r in related}
             names[cluster] = data.cluster_name(cluster)
         except duckdb.Error as exc:

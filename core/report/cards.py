@@ -7,8 +7,9 @@ from typing import Any
 
 import duckdb
 
-from sculpt.concepts import evidence
-from sculpt.concepts.evidence import LakeReader, Reader, Segments
+from sculpt.concepts import contexts, evidence
+from sculpt.concepts.contexts import Segments
+from sculpt.concepts.evidence import LakeReader, Reader
 from sculpt.lake.store import Lake
 
 EXAMPLES = 2
@@ -65,7 +66,7 @@ def _card(reader: Reader, hyp: dict[str, Any]) -> dict[str, Any]:
         row = evidence.concept(reader, concept_id)
         pattern = evidence.highlight_pattern(row)
         pairs = evidence.pair_rows(reader, ids[: max(EXAMPLES, CONTEXTS)])
-        card["contexts"] = evidence.contexts(reader, row, lean, CONTEXTS, pairs=pairs)
+        card["contexts"] = contexts.contexts(reader, row, lean, CONTEXTS, pairs=pairs)
         card["examples"] = [_example(p, pattern, {}) for p in pairs[:EXAMPLES]]
         return card
     top = evidence.top_activations(reader, sae_ref)
@@ -76,13 +77,13 @@ def _card(reader: Reader, hyp: dict[str, Any]) -> dict[str, Any]:
     if feature:
         card["density"] = feature["density"]
         card["top_tokens"] = evidence.json_list(feature["top_tokens"])[:10]
-    card["contexts"] = evidence.contexts(reader, {"concept_id": concept_id}, lean, CONTEXTS)
+    card["contexts"] = contexts.contexts(reader, {"concept_id": concept_id}, lean, CONTEXTS)
     keys = [(p["pair_id"], side) for p in pairs for side in ("chosen", "rejected")]
     tokens = evidence.span_tokens(reader, keys)
     hot: dict[tuple[str, str], set[int]] = {}
     for t in top:
         hot.setdefault((t["pair_id"], t["side"]), set()).add(int(t["pos"]))
-    marked = {k: evidence.token_segments(tokens[k], hot[k]) for k in tokens if k in hot}
+    marked = {k: contexts.token_segments(tokens[k], hot[k]) for k in tokens if k in hot}
     card["examples"] = [_example(p, None, marked) for p in pairs]
     return card
 
@@ -97,6 +98,6 @@ def _example(
         out[side] = (
             marked
             if marked is not None
-            else evidence.window(pair[side] or "", evidence.matches(pattern, pair[side]))
+            else contexts.window(pair[side] or "", contexts.matches(pattern, pair[side]))
         )
     return out

@@ -209,7 +209,7 @@ class ConceptCard(DecidingScreen):
             text.append(one_line(self.target.label), "bold")
             text.append(
                 f" · {self.target.members} concept(s) carry it; a decision here covers them "
-                "all · its anchor's evidence:\n",
+                "all · the evidence of the member it is named after:\n",
                 "dim",
             )
         text.append(one_line(row["label"] or row["concept_id"]), "bold")

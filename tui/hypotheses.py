@@ -328,8 +328,8 @@ class HypothesesScreen(DecidingScreen):
 
     def evidence_row(self) -> tuple[dict[str, Any], Target] | None:
         """The hypothesis whose evidence a card or the pair viewer shows, and what a decision
-        there acts on: a finding's anchor and the finding; a member's global hypothesis and the
-        member; a hypothesis and itself."""
+        there acts on: for a finding, the member it is named after (its most readable) and the
+        finding; a member's global hypothesis and the member; a hypothesis and itself."""
         row = self.selected()
         if row is None:
             return None

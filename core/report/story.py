@@ -51,7 +51,10 @@ def read_findings(
         by_finding.setdefault(m["finding_id"], []).append(m)
     for r in shown:
         r["member_rows"] = by_finding.get(r["finding_id"], [])
-        r["anchor"] = r["member_rows"][0]["concept_id"] if r["member_rows"] else None
+        # the evidence a card shows: the member that names the finding (the most readable one,
+        # as the TUI shows it), else the anchor
+        first = r["member_rows"][0]["concept_id"] if r["member_rows"] else None
+        r["anchor"] = r.get("label_concept") or first
     return {
         "top": shown,
         "n": len(rows),

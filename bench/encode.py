@@ -1,9 +1,9 @@
 """Span encoding and SAE training throughput, each measured against its baseline in one run.
 
-1. Encoding: `SaeSink.consume` (one fused encode per batch + segment reductions) vs calling
-   `SAE.encode` span by span in a Python loop with the same per-span reductions. Goal ≥ 5×.
-   Also the bare `x @ W_enc` over the same tokens: on a CPU both sides are bound by that matmul
-   (a span of 20–200 tokens already fills the cores), so its rate caps the ratio.
+1. Encoding: `SaeSink.consume` (one fused encode per batch + segment reductions + the running
+   top tokens + the Arrow rows) against the bare `x @ W_enc` over the same tokens, the floor any
+   exact encoder pays. Goal ≥ 85% of the bare matmul's rate. Also `SAE.encode` span by span in
+   a Python loop with the same per-span reductions (on a CPU it is matmul-bound too).
 2. Training: `SAETrainer` fed by our `ShuffledBatches` (batch 512, our default) vs the same trainer
    fed the same tokens through sae-lens' own runner data path (`mixing_buffer` with the runner's
    defaults: batch 4096 tokens, a buffer of 20 batches). Goal ≥ 1× (our iterator is no bottleneck).
@@ -92,8 +92,10 @@ def bench_encoding(lake: Lake, sae_id: str, n_spans: int, repeats: int = 3) -> N
         for batch in batches:
             sink.consume(batch)
 
-    # Interleaved repeats, best of each: the machine is shared and noisy.
+    # Interleaved repeats, best of each: the machine is shared and noisy. CPU time (all threads
+    # of this process) beside wall time: on a busy machine it is the steadier of the two.
     best = {"ours": float("inf"), "loop": float("inf"), "matmul": float("inf")}
+    best_cpu = dict(best)
     rows_loop = 0
     for _ in range(repeats):
         for name, run in (
@@ -101,9 +103,10 @@ def bench_encoding(lake: Lake, sae_id: str, n_spans: int, repeats: int = 3) -> N
             ("loop", lambda: per_span_loop(sink.sae, batches)),
             ("matmul", lambda: bare_matmul(sink.sae, batches)),
         ):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             out = run()
             best[name] = min(best[name], time.perf_counter() - started)
+            best_cpu[name] = min(best_cpu[name], time.process_time() - cpu)
             rows_loop = out if name == "loop" else rows_loop
     rows_ours = sum(t.num_rows for t in sink.span_parts)
     rate = {name: tokens / seconds for name, seconds in best.items()}
@@ -117,9 +120,10 @@ def bench_encoding(lake: Lake, sae_id: str, n_spans: int, repeats: int = 3) -> N
         f"  SAE.encode per span, Python loop:            {rate['loop']:10.0f} tok/s  ({rows_loop} rows)"
     )
     print(f"  bare x @ W_enc per batch (the floor):        {rate['matmul']:10.0f} tok/s")
+    print(f"  ratio to the loop: {rate['ours'] / rate['loop']:.2f}x")
     print(
-        f"  ratio: {rate['ours'] / rate['loop']:.2f}x  (goal >= 5x); SaeSink runs at "
-        f"{rate['ours'] / rate['matmul']:.0%} of the bare encoder matmul, the loop at "
+        f"  SaeSink runs at {rate['ours'] / rate['matmul']:.0%} of the bare encoder matmul's rate "
+        f"(CPU time: {best_cpu['matmul'] / best_cpu['ours']:.0%}; goal >= 85%), the loop at "
         f"{rate['loop'] / rate['matmul']:.0%}"
     )
 

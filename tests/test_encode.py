@@ -234,3 +234,17 @@ def test_llm_labels_reach_cards_and_concepts_but_not_scores(
     assert labels[f"sae:{sae_id}:{cards[0]['feature']}"] == cards[0]["label"]
     assert lake.sql(query).equals(before)
     assert "[llm]" in capsys.readouterr().out
+
+
+def test_top_per_feature_orders_negative_and_tied_activations() -> None:
+    """Codes of SAEs without a ReLU can be negative; ties keep their first occurrence."""
+    g = torch.Generator().manual_seed(3)
+    feature = torch.randint(0, 7, (400,), generator=g)
+    act = torch.randn(400, generator=g).round(decimals=1)
+    act[act == 0] = 0.5
+    got = top_per_feature(feature, act, 3).tolist()
+    expected = []
+    for f in sorted(set(feature.tolist())):
+        rows = [i for i in range(400) if feature[i] == f]
+        expected += sorted(rows, key=lambda i: (-float(act[i]), i))[:3]
+    assert got == expected

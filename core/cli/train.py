@@ -38,7 +38,8 @@ def register(add: Any) -> None:
 
     evaluate = add(
         "eval",
-        "Compare base, plain DPO and a shaped run on held-out prompts; rows to the evals log.",
+        "Compare base, plain DPO and a shaped run on held-out prompts, and each audited concept's "
+        "observed change with the audit's predicted Δ; rows to the evals log.",
         "sculpt eval demo-plan-20260101-120000 --prompts prompts.jsonl",
     )
     evaluate.add_argument("run", metavar="RUN", help="run id (under --runs-dir) or run folder")
@@ -107,11 +108,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from sculpt.train.evaluate import evaluate_run
+    from sculpt.train.validity import PER_CONCEPT
 
     lake = Lake.open(args.lake)
     rows = evaluate_run(
         lake, args.run, args.runs_dir, args.prompts, args.baseline, args.n, args.max_new_tokens
     )
+    shown = [r for r in rows if r["metric"] not in PER_CONCEPT]
     print_table(
         ["checkpoint", "metric", "concept", "value", "95% CI", "n"],
         [
@@ -123,7 +126,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"[{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]",
                 r["n"],
             ]
-            for r in rows
+            for r in shown
         ],
     )
+    concepts = len({r["concept_id"] for r in rows if r["metric"] == "observed_change"})
+    if concepts:
+        print(
+            f"{concepts} audited concepts: predicted Δ and observed change per checkpoint in "
+            "the evals log (metrics predicted_delta, observed_change, observed_change_sd)"
+        )
     return 0

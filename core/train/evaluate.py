@@ -2,14 +2,14 @@
 
 Per checkpoint: each targeted concept's rate in greedy generations and the log-prob margin of
 concept-bearing vs concept-free continuations; off-target concept rates; a capability proxy
-(held-out preference accuracy by mean token log-prob, NLL of chosen); and the preprint's check,
-R² between each concept's predicted Δ from the data and its observed change in generations.
+(held-out preference accuracy by mean token log-prob, NLL of chosen); and the preprint's check:
+every concept the audit tested, scored on the generations (core/train/observed.py), its observed
+change set against the audit's predicted Δ (core/train/validity.py).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,11 +49,6 @@ def summarize(metric: str, values: Sequence[float], concept_id: str | None = Non
     lo, hi = bootstrap_ci(values)
     mean = float(np.mean(values)) if len(values) else float("nan")
     return Metric(metric, mean, len(values), lo, hi, concept_id)
-
-
-def regex_detector(pattern: str) -> Detector:
-    compiled = re.compile(pattern)
-    return lambda text: float(compiled.search(text) is not None)
 
 
 # ---- model measurements ------------------------------------------------------------------------
@@ -135,8 +130,8 @@ def measure(
     detectors: dict[str, Detector],
     contrasts: dict[str, list[tuple[list[dict], str, str]]],
     max_new_tokens: int = 40,
-) -> tuple[list[Metric], dict[str, float]]:
-    """All metrics of one checkpoint; also returns each concept's generation rate."""
+) -> tuple[list[Metric], dict[str, float], list[str]]:
+    """All metrics of one checkpoint; also each concept's generation rate and the generations."""
     model.eval()
     texts = generate(model, tokenizer, prompts, max_new_tokens)
     metrics: list[Metric] = []
@@ -153,7 +148,7 @@ def measure(
         margins = [b[0] - f[0] for b, f in zip(bearing, free, strict=True)]
         metrics.append(summarize("concept_logp_margin", margins, concept_id))
     metrics.extend(capability(model, tokenizer, pairs))
-    return metrics, rates
+    return metrics, rates, texts
 
 
 def capability(model: Any, tokenizer: Any, pairs: list[dict[str, Any]]) -> list[Metric]:
@@ -171,29 +166,6 @@ def capability(model: Any, tokenizer: Any, pairs: list[dict[str, Any]]) -> list[
     ]
     nll = [-c[0] / max(c[1], 1) for c in chosen]
     return [summarize("pref_accuracy", wins), summarize("nll_chosen", nll)]
-
-
-def r_squared(predicted: dict[str, float], observed: dict[str, float]) -> Metric:
-    """R² of observed change ~ predicted Δ across concepts (squared Pearson correlation)."""
-    keys = [k for k in predicted if k in observed and np.isfinite(observed[k])]
-    x = np.array([predicted[k] for k in keys])
-    y = np.array([observed[k] for k in keys])
-    if len(keys) < 3 or x.std() == 0 or y.std() == 0:
-        return Metric("r2_predicted_observed", float("nan"), len(keys), float("nan"), float("nan"))
-    r = float(np.corrcoef(x, y)[0, 1])
-    return Metric("r2_predicted_observed", r * r, len(keys), float("nan"), float("nan"))
-
-
-def predicted_deltas(
-    pairs: list[dict[str, Any]], detectors: dict[str, Detector]
-) -> dict[str, float]:
-    """Each concept's lean in the data: mean(1{fires on chosen} − 1{fires on rejected})."""
-    return {
-        cid: float(np.mean([(d(p["chosen"]) > 0) - (d(p["rejected"]) > 0) for p in pairs]))
-        if pairs
-        else 0.0
-        for cid, d in detectors.items()
-    }
 
 
 def contrast_triples(
@@ -242,33 +214,34 @@ def load_checkpoint(run_dir: Path | None, model_spec: str | None, finetune: str)
 
 
 def lexical_detectors(lake: Lake, dataset: str, concept_ids: Sequence[str]) -> dict[str, Detector]:
-    """Detectors for lexical concepts: built-ins (sculpt.concepts.lexical) and user regexes in `concepts`."""
-    found: dict[str, Detector] = {}
+    """Text detectors of the lexical concepts in `concepts` (built-ins even before any audit)."""
     from sculpt.concepts.lexical import BUILTIN
+    from sculpt.train.observed import text_detector
 
-    for name in BUILTIN:
-        if name != "length":  # a word count, not something that fires or not
-            found[f"lex:{name}"] = _builtin_detector(name)
+    detectors: dict[str, Any] = {
+        f"lex:{name}": d for name, d in BUILTIN.items() if name != "length"
+    }  # length is a word count, not something that fires or not
     if lake.has("concepts"):
         rows = lake.sql(
-            "select concept_id, source from concepts where dataset = ? and kind = 'lexical'",
+            "select concept_id, kind, members, source from concepts "
+            "where dataset = ? and kind = 'lexical'",
             [dataset],
         ).to_pylist()
         for row in rows:
-            pattern = json.loads(row["source"] or "{}").get("pattern")
-            if pattern and row["concept_id"] not in found:
-                found[row["concept_id"]] = regex_detector(pattern)
-    missing = [c for c in concept_ids if c not in found]
+            if row["concept_id"] not in detectors and row["concept_id"] != "lex:length":
+                found = text_detector(row)
+                if found is not None:
+                    detectors[row["concept_id"]] = found
+    missing = [c for c in concept_ids if c not in detectors]
     if missing:
         print(f"eval: no text detector for {', '.join(missing)} (only lexical concepts are rated)")
-    return found
+    return {cid: _text_detector(d) for cid, d in detectors.items()}
 
 
-def _builtin_detector(name: str) -> Detector:
-    from sculpt.concepts.lexical import BUILTIN, score_texts
+def _text_detector(detector: Any) -> Detector:
+    from sculpt.concepts.lexical import score_texts
 
-    chosen = {name: BUILTIN[name]}
-    return lambda text: float(score_texts([text], chosen)[name][0])
+    return lambda text: float(score_texts([text], {"d": detector})["d"][0])
 
 
 def to_rows(run_id: str, checkpoint: str, metrics: list[Metric]) -> list[dict[str, Any]]:
@@ -298,10 +271,12 @@ def evaluate_run(
     n_prompts: int = 48,
     max_new_tokens: int = 40,
 ) -> list[dict[str, Any]]:
-    """Measure base, baseline and this run on held-out prompts; rows go to the `evals` log."""
+    """Measure base, baseline and this run on the same held-out prompts; each checkpoint's
+    metrics, and each audited concept's predicted Δ against its observed change, go to `evals`."""
     import yaml
 
     from sculpt.train.run import load_pairs
+    from sculpt.train.validity import audit_metrics
 
     run_dir = _find_run(run, runs_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -314,8 +289,8 @@ def evaluate_run(
     pairs = load_pairs(lake, config["dataset"])
     held_ids = set(json.loads((run_dir / "holdout.json").read_text()))
     held = [p for p in pairs if p["pair_id"] in held_ids] or pairs[:n_prompts]
-    train_pairs = [p for p in pairs if p["pair_id"] not in held_ids]
     prompts = _prompts(prompts_file, held)[:n_prompts]
+    pair_ids = None if prompts_file else [p["pair_id"] for p in held[:n_prompts]]
     detectors = lexical_detectors(lake, config["dataset"], targeted)
     contrasts = {c: contrast_triples(held, detectors[c]) for c in targeted if c in detectors}
     checkpoints: list[tuple[str, Path | None]] = [("base", None)]
@@ -323,24 +298,36 @@ def evaluate_run(
     if baseline_dir is not None and baseline_dir.resolve() != run_dir.resolve():
         checkpoints.append(("baseline", baseline_dir))
     checkpoints.append(("shaped" if targeted else "baseline", run_dir))
-    rows: list[dict[str, Any]] = []
+    measured: dict[str, list[Metric]] = {}
     rates: dict[str, dict[str, float]] = {}
+    generations: dict[str, list[str]] = {}
     for name, folder in checkpoints:
         model, tokenizer = load_checkpoint(
             folder, config.get("model"), config.get("finetune", "lora")
         )
-        metrics, rates[name] = measure(
+        measured[name], rates[name], generations[name] = measure(
             model, tokenizer, held[:n_prompts], prompts, detectors, contrasts, max_new_tokens
         )
+        del model
         if name != "base":
-            observed = {c: rates[name][c] - rates["base"][c] for c in rates[name]}
-            metrics.append(r_squared(predicted_deltas(train_pairs, detectors), observed))
-            metrics.extend(
-                Metric("off_target_shift", observed[c], len(prompts), float("nan"), float("nan"), c)
-                for c in observed
+            measured[name].extend(
+                Metric(
+                    "off_target_shift",
+                    rates[name][c] - rates["base"][c],
+                    len(prompts),
+                    float("nan"),
+                    float("nan"),
+                    c,
+                )
+                for c in rates[name]
                 if c not in targeted
             )
-        rows.extend(to_rows(run_dir.name, name, metrics))
+    changed = audit_metrics(
+        lake, config["dataset"], generations, prompts, pair_ids, config.get("model")
+    )
+    rows: list[dict[str, Any]] = []
+    for name, metrics in measured.items():
+        rows.extend(to_rows(run_dir.name, name, metrics + changed.get(name, [])))
     if rows:
         lake.append_log("evals", rows)
     return rows

@@ -620,3 +620,22 @@ def test_plan_yaml_keeps_labels_readable(tmp_path: Path) -> None:
     path = save_plan(plan, tmp_path / "plan.yaml")
     assert "** · one · move" in path.read_text(encoding="utf-8")
     assert load_plan(path).interventions[0].label == "** · one · move"
+
+
+def test_queue_opens_a_findings_card(findings_lake: Lake) -> None:
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        index = next(i for i, r in enumerate(screen.rows) if r["n_members"] == 4)
+        screen.query_one("#table").move_cursor(row=index)
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(pilot.app.screen, DecisionForm), "form")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, HypothesesScreen), "saved")
+        await pilot.press("i")
+        await until(pilot, lambda: isinstance(pilot.app.screen, QueueScreen), "queue")
+        assert "finding:lex:apology" in screen_text(pilot.app)
+        await pilot.press("enter")
+        await until(pilot, lambda: "covers them" in content(pilot.app, "#card-head"), "card")
+        assert "✗ suppressed" in content(pilot.app, "#card-head")
+
+    drive(findings_lake, SMALL, scenario)

@@ -307,6 +307,16 @@ class TriageData:
             row["members"] = json.loads(row["members"] or "[]")
         return Page(rows, offset, int(total), filters, sort, findings=True)
 
+    def finding(self, finding_id: str) -> dict[str, Any] | None:
+        """One finding as a list row, or None when this analysis has no such finding."""
+        if not self.has_findings:
+            return None
+        found = self.query(
+            f"select * exclude (search) from {self.find_source} where hypothesis_id = ?",
+            [finding_id],
+        )
+        return found[0] if found else None
+
     def members(self, finding_id: str) -> list[dict[str, Any]]:
         """A finding's members, anchor first, as rows of the hypotheses table's shape."""
         rows = self.query(

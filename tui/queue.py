@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Static
 
 from sculpt.plan.decisions import Decision
-from sculpt.tui.decide import badge
+from sculpt.tui.decide import Target, badge
 from sculpt.tui.keys import bindings
 from sculpt.tui.screen import TriageScreen
 from sculpt.tui.text import line, one_line
@@ -86,12 +87,24 @@ class QueueScreen(TriageScreen):
         )
         self.draw()
 
+    @on(DataTable.RowSelected)
+    def _open_selected(self) -> None:
+        """Enter reaches the table first: it selects the row, and that opens the card."""
+        self.action_open_card()
+
     def action_open_card(self) -> None:
         from sculpt.tui.card import ConceptCard
 
         decision = self.selected()
         if decision is None:
             return
+        finding = self.data.finding(decision.concept_id)
+        if finding is not None:  # a finding's card: its named member's evidence
+            named = self.data.hypotheses_for(finding["label_concept"])
+            rows = [r for r in named if r["scope"] == "global"]
+            if rows:
+                self.app.push_screen(ConceptCard(rows[0], target=Target.of_row(finding)))
+                return
         rows = self.data.hypotheses_for(decision.concept_id)
         match = [r for r in rows if r["hypothesis_id"] == decision.hypothesis_id] or rows
         if not match:

@@ -255,3 +255,16 @@ def test_empty_runs_name_the_example_config(tmp_path: Path) -> None:
     shutil.rmtree(lake.table_dir("runs"))
     html = write_report(lake, "s", tmp_path / "s.html").read_text()
     assert "examples/run.yaml" in text_of(sections(parse(html))["runs"])
+
+
+def test_training_curves_include_the_shaping_offset(tmp_path: Path) -> None:
+    from sculpt.report.runs import training_curves
+
+    path = tmp_path / "metrics.jsonl"
+    names = ["loss", "grad_norm", "learning_rate", "logps/chosen", "logps/rejected"]
+    names += ["rewards/chosen", "rewards/rejected", "rewards/margins", "shaping/offset"]
+    path.write_text(
+        "\n".join(json.dumps({"step": s, **{n: s * 0.1 for n in names}}) for s in range(5))
+    )
+    curves = training_curves(path)
+    assert "shaping/offset" in curves and list(curves)[:2] == ["loss", "shaping/offset"]

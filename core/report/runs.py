@@ -19,7 +19,17 @@ CHECKPOINT_ORDER = ("base", "baseline", "shaped")
 """base → plain DPO → shaped DPO, then any other checkpoint by name."""
 CURVE_POINTS = 200
 MAX_CURVES = 6
-CURVE_PREFERENCE = ("loss", "rewards/margins", "rewards/accuracies", "eval_loss", "grad_norm")
+CURVE_PREFERENCE = (
+    "loss",
+    "shaping/offset",
+    "rewards/margins",
+    "rewards/accuracies",
+    "shaping/weight",
+    "eval_loss",
+    "grad_norm",
+)
+"""Curves drawn first: the loss, then what the plan did to it (the mean margin offset λ·(s̃⁺ − s̃⁻)
+and pair weight that sculpt's trainer logs), then TRL's reward curves."""
 _ABSOLUTE = re.compile(r"(?<![\w.~:/-])(?:/|~/|[A-Za-z]:\\)[^\s'\"()\[\]{},;:]+")
 """An absolute path inside a value (`runs_dir: /mnt/runs`, an error naming a file)."""
 

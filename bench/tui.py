@@ -1,8 +1,10 @@
 """Triage TUI at scale: first paint, sorts and filters on 1M hypotheses / 100k pairs (Pilot).
 
-Builds the synthetic lake once (core/testing/sample_lake.py) under $TMPDIR and reuses it. Prints the
-time from app start to the first rows on screen, each sort and filter as seen on screen, and the
-same page query against the Parquet views vs the materialized DuckDB table (ratio).
+Builds the synthetic lake once (core/testing/sample_lake.py) under $TMPDIR and reuses it; its
+analysis has findings, so the list on screen is findings (one per concept at this scale). Prints
+the time from app start to the first rows on screen, each sort and filter as seen on screen,
+showing a finding's members, and the same hypotheses page query against the Parquet views vs the
+materialized DuckDB table (ratio).
 Usage: .venv/bin/python bench/tui.py [--pairs 100000] [--hypotheses 1000000]
 """
 
@@ -62,6 +64,19 @@ async def on_screen(pilot, key: str, typed: str = "") -> float:
     return time.perf_counter() - start
 
 
+async def members(pilot) -> float:
+    """Seconds from space to the finding's members on screen, then space again to hide them."""
+    screen = pilot.app.screen
+    start, cpu = time.perf_counter(), time.process_time()
+    pilot.app.simulate_key("space")
+    await wait(pilot, lambda: bool(screen.expanded))
+    CPU.append(time.process_time() - cpu)
+    elapsed = time.perf_counter() - start
+    pilot.app.simulate_key("space")
+    await wait(pilot, lambda: not screen.expanded)
+    return elapsed
+
+
 async def measure(lake: Lake) -> dict[str, list[float]]:
     from sculpt.tui.app import TriageApp
     from sculpt.tui.hypotheses import HypothesesScreen
@@ -87,6 +102,8 @@ async def measure(lake: Lake) -> dict[str, list[float]]:
         results["text search (enter)"] = [
             await on_screen(pilot, "enter", word) for word in ("apology", "sorry", "zz")
         ]
+        await on_screen(pilot, "c")
+        results["show a finding's members (space)"] = [await members(pilot) for _ in range(3)]
     results["  cpu time per sort/filter"] = list(CPU)
     return results
 

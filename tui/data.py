@@ -166,7 +166,7 @@ class TriageData:
         self._cluster_names: dict[int, str] | None = None
         self.source = "hyp_src"
         self.has_findings = False
-        self.find_source = "find_src"
+        self.find_source, self.members_source = "find_src", "members_src"
         """The analysis grouped its concepts into findings: the list shows those first."""
         if self.analysis is not None:
             where = f"dataset = {_quote(slug(dataset))} and analysis = {_quote(self.analysis)}"
@@ -225,10 +225,11 @@ class TriageData:
         fewer, and the list shown first), the hypotheses with enum-coded categories, and one
         search text per concept (label, id, feature tokens)."""
         if self.has_findings:
-            self.query(
-                "create or replace table find_cache as select * from find_src", cancellable=False
-            )
-            self.find_source = "find_cache"
+            for view, table in (("find_src", "find_cache"), ("members_src", "members_cache")):
+                self.query(
+                    f"create or replace table {table} as select * from {view}", cancellable=False
+                )
+            self.find_source, self.members_source = "find_cache", "members_cache"
         tokens, join = "''", ""
         if "features" in self.tables:
             join = (
@@ -322,7 +323,7 @@ class TriageData:
         rows = self.query(
             "select concept_id, position, role, kind, label, agreement, hypothesis_id as hyp, "
             "delta, ci_lo, ci_hi, d, q, split_half_ok, lean, chosen_rate, rejected_rate "
-            "from members_src where finding_id = ? order by position",
+            f"from {self.members_source} where finding_id = ? order by position",
             [finding_id],
         )
         for r in rows:

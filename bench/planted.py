@@ -177,14 +177,28 @@ def copy_dataset(lake: Lake, source: str, target: str, flipped: set[str]) -> str
     return found[0] if found else None
 
 
-def sae_alone_check(lake: Lake, source: str, names: list[str], seed: int) -> tuple[int, int]:
+def sae_alone_check(
+    lake: Lake, source: str, names: list[str], seed: int, top: int = 50
+) -> tuple[int, int]:
     """The SAE route alone: the planted dataset's SAE features (and feature clusters) analyzed
-    without lexical or n-gram concepts, so every finding is SAE features; the known answer on
-    them."""
+    without lexical or n-gram concepts, so every finding is SAE features. Prints where each
+    planted concept is among the first `top` findings; returns (found, found exactly once)."""
     dataset = f"{source}-sae"
     sae = copy_dataset(lake, source, dataset, set())
     analyze(lake, dataset, AnalyzeConfig(seed=seed, sae=sae), progress=False)
-    return findings_check(lake, dataset, names, "sae alone")
+    findings = read_findings(lake, dataset)
+    specs = tuple(PLANTABLE[name] for name in names)
+    found = planted_findings(lake, dataset, findings, top=top, planted=specs)  # type: ignore[arg-type]
+    for p in found:
+        where = "#" + ", #".join(map(str, p.ranks)) if p.ranks else f"none of the top {top}"
+        print(f"[sae alone] finding of {p.name:<18} {where}: {p.label} (r={p.r:.2f})")
+    hits, once = sum(bool(p.ranks) for p in found), sum(len(p.ranks) == 1 for p in found)
+    print(
+        f"[sae alone] {len(findings)} findings from {sum(f['n_members'] for f in findings)} SAE "
+        f"features and clusters; each planted concept a finding among the top {top}: "
+        f"{hits}/{len(found)} ({once} exactly once)"
+    )
+    return hits, once
 
 
 def null_check(lake: Lake, source: str, route: str, seed: int, alpha: float = 0.05) -> int:

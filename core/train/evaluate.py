@@ -153,6 +153,15 @@ def measure(
 
 def capability(model: Any, tokenizer: Any, pairs: list[dict[str, Any]]) -> list[Metric]:
     """Held-out preference accuracy (mean token log-prob chosen > rejected) and NLL of chosen."""
+    wins, nll = preference_wins(model, tokenizer, pairs)
+    return [summarize("pref_accuracy", wins), summarize("nll_chosen", nll)]
+
+
+def preference_wins(
+    model: Any, tokenizer: Any, pairs: list[dict[str, Any]]
+) -> tuple[list[float], list[float]]:
+    """Per pair: 1.0 where chosen has the higher mean token log-prob, and chosen's NLL (paired
+    differences between checkpoints need the per-pair values)."""
     prompts = [_messages(p["prompt"]) for p in pairs]
     chosen = response_logps(
         model, tokenizer, list(zip(prompts, [p["chosen"] for p in pairs], strict=True))
@@ -164,8 +173,7 @@ def capability(model: Any, tokenizer: Any, pairs: list[dict[str, Any]]) -> list[
         float(c[0] / max(c[1], 1) > r[0] / max(r[1], 1))
         for c, r in zip(chosen, rejected, strict=True)
     ]
-    nll = [-c[0] / max(c[1], 1) for c in chosen]
-    return [summarize("pref_accuracy", wins), summarize("nll_chosen", nll)]
+    return wins, [-c[0] / max(c[1], 1) for c in chosen]
 
 
 def contrast_triples(

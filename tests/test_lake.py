@@ -171,3 +171,14 @@ def test_lake_root_accepts_file_uris_and_refuses_object_stores(tmp_path: Path) -
     assert lake.root == tmp_path / "uri lake" and lake.root.is_dir()
     with pytest.raises(UserError, match="s3://bucket/lake: sculpt writes lakes on a file system"):
         Lake.open("s3://bucket/lake")
+
+
+def test_a_symlink_sculpt_did_not_make_is_not_followed(tmp_path):
+    outside = Lake.open(tmp_path / "outside")
+    outside.replace_partition("pairs", {"dataset": "o"}, _pairs(5))
+    lake = Lake.open(tmp_path / "lake")
+    lake.replace_partition("pairs", {"dataset": "d"}, _pairs(3))
+    (lake.root / "pairs" / "dataset=evil").symlink_to(outside.root / "pairs" / "dataset=o")
+    (lake.root / "pairs" / "dataset=d" / "x.parquet").symlink_to(outside.files("pairs")[0])
+    assert lake.sql("select count(*) n from pairs").to_pylist() == [{"n": 3}]
+    assert not lake.has("pairs", {"dataset": "evil"})

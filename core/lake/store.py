@@ -114,6 +114,8 @@ def retrying(read: Callable[[], T]) -> T:
         except duckdb.IOException as exc:
             if not _vanished(exc) or attempt == READ_RETRIES - 1:
                 raise UserError(f"lake: cannot read ({str(exc).splitlines()[0]})") from None
+        # a writer replacing partitions in a burst: let it pass rather than race it again
+        time.sleep(min(0.005 * 2**attempt, 0.25))
     raise AssertionError("unreachable")
 
 
@@ -239,11 +241,15 @@ class Lake:
         return retrying(lambda: self._list(table, partition or {}))
 
     def _list(self, table: str, partition: Mapping[str, Any]) -> list[Path]:
-        base = self.table_dir(table)
+        base: Path | None = self.table_dir(table)
+        versioned = False
         for key, value in partition.items():
-            base = _follow(base / partition_folder(key, value))
-        if not base.is_dir():
+            link = base / partition_folder(key, value) if base is not None else None
+            base = _follow(link) if link is not None else None
+            versioned = versioned or base != link
+        if base is None or (not versioned and not base.is_dir()):
             return []
+        # a version replaced meanwhile is FileNotFoundError here: `files` lists again
         return list(_walk(base))
 
     def relative(self, path: Path) -> str:
@@ -481,23 +487,24 @@ def partition_folder(key: str, value: Any) -> str:
     return f"{key}={text}"
 
 
-def _follow(path: Path) -> Path:
-    """The version folder a partition symlink names (only sculpt's own `.v/<id>/<name>` links,
-    so a lake's symlinks never lead a reader outside it); `path` itself otherwise."""
+def _follow(path: Path) -> Path | None:
+    """The version folder a partition symlink names now, `path` itself when it is no symlink,
+    None for a symlink sculpt did not make: only `.v/<id>/<name>` links beside the partition are
+    followed, so a lake's symlinks never lead a reader outside it."""
     if not path.is_symlink():
         return path
-    target = os.readlink(path)
+    target = os.readlink(path)  # FileNotFoundError if dropped meanwhile: the reader lists again
     if _VERSION_LINK.fullmatch(target) and target.endswith("/" + path.name):
         return path.parent / target
-    return path.parent / ".not-a-version"  # a foreign link: read as absent
+    return None
 
 
 def _version_root(target: Path) -> Path | None:
     """The `.v/<id>` folder the partition symlink `target` names now, if it is one."""
     followed = _follow(target)
-    return (
-        followed.parent if followed != target and followed.parent.parent.name == VERSIONS else None
-    )
+    if followed is None or followed == target:
+        return None
+    return followed.parent
 
 
 def _walk(folder: Path) -> Iterator[Path]:
@@ -511,7 +518,7 @@ def _walk(folder: Path) -> Iterator[Path]:
         path = folder / entry.name
         if entry.is_symlink():
             followed = _follow(path)
-            if followed != path and followed.is_dir():
+            if followed is not None:  # gone meanwhile: FileNotFoundError, the reader lists again
                 yield from _walk(followed)
         elif entry.is_dir():
             yield from _walk(path)

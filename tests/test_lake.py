@@ -182,3 +182,15 @@ def test_a_symlink_sculpt_did_not_make_is_not_followed(tmp_path):
     (lake.root / "pairs" / "dataset=d" / "x.parquet").symlink_to(outside.files("pairs")[0])
     assert lake.sql("select count(*) n from pairs").to_pylist() == [{"n": 3}]
     assert not lake.has("pairs", {"dataset": "evil"})
+
+
+def test_a_partition_written_before_versions_is_replaced_and_read(tmp_path):
+    lake = Lake.open(tmp_path)
+    lake.write("pairs", _pairs(4, "old"), {"dataset": "d"})  # a plain folder, as older lakes have
+    assert not (tmp_path / "pairs" / "dataset=d").is_symlink()
+    lake.replace_partition("pairs", {"dataset": "d"}, _pairs(2, "new"))
+    assert (tmp_path / "pairs" / "dataset=d").is_symlink()
+    assert lake.read("pairs", {"dataset": "d"}).column("pair_id")[0].as_py().startswith("new")
+    assert sorted(p.name for p in (tmp_path / "pairs").iterdir()) == [".v", "dataset=d"]
+    lake.drop_partition("pairs", {"dataset": "d"})
+    assert not lake.has("pairs") and not list((tmp_path / "pairs" / ".v").iterdir())

@@ -49,6 +49,8 @@ def test_vector_concept_scores_spans_and_stores_its_direction(tmp_path: Path) ->
     )
     assert meta["concept_id"] == "vec:refusal"
     direction, stored = load_vector(lake, "toy", "refusal")
+    stored_files = sorted(p.name for p in (lake.root / "vectors" / "toy").iterdir())
+    assert stored_files == ["refusal.json", "refusal.safetensors"]  # tensors only, no pickle
     assert stored["layer"] == LAYER and direction.shape == (tiny_model().d_model,)
     assert float(direction.norm()) == pytest.approx(1.0, abs=1e-5)
     scores = lake.sql("select score from concept_scores where concept_id = 'vec:refusal'")

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
-from sculpt.concepts.contexts import matches
+from sculpt.concepts.evidence import matches
 from sculpt.terminal import visible
 
 MARK = ("⟦", "⟧", "reverse underline")

@@ -5,7 +5,6 @@ no markup is ever built from data. The TUI's cards and the report's read these s
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sculpt.concepts.evidence import (
@@ -14,6 +13,7 @@ from sculpt.concepts.evidence import (
     feature_row,
     highlight_pattern,
     json_list,
+    matches,
     pair_rows,
     parse_sae,
     responses_first,
@@ -115,15 +115,6 @@ def _token_contexts(
 # ---- segments ----------------------------------------------------------------------------------
 def one_line(text: str) -> str:
     return text.replace("\n", "⏎ ")
-
-
-def matches(pattern: re.Pattern[str] | None, text: str | None) -> list[tuple[int, int]]:
-    """Spans of the pattern's non-empty matches in `text` (at most 50)."""
-    if pattern is None or not text:
-        return []
-    skip = pattern.groupindex.get("skip")  # lexical's stand-in for a negative lookahead
-    spans = (m.span() for m in pattern.finditer(text) if skip is None or m.start(skip) < 0)
-    return [(lo, hi) for lo, hi in spans if hi > lo][:50]
 
 
 def token_segments(tokens: list[str], hot: set[int]) -> Segments:

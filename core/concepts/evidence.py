@@ -101,6 +101,15 @@ def highlight_pattern(concept_row: dict[str, Any]) -> re.Pattern[str] | None:
         return None
 
 
+def matches(pattern: re.Pattern[str] | None, text: str | None) -> list[tuple[int, int]]:
+    """Spans of the pattern's non-empty matches in `text` (at most 50)."""
+    if pattern is None or not text:
+        return []
+    skip = pattern.groupindex.get("skip")  # lexical's stand-in for a negative lookahead
+    spans = (m.span() for m in pattern.finditer(text) if skip is None or m.start(skip) < 0)
+    return [(lo, hi) for lo, hi in spans if hi > lo][:50]
+
+
 # ---- the per-pair gap --------------------------------------------------------------------------
 def gap_sql(reader: Reader, concept_id: str) -> tuple[str, list[Any]] | None:
     """(pair_id, chosen score, rejected score) per pair for one concept, from its base table."""

@@ -98,6 +98,6 @@ def _example(
         out[side] = (
             marked
             if marked is not None
-            else contexts.window(pair[side] or "", contexts.matches(pattern, pair[side]))
+            else contexts.window(pair[side] or "", evidence.matches(pattern, pair[side]))
         )
     return out

@@ -9,7 +9,8 @@ reduces the per-shard top token activations into `token_features` (top `top_k` p
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,23 @@ class Nonzeros:
 Encoder = Callable[[torch.Tensor], Nonzeros]
 
 
+@contextmanager
+def one_thread(device: torch.device) -> Iterator[None]:
+    """Run the passes over a batch's nonzeros on one CPU thread. About 1e5 elements a batch gain
+    nothing from a second thread, and on a busy machine waiting for a descheduled sibling costs
+    far more than the op itself (300x for the segment reductions, measured on a shared 2-core
+    machine). The matmul keeps every thread."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def fast_encoder(sae: Any) -> Encoder:
     """The nonzero codes of `sae.encode(x)`, fused for plain JumpReLU and ReLU SAEs (ours, most
     releases).
@@ -111,7 +129,8 @@ def fast_encoder(sae: Any) -> Encoder:
 
     def encode(x: torch.Tensor) -> Nonzeros:
         pre = torch.addmm(bias, x - shift if shift is not None else x, weight)
-        return Nonzeros.above(pre, floor)
+        with one_thread(pre.device):
+            return Nonzeros.above(pre, floor)
 
     return encode
 
@@ -272,6 +291,11 @@ class SaeSink:
                 f"{batch.acts.shape[1]}-dim activations; scan with the SAE's model"
             )
         nz = encode_tokens(self.sae, batch.acts, self.norm_cap, self.encoder)
+        with one_thread(nz.value.device):
+            self._reduce(batch, nz)
+
+    def _reduce(self, batch: SpanBatch, nz: Nonzeros) -> None:
+        """A batch's span_features rows and its top tokens, from its nonzero codes."""
         span, feature, maxima, freq, sums = span_reduce(nz, batch.offsets)
         spans = pa.array(span.cpu().numpy())
         self.span_parts.append(

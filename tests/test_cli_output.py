@@ -76,3 +76,13 @@ def test_an_unknown_flag_shows_the_subcommand_usage(capsys):
     with pytest.raises(SystemExit):
         main(["hypotheses", "demo", "--tpo", "3"])
     assert "did you mean '--top'?" in capsys.readouterr().err
+
+
+def test_an_error_is_one_line_even_when_a_library_breaks_lines():
+    from sculpt.cli.main import one_line
+
+    assert (
+        one_line("x.parquet: not readable (Invalid data\n)\n")
+        == "x.parquet: not readable (Invalid data )"
+    )
+    assert "\n" not in one_line("a\r\n\tb") and "\x1b" not in one_line("\x1b[2J")

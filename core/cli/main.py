@@ -91,6 +91,15 @@ def build_parser() -> _Parser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """An error as one line: line breaks from libraries' messages become spaces, and data it
+    quotes (column names, file names, values) is shown, never obeyed by the terminal."""
+    return visible(_LINE_BREAKS.sub(" ", message.strip()), newlines=False)
+
+
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -103,8 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.func(args)
     except UserError as exc:
-        # Errors quote data (column names, file names, values): shown, never obeyed.
-        print(f"sculpt {args.command}: error: {visible(str(exc))}", file=sys.stderr)
+        print(f"sculpt {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(

@@ -1,17 +1,26 @@
-"""Does the analysis need more than one machine? `sculpt.analysis.analyze` measured on synthetic sparse lakes
-(bench/analyze.py's generator, ~1% of features active per span) along two axes — pairs N at a
-fixed SAE width F, and F at a fixed N — then each stage's measured scaling extrapolated to the
-preprint's size, 260k pairs × 65,536 features.
+"""Does the analysis need more than one machine? `sculpt.analysis.analyze` measured on synthetic
+sparse lakes (bench/analyze.py's generator: co-firing groups of 16 features, ~0.8% of features
+active per span) up to 65,536 features, then its cost extrapolated to the preprint's size,
+260k pairs × 65,536 features.
 
-Each size runs in a fresh process (honest peak memory). Two extrapolations:
-- per stage (read, clusters, global, predictive, write), the log-log slope between the two
-  largest sizes of each axis gives t ∝ N^a · F^b (memory above the post-import baseline alike);
-- CPU time and memory fitted as c0 + c1·N·F + c2·F² (fixed + ∝ nonzeros + ∝ feature pairs, the
-  MI step of the feature clusters), which small sizes cannot hide behind fixed costs.
-Read both as orders of magnitude: the sizes measured are 16-65× below the target.
+Each size runs in a fresh process (honest peak memory); the child also counts what the work is
+made of, so the fit is on counts, not on N and F:
+- nonzeros of span_features (read, global lean, predictive, write all scale with them);
+- multiply-adds of the co-firing products Xᵀ·X of the feature clusters (Σ over samples of
+  (active features)² / 2, for the span product and the discordance product);
+- feature pairs that co-fire at least once (each is scored: normalized MI, the top share).
+CPU seconds = c0 + c1·nonzeros + c2·features + c3·co-firing pairs + c4·multiply-adds (features:
+per-concept work, e.g. one hypotheses row each). The measured sizes cannot tell multiply-adds
+from the rest (at 2k-16k pairs they are a small share; at 260k pairs they dominate), so c4 is
+calibrated on its own: the feature graph of 50k and 400k samples at 4,096 features, where only
+the product grows. c0-c3 and peak memory above the imports = m0 + m1·nonzeros + m2·edges kept
+are non-negative least squares over the sizes measured (relative error). At the target every count is known without running it: nonzeros and multiply-adds
+grow as N·F and N·F² at a fixed density; a pair co-fires at least once with probability
+1 − exp(−λ), λ ∝ N, so λ measured at the largest N gives the co-firing pairs at 260k (about
+every pair, there).
 
-    .venv/bin/python bench/analyze_scale.py                       # N 4k-16k, F 2k-8k
-    .venv/bin/python bench/analyze_scale.py --base-pairs 2000 --base-features 1024   # quick
+    .venv/bin/python bench/analyze_scale.py                 # N 4k-16k at F 4,096; F to 65,536
+    .venv/bin/python bench/analyze_scale.py --quick         # smaller, a minute or two
 """
 
 from __future__ import annotations
@@ -29,13 +38,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from sculpt.lake.store import Lake
 
 TARGET_PAIRS, TARGET_FEATURES = 260_000, 65_536
 STAGES = ("read", "clusters", "global", "predictive", "write")
 FEATURES_PER_GROUP = 16
-"""bench/analyze.py fires features in co-firing groups; a fixed group size keeps density ~1%."""
+"""bench/analyze.py fires features in co-firing groups; a fixed group size keeps density fixed."""
+SIZES = [(4000, 4096), (8000, 4096), (16000, 4096), (2000, 16384), (2000, 32768), (2000, 65536)]
+"""Pairs N at a fixed width, then width F at a fixed N (what separates ∝ N·F from ∝ F)."""
+QUICK = [(1000, 2048), (2000, 2048), (4000, 2048), (1000, 4096), (1000, 8192)]
 
 
 def load_generator() -> Any:
@@ -56,27 +69,41 @@ def rss_gb() -> float:
 
 
 def run_child(root: str, dataset: str) -> None:
-    """Analyze once in this fresh process; print stage times, CPU and memory as JSON."""
+    """Analyze once in this fresh process; print stage CPU times, memory and counts as JSON."""
     import sculpt.analysis.analyze as analyze_module
+    from sculpt.analysis import clusters
     from sculpt.analysis.config import AnalyzeConfig
 
     marks: list[tuple[float, float]] = []
-    # Stage boundaries from analyze's own progress steps (read, clusters, global, predictive,
-    # done), without touching its code.
+    # Stage boundaries from analyze's own progress steps, and the co-firing products counted as
+    # they stream by, without touching the product's code paths.
     analyze_module._progress = lambda enabled, name: (  # noqa: SLF001
         lambda step: marks.append((time.perf_counter(), time.process_time()))
     )
+    products: list[dict[str, float]] = []
+    cofiring = clusters._cofiring  # noqa: SLF001
+
+    def counted(x: Any) -> Any:
+        per_sample = np.diff(x.tocsr().indptr).astype(np.float64)
+        record = {"samples": float(x.shape[0]), "features": float(x.shape[1])}
+        record |= {"work": float((per_sample**2).sum() / 2), "pairs": 0.0}
+        products.append(record)
+        for first, offset, block in cofiring(x):
+            rows = np.repeat(np.arange(first, first + block.shape[0]), np.diff(block.indptr))
+            record["pairs"] += float(np.count_nonzero(block.indices + offset > rows))
+            yield first, offset, block
+
+    clusters._cofiring = counted  # noqa: SLF001
     baseline = rss_gb()
     start = (time.perf_counter(), time.process_time())
     analyze_module.analyze(Lake.open(root), dataset, AnalyzeConfig(), progress=False)
     times = [start, *marks]
     stages = {
-        clock: dict(
-            zip(STAGES, (b[i] - a[i] for a, b in zip(times, times[1:], strict=False)), strict=False)
-        )
+        clock: {stage: b[i] - a[i] for stage, a, b in zip(STAGES, times, times[1:], strict=False)}
         for i, clock in enumerate(("wall", "cpu"))
     }
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    nonzeros = Lake.open(root).read("span_features", {"dataset": dataset}).num_rows
     print(
         json.dumps(
             {
@@ -85,6 +112,8 @@ def run_child(root: str, dataset: str) -> None:
                 "stages": stages,
                 "baseline_gb": baseline,
                 "extra_gb": max(peak - baseline, 0.0),
+                "nonzeros": nonzeros,
+                "products": products,
             }
         )
     )
@@ -107,123 +136,155 @@ def measure(root: str, n_pairs: int, n_features: int, synthetic_lake: Any) -> di
         text=True,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result |= {"n": n_pairs, "f": n_features}
+    pairs = sum(p["pairs"] for p in result["products"])
     print(
-        f"N={n_pairs:>6} F={n_features:>5}: {result['wall']:6.1f} s wall, "
-        f"{result['cpu']:6.1f} s CPU, +{result['extra_gb']:.2f} GB over "
-        f"{result['baseline_gb']:.2f} GB of imports | "
-        + "CPU "
+        f"N={n_pairs:>6} F={n_features:>6}: {result['cpu']:7.1f} s CPU ({result['wall']:6.1f} s "
+        f"wall), +{result['extra_gb']:.2f} GB over {result['baseline_gb']:.2f} GB of imports; "
+        f"{result['nonzeros'] / 1e6:.1f}M nonzeros, {pairs / 1e6:.0f}M co-firing pairs | CPU "
         + ", ".join(f"{s} {result['stages']['cpu'].get(s, 0):.1f}" for s in STAGES),
         flush=True,
     )
     return result
 
 
-def slope(small: float, large: float, ratio: float) -> float:
-    """Log-log slope, floored at 0 (a stage cannot get cheaper with size)."""
-    if small <= 0 or large <= 0:
-        return 0.0
-    return max(math.log(large / small) / math.log(ratio), 0.0)
+COUNTS = ("nonzeros", "features", "multiply-adds", "co-firing pairs", "edges kept")
+CPU_TERMS = [0, 1, 3]
+"""Fitted CPU terms (the multiply-adds' cost is calibrated on its own)."""
+MEMORY_TERMS = [0, 1, 4]
 
 
-def extrapolate(
-    clock: str,
-    centre: dict[str, Any],
-    n_large: dict[str, Any],
-    f_large: dict[str, Any],
-    n_ratio: float,
-    f_ratio: float,
-) -> float:
-    """Sum over stages of the centre time × each axis ratio ^ that stage's measured slope."""
-    total = 0.0
-    for stage in STAGES:
-        at = centre["stages"][clock].get(stage, 0.0)
-        a = slope(at, n_large["stages"][clock].get(stage, 0.0), 2)
-        b = slope(at, f_large["stages"][clock].get(stage, 0.0), 2)
-        seconds = at * n_ratio**a * f_ratio**b
-        total += seconds
-        print(f"  {clock:4} {stage:10} a={a:.2f} b={b:.2f}: {at:6.1f} s → {seconds / 60:8.1f} min")
-    return total
+def kept_edges(n_features: float) -> float:
+    """Edges the feature graph keeps per product: the top 1% of pairs (at least 4 per feature)."""
+    return max(0.01 * n_features * (n_features - 1) / 2, 4 * n_features)
 
 
-def additive_fit(points: list[tuple[int, int, dict[str, Any]]], what: str) -> list[float]:
-    """Non-negative least squares of `what` = c0 + c1·N·F + c2·F² over the measured sizes, in
-    terms at the target size: (fixed, ∝ nonzeros N·F, ∝ feature pairs F²). Unlike a power law,
-    a sum keeps a cost that is small now but grows fastest (the F² MI step) from hiding."""
+def counts(result: dict[str, Any]) -> np.ndarray:
+    """(nonzeros, features, multiply-adds, co-firing pairs, edges kept) of one measured run."""
+    products = result["products"]
+    return np.array(
+        [
+            result["nonzeros"],
+            result["f"],
+            sum(p["work"] for p in products),
+            sum(p["pairs"] for p in products),
+            sum(kept_edges(p["features"]) for p in products),
+        ]
+    )
+
+
+def target_counts(results: list[dict[str, Any]]) -> np.ndarray:
+    """The same counts at 260k pairs × 65,536 features, from the densities measured: nonzeros
+    per pair·feature and multiply-adds per pair·feature² at the widest run; co-firing pairs
+    from λ = −ln(1 − share of pairs co-firing) at the largest N (λ ∝ N)."""
+    widest = max(results, key=lambda r: (r["f"], r["n"]))
+    n_t, f_t = TARGET_PAIRS, TARGET_FEATURES
+    nonzeros = widest["nonzeros"] / (widest["n"] * widest["f"]) * n_t * f_t
+    work = sum(p["work"] for p in widest["products"]) / (widest["n"] * widest["f"] ** 2)
+    largest = max(results, key=lambda r: (r["n"], -r["f"]))
+    pairs = 0.0
+    for product in largest["products"]:
+        possible = product["features"] * (product["features"] - 1) / 2
+        share = min(product["pairs"] / possible, 1 - 1e-12)
+        lam = -math.log1p(-share) * n_t / largest["n"]
+        live_share = product["features"] / largest["f"]  # features firing ≥ 3 times
+        pairs += -math.expm1(-lam) * (live_share * f_t) ** 2 / 2
+    edges = len(widest["products"]) * kept_edges(f_t)
+    return np.array([nonzeros, f_t, work * n_t * f_t**2, pairs, edges])
+
+
+def calibrate_products(samples: list[int], n_features: int = 4096) -> float:
+    """CPU seconds per multiply-add of the co-firing product, measured where it dominates: the
+    feature graph (`mi_edges`) of synthetic co-firing groups (16 features, as in the lakes) over
+    many samples at a small width, so every pair already co-fires and only the product grows.
+    The slope between the smallest and the largest sample count is the cost of one multiply-add
+    (blocks as at a wide SAE: 16 of them)."""
+    from sculpt.analysis import clusters
+
+    clusters.PRODUCT_ELEMENTS = n_features**2 // 16
+    rng = np.random.default_rng(0)
+    points = []
+    for n in samples:
+        groups = rng.random((n, n_features // FEATURES_PER_GROUP)) < 0.0125
+        row, group = np.nonzero(groups)
+        member = (group[:, None] * FEATURES_PER_GROUP + np.arange(FEATURES_PER_GROUP)).ravel()
+        row = np.repeat(row, FEATURES_PER_GROUP)
+        keep = rng.random(row.size) < 0.6
+        row = np.concatenate([row[keep], np.repeat(np.arange(n), 10)])
+        col = np.concatenate([member[keep], rng.integers(0, n_features, 10 * n)])
+        x = sp.csr_matrix((np.ones(row.size), (row, col)), shape=(n, n_features))
+        x.data[:] = 1.0
+        work = float((np.diff(x.indptr).astype(np.float64) ** 2).sum() / 2)
+        started = time.process_time()
+        clusters.mi_edges(x)
+        points.append((work, time.process_time() - started))
+        print(
+            f"  product calibration: {n} samples, {work / 1e6:.0f}M multiply-adds, "
+            f"{points[-1][1]:.1f} s CPU",
+            flush=True,
+        )
+    (w0, t0), (w1, t1) = points[0], points[-1]
+    return max((t1 - t0) / (w1 - w0), 0.0)
+
+
+def fit(results: list[dict[str, Any]], what: str, columns: list[int]) -> np.ndarray:
+    """Non-negative least squares of `what` on [1, counts[columns]], rows weighted 1/what so
+    small runs count as much as large ones (relative error)."""
     from scipy.optimize import nnls
 
-    def terms(n: float, f: float) -> np.ndarray:
-        return np.array([1.0, n * f / 1e8, f * f / 1e8])
-
-    design = np.array([terms(n, f) for n, f, _ in points])
-    coef, _ = nnls(design, np.array([result[what] for _, _, result in points]))
-    return list(coef * terms(TARGET_PAIRS, TARGET_FEATURES))
+    design = np.array([[1.0, *counts(r)[columns]] for r in results])
+    target = np.array([r[what] for r in results])
+    weight = 1.0 / np.maximum(target, 1e-3)
+    scale = np.maximum(np.abs(design).max(axis=0), 1e-12)
+    coef, _ = nnls(design / scale * weight[:, None], target * weight)
+    return np.asarray(coef / scale)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--base-pairs",
-        type=int,
-        default=8000,
-        help="N of the centre point; the N axis is N/2, N, 2N",
-    )
-    parser.add_argument(
-        "--base-features",
-        type=int,
-        default=4096,
-        help="F of the centre point; the F axis is F/2, F, 2F",
-    )
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a minute or two)")
     parser.add_argument("--child", nargs=2, metavar=("LAKE", "DATASET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         run_child(*args.child)
         return
     synthetic_lake = load_generator()
-    n0, f0 = args.base_pairs, args.base_features
     with tempfile.TemporaryDirectory(prefix="sculpt-scale-") as root:
-        centre = measure(root, n0, f0, synthetic_lake)
-        n_small, n_large = (
-            measure(root, n0 // 2, f0, synthetic_lake),
-            measure(root, 2 * n0, f0, synthetic_lake),
-        )
-        f_small, f_large = (
-            measure(root, n0, f0 // 2, synthetic_lake),
-            measure(root, n0, 2 * f0, synthetic_lake),
-        )
-    n_ratio, f_ratio = TARGET_PAIRS / n0, TARGET_FEATURES / f0
+        results = [measure(root, n, f, synthetic_lake) for n, f in (QUICK if args.quick else SIZES)]
+    per_op = calibrate_products([25_000, 200_000] if args.quick else [50_000, 400_000])
+    at_target = target_counts(results)
+    for result in results:  # the product's share is known; the rest is fitted
+        result["cpu_rest"] = result["cpu"] - per_op * counts(result)[2]
+    cpu = fit(results, "cpu_rest", CPU_TERMS)
+    memory = fit(results, "extra_gb", MEMORY_TERMS)
+    names = ("fixed", *(COUNTS[i] for i in CPU_TERMS), "multiply-adds")
+    cpu = np.append(cpu, per_op)
+    cpu_terms = cpu * np.array([1.0, *at_target[CPU_TERMS], at_target[2]])
+    gb_terms = memory * np.array([1.0, *at_target[MEMORY_TERMS]])
     print(
-        f"\nextrapolated to {TARGET_PAIRS} pairs × {TARGET_FEATURES} features "
-        f"(N ×{n_ratio:.1f}, F ×{f_ratio:.0f}), per stage t ∝ N^a · F^b:"
+        f"\nat {TARGET_PAIRS} pairs × {TARGET_FEATURES} features: {at_target[0] / 1e9:.2f}G "
+        f"nonzeros, {at_target[2] / 1e12:.2f}T multiply-adds, {at_target[3] / 1e9:.2f}G "
+        f"co-firing pairs, {at_target[4] / 1e6:.0f}M edges kept"
     )
-    totals = {
-        clock: extrapolate(clock, centre, n_large, f_large, n_ratio, f_ratio)
-        for clock in ("cpu", "wall")
-    }
-    a = slope(centre["extra_gb"], n_large["extra_gb"], 2)
-    b = slope(centre["extra_gb"], f_large["extra_gb"], 2)
-    memory = centre["extra_gb"] * n_ratio**a * f_ratio**b + centre["baseline_gb"]
+    for name, coef, term in zip(names, cpu, cpu_terms, strict=True):
+        print(f"  CPU {name:16} {coef:10.3g} s each → {term / 60:7.1f} min")
+    memory_names = ("fixed", *(COUNTS[i] for i in MEMORY_TERMS))
+    for name, coef, term in zip(memory_names, memory, gb_terms, strict=True):
+        print(f"  memory {name:13} {coef:10.3g} GB each → {term:7.1f} GB")
+    worst = max(abs(fit_error(r, cpu, memory)) for r in results)
+    print(f"  (largest relative error of the fit on a measured run: {worst:.0%})")
+    gb = sum(gb_terms) + max(r["baseline_gb"] for r in results)
     print(
-        f"total ≈ {totals['cpu'] / 3600:.1f} h CPU ({totals['wall'] / 3600:.1f} h wall on this "
-        f"shared machine); peak memory ≈ {memory:.0f} GB (memory slopes a={a:.2f} b={b:.2f})"
+        f"preprint scale ({TARGET_PAIRS // 1000}k pairs × {TARGET_FEATURES:,} features): "
+        f"{sum(cpu_terms) / 60:.0f} min, {gb:.1f} GB peak"
     )
-    points = [
-        (n0, f0, centre),
-        (n0 // 2, f0, n_small),
-        (2 * n0, f0, n_large),
-        (n0, f0 // 2, f_small),
-        (n0, 2 * f0, f_large),
-    ]
-    cpu, extra = additive_fit(points, "cpu"), additive_fit(points, "extra_gb")
-    print(
-        f"additive fit c0 + c1·N·F + c2·F²: ≈ {sum(cpu) / 3600:.1f} h CPU (fixed "
-        f"{cpu[0]:.0f} s, N·F {cpu[1] / 60:.0f} min, F² {cpu[2] / 60:.0f} min); memory ≈ "
-        f"{sum(extra) + centre['baseline_gb']:.0f} GB (N·F {extra[1]:.0f} GB, F² {extra[2]:.0f} GB)"
-    )
-    print(
-        f"(N axis {n_small['wall']:.0f}/{centre['wall']:.0f}/{n_large['wall']:.0f} s, "
-        f"F axis {f_small['wall']:.0f}/{centre['wall']:.0f}/{f_large['wall']:.0f} s wall; "
-        "stage slopes use the two largest sizes of each axis)"
-    )
+
+
+def fit_error(result: dict[str, Any], cpu: np.ndarray, memory: np.ndarray) -> float:
+    """Relative error of the CPU fit on one measured run."""
+    row = counts(result)
+    predicted = cpu @ np.array([1.0, *row[CPU_TERMS], row[2]])
+    return float(predicted / result["cpu"] - 1)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from sculpt.analysis.config import AnalyzeConfig
+from sculpt.analysis.stats import benjamini_hochberg
 from sculpt.lake import schemas
 from sculpt.lake.store import Lake
 
@@ -84,18 +86,6 @@ def _tokens(words: list[str]) -> list[str]:
 
 def _normal_p(z: np.ndarray) -> np.ndarray:
     return np.array([math.erfc(abs(float(v)) / math.sqrt(2)) for v in z])
-
-
-def _bh(p: np.ndarray) -> np.ndarray:
-    n = len(p)
-    if n == 0:
-        return p
-    order = np.argsort(p)
-    ranked = p[order] * n / np.arange(1, n + 1)
-    q = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(n)
-    out[order] = np.minimum(q, 1.0)
-    return out
 
 
 def _global_stats(gap: np.ndarray, half: np.ndarray, length_gap: np.ndarray) -> dict[str, float]:
@@ -297,6 +287,7 @@ def _feature_rows(
 
 
 HYPOTHESIS_SCHEMA = schemas.HYPOTHESES
+LENGTH_SHARE = AnalyzeConfig().length_share  # the engine's length-only rule
 
 
 def _real_hypotheses(
@@ -327,7 +318,8 @@ def _real_hypotheses(
                 rows.append(("conditional", k, int(inside.sum()), _cond_stats(gap, inside, half)))
         for scope, cluster_id, n_in, st in rows:
             hid = f"h-{scope[0]}-{j}-{'all' if cluster_id is None else cluster_id}"
-            length_only = cid != "lex:length" and abs(st["delta_len"]) < 0.25 * abs(st["delta"])
+            kept = abs(st["delta_len"]) / max(abs(st["delta"]), 1e-12)
+            length_only = cid != "lex:length" and kept <= 1.0 - LENGTH_SHARE
             for name, value in (
                 ("hypothesis_id", hid),
                 ("scope", scope),
@@ -356,7 +348,7 @@ def _real_hypotheses(
                 cols[name].append(st[name])
     z = np.array(cols["z"])
     cols["p"] = list(_normal_p(z))
-    cols["q"] = list(_bh(np.array(cols["p"])))
+    cols["q"] = list(benjamini_hochberg(np.array(cols["p"])))
     cols["rank"] = [0] * len(z)
     return cols
 

@@ -519,23 +519,34 @@ def _write_findings(lake: Lake, part: dict[str, str], hyps: pa.Table) -> None:
                 "template": False,
             }
         )
-        for position, r in enumerate(group):
-            members.append(
-                {
-                    "finding_id": finding_id,
-                    "concept_id": r["concept_id"],
-                    "position": position,
-                    "role": "anchor" if position == 0 else "echo",
-                    "kind": r["kind"],
-                    "label": r["label"],
-                    "agreement": 1.0 if position == 0 else 0.9,
-                    "hypothesis_id": r["hypothesis_id"],
-                    **{k: r[k] for k in ("delta", "ci_lo", "ci_hi", "d", "q", "split_half_ok")},
-                    **{k: r[k] for k in ("lean", "chosen_rate", "rejected_rate")},
-                    "dense": False,
-                    "template": False,
-                }
-            )
+        members += finding_members(finding_id, group)
+    write_findings(lake, part, findings, members)
+
+
+def finding_members(finding_id: str, group: list[dict]) -> list[dict]:
+    """`finding_members` rows of one finding: its anchor first, the rest as echoes."""
+    return [
+        {
+            "finding_id": finding_id,
+            "concept_id": r["concept_id"],
+            "position": position,
+            "role": "anchor" if position == 0 else "echo",
+            "kind": r["kind"],
+            "label": r["label"],
+            "agreement": 1.0 if position == 0 else 0.9,
+            "hypothesis_id": r["hypothesis_id"],
+            **{k: r[k] for k in ("delta", "ci_lo", "ci_hi", "d", "q", "split_half_ok")},
+            **{k: r[k] for k in ("lean", "chosen_rate", "rejected_rate")},
+            "dense": False,
+            "template": False,
+        }
+        for position, r in enumerate(group)
+    ]
+
+
+def write_findings(
+    lake: Lake, part: dict[str, str], findings: list[dict], members: list[dict]
+) -> None:
     lake.replace_partition("findings", part, pa.Table.from_pylist(findings, schemas.FINDINGS))
     lake.replace_partition(
         "finding_members", part, pa.Table.from_pylist(members, schemas.FINDING_MEMBERS)

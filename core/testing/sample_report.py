@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sculpt.lake import schemas
 from sculpt.lake.store import Lake, write_json_atomic
 from sculpt.plan import decisions
+from sculpt.testing.sample_lake import finding_members, write_findings
 
 WORDS = (
     "the a model answer helps user clear concise detailed safe kind great question steps".split()
@@ -311,27 +311,8 @@ def _write_findings(lake: Lake, part: dict[str, str], hyps: list[dict]) -> None:
                 "template": False,
             }
         )
-        for position, h in enumerate(group):
-            members.append(
-                {
-                    "finding_id": finding_id,
-                    "concept_id": h["concept_id"],
-                    "position": position,
-                    "role": "anchor" if position == 0 else "echo",
-                    "kind": h["kind"],
-                    "label": h["label"],
-                    "agreement": 1.0 if position == 0 else 0.9,
-                    "hypothesis_id": h["hypothesis_id"],
-                    **{k: h[k] for k in ("delta", "ci_lo", "ci_hi", "d", "q", "split_half_ok")},
-                    **{k: h[k] for k in ("lean", "chosen_rate", "rejected_rate")},
-                    "dense": False,
-                    "template": False,
-                }
-            )
-    lake.replace_partition("findings", part, pa.Table.from_pylist(findings, schemas.FINDINGS))
-    lake.replace_partition(
-        "finding_members", part, pa.Table.from_pylist(members, schemas.FINDING_MEMBERS)
-    )
+        members += finding_members(finding_id, group)
+    write_findings(lake, part, findings, members)
 
 
 def _write_decisions(lake: Lake, dataset: str, bad: str) -> None:

@@ -268,3 +268,19 @@ def test_training_curves_include_the_shaping_offset(tmp_path: Path) -> None:
     )
     curves = training_curves(path)
     assert "shaping/offset" in curves and list(curves)[:2] == ["loss", "shaping/offset"]
+
+
+def test_the_summary_calls_found_only_what_the_statistics_back():
+    from sculpt.report.story import story
+
+    def finding(label: str, q: float | None) -> dict:
+        return {"finding_id": label, "label": label, "q": q, "d": 0.3, "split_half_ok": True}
+
+    top = [finding("real", 0.001), finding("noise", 0.3), finding("untested", None)]
+    data = {
+        "hypotheses": {"all": [], "n_tested": 3, "n_significant": 1},
+        "findings": {"top": top, "n": 3, "n_concepts": 3, "n_significant": 1},
+    }
+    summary = story(data)
+    assert summary is not None
+    assert [f["label"] for f in summary["found"]] == ["real"]

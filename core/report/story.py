@@ -106,6 +106,10 @@ def attach_decisions(data: dict[str, Any], decided: dict[str, dict[str, Any]]) -
 
 
 # ---- the story ---------------------------------------------------------------------------------
+ALPHA = 0.05
+"""FDR level of what the summary calls found (the analysis's default)."""
+
+
 def story(data: dict[str, Any], top: int = 5) -> dict[str, Any] | None:
     """The summary a reader sees first; None before any analysis."""
     hyps, findings = data.get("hypotheses"), data.get("findings")
@@ -113,11 +117,14 @@ def story(data: dict[str, Any], top: int = 5) -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {}
     if findings:
-        out["found"] = [_found(f, f.get("label") or f["finding_id"]) for f in findings["top"][:top]]
+        # What was found is what the statistics back: findings at q < 0.05, best first.
+        significant = [f for f in findings["top"] if f.get("q") is not None and f["q"] < ALPHA]
+        out["found"] = [_found(f, f.get("label") or f["finding_id"]) for f in significant[:top]]
         out["n_findings"], out["n_concepts"] = findings["n"], findings["n_concepts"]
         out["n_significant"] = findings["n_significant"]
     else:
         chosen = sorted(hyps["all"], key=lambda r: r.get("rank") or 1 << 30)
+        chosen = [h for h in chosen if h.get("q") is not None and h["q"] < ALPHA]
         out["found"] = [_found(h, h["label"]) for h in chosen[:top]]
         out["n_findings"], out["n_concepts"] = None, hyps["n_tested"]
         out["n_significant"] = hyps["n_significant"]

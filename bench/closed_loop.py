@@ -146,7 +146,8 @@ def plans(lake, folder: Path, target: str, lam: float) -> dict[str, Path | None]
 
 def train_and_measure(lake, args, name: str, plan: Path | None, runs: Path, pattern: str):
     from sculpt.train.config import build_config
-    from sculpt.train.evaluate import generate, load_checkpoint, preference_wins, summarize
+    from sculpt.train.evaluate import generate, load_checkpoint, preference_wins
+    from sculpt.train.metrics import summarize
     from sculpt.train.run import train_run
 
     model_spec = args.model
@@ -181,7 +182,7 @@ def train_and_measure(lake, args, name: str, plan: Path | None, runs: Path, patt
 
 def capability_shift(base: list[float], other: list[float]):
     """Preference accuracy of `other` − base in points, paired by pair (bootstrap interval)."""
-    from sculpt.train.evaluate import summarize
+    from sculpt.train.metrics import summarize
 
     return summarize("capability_shift", [100 * (o - b) for b, o in zip(base, other, strict=True)])
 

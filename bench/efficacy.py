@@ -36,7 +36,8 @@ from sculpt.scan.models import decoder_layers, load_model
 from sculpt.scan.run import encode_pair_tokens
 from sculpt.testing.plant import PLANTABLE, plant
 from sculpt.train.config import build_config
-from sculpt.train.evaluate import capability, generate, response_logps, summarize
+from sculpt.train.evaluate import capability, generate, response_logps
+from sculpt.train.metrics import summarize
 from sculpt.train.run import in_holdout, train_run
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"

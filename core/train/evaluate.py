@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,34 +20,10 @@ import torch
 
 from sculpt.errors import UserError
 from sculpt.lake.store import Lake
+from sculpt.train.metrics import Metric, summarize
 
 Detector = Callable[[str], float]
 """A concept's score on a text (lexical: 1.0 if it fires)."""
-
-
-@dataclass
-class Metric:
-    metric: str
-    value: float
-    n: int
-    ci_lo: float
-    ci_hi: float
-    concept_id: str | None = None
-
-
-def bootstrap_ci(values: Sequence[float], seed: int = 0, reps: int = 1000) -> tuple[float, float]:
-    data = np.asarray(values, dtype=np.float64)
-    if data.size < 2:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, (reps, data.size))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
-def summarize(metric: str, values: Sequence[float], concept_id: str | None = None) -> Metric:
-    lo, hi = bootstrap_ci(values)
-    mean = float(np.mean(values)) if len(values) else float("nan")
-    return Metric(metric, mean, len(values), lo, hi, concept_id)
 
 
 # ---- model measurements ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from sculpt.lake.store import Lake
-from sculpt.train.evaluate import Metric
+from sculpt.train.metrics import Metric
 from sculpt.train.observed import (
     Change,
     GenerationScores,

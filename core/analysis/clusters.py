@@ -12,14 +12,17 @@ and tens of thousands of pairs); each is a function so the docs, the config and 
 from __future__ import annotations
 
 import math
+import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
 
 PRODUCT_ELEMENTS = 1 << 24
-"""Feature pairs scored at once (a block of rows of the co-firing product): bounds memory to a
-few hundred MB whatever the SAE width."""
+"""Feature pairs counted per task (a range of rows of the co-firing counts): bounds what one task
+returns to a few hundred MB whatever the SAE width."""
 
 
 def min_feature_cluster_size(n_features: int) -> int:
@@ -112,19 +115,65 @@ def positive_mi(active: sp.spmatrix, rows: np.ndarray) -> tuple[np.ndarray, np.n
     return a, b, _mutual_information(n11, count[a], count[b], n)
 
 
-def _cofiring(x: sp.csc_matrix) -> Iterator[tuple[int, int, sp.csr_matrix]]:
-    """(first row, first column, counts) blocks of the co-firing product Xᵀ·X: rows from the
-    first on, columns from the first column on (the rest is the same counts transposed). Only
-    pairs that co-fire are stored, and one block at a time: memory is the nonzeros plus one
-    block, never F × F."""
-    by_feature, by_sample = x.T.tocsr(), x.tocsr()
-    n_features, start, tail_start, tail = x.shape[1], 0, 0, by_sample
+def threads() -> int:
+    """Cores this process may run on: the co-firing counts use all of them."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _structure(active: sp.spmatrix) -> sp.csc_matrix:
+    """Samples × features firing pattern (no values: 5 bytes per nonzero), duplicates summed,
+    zeros dropped; never changes the caller's matrix."""
+    x = sp.csc_matrix(active, copy=True)
+    x.sum_duplicates()
+    x.eliminate_zeros()
+    return sp.csc_matrix((np.ones(x.nnz, bool), x.indices, x.indptr), shape=x.shape)
+
+
+def _candidate_blocks(
+    x: sp.csc_matrix, count: np.ndarray, top: _TopEdges
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """(a, b, n11, pairs co-firing) per range of features a, from the compiled co-firing kernel
+    over all cores. Each range is given the running floor of the best edges at its start, so what
+    it returns stays small; the floor only drops pairs that can no longer enter, so the result
+    does not depend on which range finishes first."""
+    from sculpt.analysis.cofiring import cofiring_candidates
+
+    by_sample = x.tocsr()
+    by_sample.sort_indices()
+    col_ptr, row_ptr = x.indptr.astype(np.int64), by_sample.indptr.astype(np.int64)
+    n, n_features = x.shape
+    count = count.astype(np.int64)
+    xlogx = _xlogx(np.arange(n + 1))
+    ranges, start = [], 0
     while start < n_features:
-        if start - tail_start > (n_features - tail_start) // 8:  # drop columns no block needs
-            tail_start, tail = start, by_sample[:, start:]
         stop = min(n_features, start + max(1, PRODUCT_ELEMENTS // (n_features - start)))
-        yield start, tail_start, (by_feature[start:stop] @ tail).tocsr()
+        ranges.append((start, stop))
         start = stop
+    workers = threads()
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[tuple[np.ndarray, np.ndarray, np.ndarray, int]]] = deque()
+        for first, stop in ranges:
+            pending.append(
+                pool.submit(
+                    cofiring_candidates,
+                    col_ptr,
+                    x.indices,
+                    row_ptr,
+                    by_sample.indices,
+                    first,
+                    stop,
+                    count,
+                    xlogx,
+                    top.floor,
+                )
+            )
+            while len(pending) > 2 * workers or (pending and pending[0].done()):
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 class _TopEdges:
@@ -168,24 +217,20 @@ def mi_edges(
     Features active in fewer than `min_count` samples take no part. Equal weights are broken by
     the smaller (a, b).
     """
-    x = _binary(active)
+    x = _structure(active)
     n = x.shape[0]
     live = np.flatnonzero(np.diff(x.indptr) >= min_count)
     if live.size < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
     sub = x[:, live]
+    del x
     count = np.diff(sub.indptr).astype(np.float64)
     n_pairs = live.size * (live.size - 1) // 2
     top = _TopEdges(int(max(round(edge_fraction * n_pairs), 4 * live.size)))
     margin = _margin(count, n)
-    for first, offset, block in _cofiring(sub):
-        rows, per_row = np.arange(first, first + block.shape[0]), np.diff(block.indptr)
-        a, n_a = np.repeat(rows.astype(np.int32), per_row), np.repeat(count[rows], per_row)
-        b = block.indices + np.int32(offset)
-        n11, n_b = block.data.astype(np.float64), count[b]
-        keep = np.flatnonzero((b > a) & _fires_together(n11, n_a, n_b, n))
-        a, b, n11, n_a, n_b = a[keep], b[keep], n11[keep], n_a[keep], n_b[keep]
-        top.add(a, b, _normalized(n11, n_a, n_b, n, margin[a], margin[b]))
+    for a, b, n11, _ in _candidate_blocks(sub, count, top):
+        a, b, both = a.astype(np.int64), b.astype(np.int64), n11.astype(np.float64)
+        top.add(a, b, _normalized(both, count[a], count[b], n, margin[a], margin[b]))
     a, b, w = top.best()
     return live[a], live[b], w
 

@@ -137,6 +137,15 @@ def _register_concept(add: Any) -> None:
     )
     vector.add_argument("--model", default=None, help="model (default smollm2)")
     vector.add_argument("--probe", action="store_true", help="logistic probe, not mean difference")
+    vector.add_argument(
+        "--position",
+        choices=("response", "last_prompt"),
+        default="response",
+        help="examples are replies (every token) or prompts (last prompt token: refusal)",
+    )
+    vector.add_argument(
+        "--score", choices=("max", "mean"), default="max", help="span score: max or mean projection"
+    )
     vector.set_defaults(func=cmd_vector)
     group.set_defaults(func=lambda args: group.print_help())
 
@@ -282,7 +291,7 @@ def cmd_vector(args: argparse.Namespace) -> int:
         args.concept,
         positive,
         negative,
-        VectorConfig(layer=args.layer, probe=args.probe),
+        VectorConfig(layer=args.layer, probe=args.probe, position=args.position, score=args.score),
         args.model,
     )
     print(

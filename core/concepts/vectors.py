@@ -1,8 +1,9 @@
 """Vector concepts: a direction in the residual stream from positive vs negative examples.
 
-Difference of means at layer L (as persona vectors), or a logistic probe's direction (`probe`).
-A span's score is its largest token projection onto the unit direction, z-scored over the
-dataset's spans. The direction is stored in `lake/vectors/<dataset>/<name>.safetensors` (+ `.json`
+Difference of means at layer L (as persona vectors), or a logistic probe's direction (`probe`),
+over every token of example responses, or at the last prompt token of example prompts (where a
+model settles whether to refuse: Arditi et al.'s refusal direction). A span's score is its largest
+(or mean, `score`) token projection onto the unit direction, z-scored over the dataset's spans. The direction is stored in `lake/vectors/<dataset>/<name>.safetensors` (+ `.json`
 meta), so training can ablate or steer it (DESIGN §5). Direction files are tensors only: never a
 pickle, since a lake or a plan may come from someone else.
 """
@@ -13,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -25,6 +26,10 @@ from sculpt.lake.store import Lake, check_name, slug, write_json_atomic
 VECTOR_DIR = "vectors"
 DIRECTION_KEY = "direction"
 """The tensor's name inside a direction file."""
+Position = Literal["response", "last_prompt"]
+POSITIONS: tuple[str, ...] = ("response", "last_prompt")
+Summary = Literal["max", "mean"]
+SUMMARIES: tuple[str, ...] = ("max", "mean")
 
 
 @dataclass
@@ -37,6 +42,22 @@ class VectorConfig:
     """Fit a logistic probe on token activations instead of taking the difference of means."""
     seed: int = 0
     """Seed of the probe."""
+    position: Position = "response"
+    """Where the examples' activations are read: `response`, every token of each example as an
+    assistant reply; `last_prompt`, each example is a user prompt and only its last prompt token
+    counts (the one before the reply's first word), e.g. harmful vs benign requests for a
+    refusal direction."""
+    score: Summary = "max"
+    """How a span's token projections become its score: the largest (a concept that shows in a
+    few words), or the mean (a stance that colours a whole reply: a direction read at the last
+    prompt token sits well below its peak on a reply's tokens, where one token's maximum is
+    noisy)."""
+
+    def __post_init__(self) -> None:
+        if self.position not in POSITIONS:
+            raise ValueError(f"position {self.position!r}: expected one of {', '.join(POSITIONS)}")
+        if self.score not in SUMMARIES:
+            raise ValueError(f"score {self.score!r}: expected one of {', '.join(SUMMARIES)}")
 
 
 def read_examples(path: str | Path) -> list[str]:
@@ -66,31 +87,48 @@ def read_examples(path: str | Path) -> list[str]:
     return texts
 
 
-def example_pairs(texts: Sequence[str], tag: str) -> list[dict[str, Any]]:
-    """Examples as `pairs` rows: the text is the assistant's response to an empty prompt."""
+def example_pairs(
+    texts: Sequence[str], tag: str, position: Position = "response"
+) -> list[dict[str, Any]]:
+    """Examples as `pairs` rows: the text is the assistant's response to an empty prompt, or
+    (`last_prompt`) the user's prompt, answered by a one-word stub the direction never reads."""
+    as_prompt = position == "last_prompt"
     return [
         {
             "pair_id": f"{tag}{i:012d}",
-            "prompt": json.dumps([{"role": "user", "content": ""}]),
-            "chosen": t,
-            "rejected": t,
+            "prompt": json.dumps([{"role": "user", "content": t if as_prompt else ""}]),
+            "chosen": "x" if as_prompt else t,
+            "rejected": "x" if as_prompt else t,
             "row": i,
         }
         for i, t in enumerate(texts)
     ]
 
 
-def token_acts(loaded: Any, rows: list[dict[str, Any]], layer: int) -> list[torch.Tensor]:
-    """Per-span chosen-side activations ([n_tokens, d]) of `rows`, in row order."""
+def token_acts(
+    loaded: Any, rows: list[dict[str, Any]], layer: int, side: str = "chosen"
+) -> list[torch.Tensor]:
+    """Per-span activations ([n_tokens, d]) of one side of `rows`, in row order."""
     from sculpt.scan.run import ScanConfig, iter_span_batches
 
     config = ScanConfig(layer=layer, sample_tokens=0)
     out: dict[str, torch.Tensor] = {}
     for batch in iter_span_batches(loaded, rows, config):
-        for i, (pair_id, side) in enumerate(zip(batch.pair_ids, batch.sides, strict=True)):
-            if side == "chosen":
+        for i, (pair_id, span_side) in enumerate(zip(batch.pair_ids, batch.sides, strict=True)):
+            if span_side == side:
                 out[pair_id] = batch.acts[batch.offsets[i] : batch.offsets[i + 1]].float().cpu()
     return [out[r["pair_id"]] for r in rows]
+
+
+def example_acts(
+    loaded: Any, texts: Sequence[str], tag: str, layer: int, position: Position
+) -> torch.Tensor:
+    """The activations a direction is fit on ([n, d]): every response token of each example, or
+    one row per example, its last prompt token (see `VectorConfig.position`)."""
+    rows = example_pairs(texts, tag, position)
+    if position == "response":
+        return torch.cat(token_acts(loaded, rows, layer))
+    return torch.stack([acts[-1] for acts in token_acts(loaded, rows, layer, side="prompt")])
 
 
 def fit_direction(
@@ -113,8 +151,10 @@ def fit_direction(
     return direction / norm
 
 
-def span_scores(spans_acts: Sequence[torch.Tensor], direction: torch.Tensor) -> np.ndarray:
-    """Max token projection per span (0 for an empty span)."""
+def span_scores(
+    spans_acts: Sequence[torch.Tensor], direction: torch.Tensor, summary: Summary = "max"
+) -> np.ndarray:
+    """Max (or mean) token projection per span (0 for an empty span)."""
     lengths = torch.tensor([len(a) for a in spans_acts])
     flat = (
         torch.cat([a for a in spans_acts if len(a)])
@@ -123,8 +163,18 @@ def span_scores(spans_acts: Sequence[torch.Tensor], direction: torch.Tensor) -> 
     )
     projection = flat @ direction
     owner = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    if summary == "mean":
+        total = torch.zeros(len(lengths)).index_add(0, owner, projection)
+        return (total / lengths.clamp_min(1)).numpy()
     best = torch.full((len(lengths),), -torch.inf).scatter_reduce(0, owner, projection, "amax")
     return torch.where(torch.isinf(best), torch.zeros_like(best), best).numpy()
+
+
+def span_summary(meta: dict[str, Any]) -> Summary:
+    """The span summary a stored vector was scored with (`max` for an older sculpt's meta), so
+    generations are scored as its dataset was."""
+    summary = meta.get("config", {}).get("score", "max")
+    return "mean" if summary == "mean" else "max"
 
 
 def vector_path(lake: Lake, dataset: str, name: str) -> Path:
@@ -190,12 +240,12 @@ def build_vector(
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     layer = loaded.check_layer(config.layer)
     config = replace(config, layer=layer)
-    pos = torch.cat(token_acts(loaded, example_pairs(positive, "p"), layer))
-    neg = torch.cat(token_acts(loaded, example_pairs(negative, "n"), layer))
+    pos = example_acts(loaded, positive, "p", layer, config.position)
+    neg = example_acts(loaded, negative, "n", layer, config.position)
     direction = fit_direction(pos, neg, config.probe, config.seed)
     rows = read_pairs(lake, dataset)
     spans, per_span = _dataset_span_acts(loaded, rows, layer)
-    raw = span_scores(per_span, direction)
+    raw = span_scores(per_span, direction, config.score)
     z = (raw - raw.mean()) / (raw.std() + 1e-12)
     kind = "probe" if config.probe else "vector"
     concept_id = f"{'probe' if config.probe else 'vec'}:{name}"

@@ -278,12 +278,16 @@ class _SaeScorer:
 
 
 class _VectorScorer:
-    """One vector concept: a span's max token projection, z-scored by the dataset's spans."""
+    """One vector concept: a span's token projection (max or mean, as its dataset was scored),
+    z-scored by the dataset's spans."""
 
     def __init__(self, concept_id: str, direction: torch.Tensor, meta: dict[str, Any]) -> None:
         self.ids = [concept_id]
         self.direction = direction.float()
         self.mean, self.sd = float(meta["score_mean"]), float(meta["score_sd"])
+        from sculpt.concepts.vectors import span_summary
+
+        self.summary = span_summary(meta)
         self.scores: dict[str, dict[int, float]] = {"chosen": {}, "rejected": {}}
 
     def consume(self, batch: Any) -> None:
@@ -293,7 +297,7 @@ class _VectorScorer:
             batch.acts[batch.offsets[i] : batch.offsets[i + 1]].float().cpu()
             for i in range(len(batch.pair_ids))
         ]
-        raw = span_scores(acts, self.direction)
+        raw = span_scores(acts, self.direction, self.summary)
         for i, (pair_id, side) in enumerate(zip(batch.pair_ids, batch.sides, strict=True)):
             if side in self.scores:
                 self.scores[side][_row_of(pair_id)] = (raw[i] - self.mean) / (self.sd + 1e-12)

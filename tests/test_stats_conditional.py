@@ -18,6 +18,21 @@ def test_silent_pairs_are_in_neither_group() -> None:
     assert list(stats["n_in"][:, 0]) == [4, 4]
 
 
+def test_sparse_differences_give_the_dense_contrast() -> None:
+    """The conditional views hold u sparse (N × M dense does not fit at 260k pairs): same numbers."""
+    rng = np.random.default_rng(3)
+    n, m, k = 3000, 40, 6
+    labels = rng.integers(-1, k, n)
+    u = rng.normal(0, 1, (n, m)) * (rng.random((n, m)) < 0.1)
+    dense, sparse = (
+        in_out_contrast(u, labels, k, seed=1),
+        in_out_contrast(sp.csr_matrix(u), labels, k, seed=1),
+    )
+    assert dense.keys() == sparse.keys()
+    for name, values in dense.items():
+        np.testing.assert_allclose(sparse[name], values, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
 def test_a_purely_global_lean_shows_no_stable_conditional_lean() -> None:
     """Every active pair leans chosen alike; the silent 5% (u = 0) must not make each cluster lean."""
     rng = np.random.default_rng(7)

@@ -80,6 +80,7 @@ def analyze(
     table, u_tested, tested_ids, n_concepts = _global_hypotheses(
         pairs, scores, sae_data, views, config
     )
+    del sae_data, scores  # what follows reads u and the views; this was most of the memory
     steps("global")
     predictive = predictive_power(
         u_tested,
@@ -162,15 +163,17 @@ def _global_hypotheses(
     """Global lean of every concept with enough support (DESIGN §4), ranked by p then |z|; also the
     tested differences u, their ids and the number of concepts seen."""
     ids, kinds, labels, chosen, rejected = _global_concepts(scores, sae_data, views, config.score)
-    fired_c, fired_r = (chosen > 0).astype(np.float64), (rejected > 0).astype(np.float64)
-    support = np.diff(((fired_c + fired_r) > 0).tocsc().indptr)
+    fired_c, fired_r = (chosen > 0).tocsc(), (rejected > 0).tocsc()  # bool: 5 bytes a nonzero
+    support = np.diff((fired_c + fired_r).tocsc().indptr)
     needed = config.min_support or min_support(pairs.n)
     tested = np.flatnonzero(support >= needed)
     u = (chosen - rejected).tocsc()[:, tested]
+    del chosen, rejected  # copies of the span matrices: the rest needs u and the firing only
+    fired_c, fired_r = fired_c[:, tested], fired_r[:, tested]
     lean = global_lean(
         u,
-        fired_chosen=fired_c.tocsc()[:, tested],
-        fired_rejected=fired_r.tocsc()[:, tested],
+        fired_chosen=fired_c,
+        fired_rejected=fired_r,
         lengths=pairs.lengths,
         seed=config.seed,
         n_boot=config.n_boot,

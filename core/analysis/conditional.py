@@ -71,10 +71,7 @@ def settings_for(config: AnalyzeConfig, pairs: Pairs, sae: SaeSpans) -> ViewSett
 def conditional_views(pairs: Pairs, sae: SaeSpans, settings: ViewSettings) -> Views:
     """Feature clusters T_m (co-activation over spans), response-delta clusters R_m
     (co-discordance over pairs), data clusters B_k, prompt clusters A_k; B_k × T_m and A_k ⇝ R_m."""
-    fired = {
-        side: (sae.freq[side] > settings.freq_threshold).astype(np.float64).tocsr()
-        for side in SIDES
-    }
+    fired = {side: (sae.freq[side] > settings.freq_threshold).tocsr() for side in SIDES}
     together, delta_columns, members = _feature_clusters(fired, settings)
     n_t = len(together)
     ids = [f"fc:{sae.sae}:{m}" for m in range(n_t)]
@@ -84,10 +81,10 @@ def conditional_views(pairs: Pairs, sae: SaeSpans, settings: ViewSettings) -> Vi
     sizes = np.array([c.size for c in members], dtype=np.float64)
     scale = sp.diags(1.0 / np.maximum(sizes, 1.0)) if members else sp.csr_matrix((0, 0))
     span_scores = {side: (fired[side] @ member_matrix @ scale).tocsr() for side in SIDES}
-    u = (span_scores["chosen"] - span_scores["rejected"]).toarray()
+    u = (span_scores["chosen"] - span_scores["rejected"]).tocsc()  # N × M: sparse throughout
     on_t = member_matrix[:, :n_t]
-    activity = ((sae.freq["chosen"] + sae.freq["rejected"]) @ on_t).toarray()
-    prompt_activity = (sae.freq["prompt"] @ on_t).toarray()
+    activity = sae.freq["chosen"] @ on_t + sae.freq["rejected"] @ on_t
+    prompt_activity = sae.freq["prompt"] @ on_t
     k, seed, quantile = settings.n_clusters, settings.seed, settings.silent_quantile
     data_cluster = clustering.data_clusters(activity, k, seed=seed, silent_quantile=quantile)
     prompt_cluster = clustering.data_clusters(
@@ -124,7 +121,7 @@ def _feature_clusters(
         "min_size": settings.min_community,
     }
     together = clustering.feature_clusters(sp.vstack([fired[s] for s in SIDES]), **find)
-    discordant = abs(fired["chosen"] - fired["rejected"])
+    discordant = fired["chosen"] != fired["rejected"]
     deltas = clustering.feature_clusters(discordant, **find)
     members = list(together)
     known = {tuple(c.tolist()): m for m, c in enumerate(together)}
@@ -146,7 +143,7 @@ def _cluster_label(features: np.ndarray, names: dict[int, str]) -> str:
 
 def contrast_table(
     scope: str,
-    u_all: np.ndarray,
+    u_all: sp.csc_matrix,
     labels: np.ndarray,
     columns: list[int],
     ids: list[str],

@@ -129,12 +129,7 @@ def compute_findings(
     q = benjamini_hochberg(p)
     p_cut = float(np.nanmax(np.where(q < alpha, p, np.nan))) if np.any(q < alpha) else 0.0
     groups = group(ev, order, np.nan_to_num(p, nan=1.0), p_cut, ~flagged)
-    votes = []  # a finding leans on a pair by the majority of its members that lean clearly there
-    for members, roles in zip(groups.members, groups.roles, strict=True):
-        core = [m for m, role in zip(members, roles, strict=True) if role != "mixture"]
-        votes.append(np.sign(np.asarray(ev.clear[:, core].sum(axis=1)).ravel()))
-    n_pairs = ev.soft.shape[0]
-    finding_e = sp.csc_matrix(np.column_stack(votes)) if votes else sp.csc_matrix((n_pairs, 0))
+    finding_e = _finding_leans(ev.clear, groups)
     lean = global_lean(
         finding_e,
         lengths=lengths,
@@ -150,6 +145,25 @@ def compute_findings(
     ranking = np.lexsort((-np.abs(np.nan_to_num(lean["z"])), rank_p, finding_flagged))
     findings, members = _tables(rows, info, groups, ev.soft, finding_e, lean, ranking, dense, texts)
     return findings, members
+
+
+def _finding_leans(clear: sp.csc_matrix, groups: Groups) -> sp.csc_matrix:
+    """N × findings: a finding leans on a pair by the majority of its members (mixtures aside)
+    that lean clearly there. Sparse, one product with the membership: memory ∝ the evidence's
+    nonzeros, never pairs × findings."""
+    rows, cols = [], []
+    for f, (members, roles) in enumerate(zip(groups.members, groups.roles, strict=True)):
+        core = [m for m, role in zip(members, roles, strict=True) if role != "mixture"]
+        rows += core
+        cols += [f] * len(core)
+    owner = sp.csc_matrix(
+        (np.ones(len(rows)), (rows, cols)), shape=(clear.shape[1], len(groups.members))
+    )
+    votes = (clear @ owner).tocsc()
+    votes.data = np.sign(votes.data)
+    votes.eliminate_zeros()
+    votes.sort_indices()  # pairs in order: the phrase is read off the first responses
+    return votes
 
 
 def _kind_rank(kind: str) -> int:

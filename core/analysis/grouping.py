@@ -53,25 +53,33 @@ not on pairs where it fires about as strongly on both."""
 def evidence(u: Any) -> Evidence:
     """Soft and clear per-pair evidence of every column of u; NaN is no evidence."""
     m = sp.csc_matrix(u, dtype=np.float64) if sp.issparse(u) else sp.csc_matrix(np.asarray(u))
-    m = m.copy()
-    m.data = np.nan_to_num(m.data, nan=0.0, posinf=0.0, neginf=0.0)
-    m.eliminate_zeros()
-    columns = np.repeat(np.arange(m.shape[1]), np.diff(m.indptr))
+    m = _nonzero(m)
     scale = np.ones(m.shape[1])
     for c in range(m.shape[1]):
         values = np.abs(m.data[m.indptr[c] : m.indptr[c + 1]])
         if values.size:
             scale[c] = float(np.quantile(values, 0.9)) or 1.0
-    soft = m.copy()
-    soft.data = np.clip(m.data / scale[columns], -1.0, 1.0)
-    clear = soft.copy()
+    per_value = np.repeat(scale, np.diff(m.indptr))
+    counts = np.repeat(_integral(m), np.diff(m.indptr))
+    soft = np.clip(m.data / per_value, -1.0, 1.0)
+    del per_value
     # a count (a detector's matches) leans on every pair where the counts differ
-    counts = _integral(m)[columns]
-    clear.data = np.where(
-        counts, np.sign(m.data), np.where(np.abs(soft.data) >= CLEAR, np.sign(soft.data), 0.0)
-    )
-    clear.eliminate_zeros()
-    return Evidence(soft, clear)
+    lean = np.where(counts | (np.abs(soft) >= CLEAR), np.sign(m.data), 0.0)
+    del counts
+    clear = _nonzero(sp.csc_matrix((lean, m.indices.copy(), m.indptr.copy()), m.shape))
+    return Evidence(sp.csc_matrix((soft, m.indices, m.indptr), m.shape), clear)
+
+
+def _nonzero(m: sp.csc_matrix) -> sp.csc_matrix:
+    """m's finite nonzero entries (NaN and ±inf are no evidence) in new arrays; m is left as it
+    was (its structure is shared when nothing is dropped)."""
+    data = np.nan_to_num(m.data, nan=0.0, posinf=0.0, neginf=0.0)
+    keep = data != 0
+    if keep.all():
+        return sp.csc_matrix((data, m.indices, m.indptr), m.shape)
+    columns = np.repeat(np.arange(m.shape[1]), np.diff(m.indptr))[keep]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(columns, minlength=m.shape[1]))])
+    return sp.csc_matrix((data[keep], m.indices[keep], indptr), m.shape)
 
 
 def _integral(m: sp.csc_matrix) -> np.ndarray:
@@ -137,7 +145,7 @@ class _Grouper:
         self.votes: dict[int, np.ndarray] = {}  # finding → Σ clear evidence of its echoes
         self.leans: dict[int, tuple[np.ndarray, float]] = {}  # its sign, and how many pairs
         self.slot: dict[int, int] = {}  # finding → its anchor's place in `anchors`
-        self.covered = np.zeros(ev.soft.shape[0])
+        self.covered = np.zeros(ev.soft.shape[0], np.int8)
         """Per pair: the clear lean of the first significant finding there (0: none yet)."""
         self.explaining: list[int] = []  # findings that are significant content
 
@@ -153,9 +161,9 @@ class _Grouper:
             self.roles[index].append(role)
             if role == "echo":
                 clear = self._clear(int(c))
-                self.votes.setdefault(index, self._clear(self.members[index][0]))
+                self.votes.setdefault(index, self._clear(self.members[index][0]).astype(np.int32))
                 self.votes[index] += clear
-                lean = np.sign(self.votes[index])
+                lean = np.sign(self.votes[index]).astype(np.int8)  # N bytes per grown finding
                 self.leans[index] = (lean, max(float(np.count_nonzero(lean)), 1.0))
                 if index in self.explaining:
                     self._cover(clear)
@@ -175,8 +183,9 @@ class _Grouper:
             self._cover(self._clear(c))
 
     def _clear(self, c: int) -> np.ndarray:
+        """Concept c's clear lean per pair, −1, 0 or 1."""
         rows, values = column(self.ev.clear, c)
-        dense = np.zeros(self.ev.clear.shape[0])
+        dense = np.zeros(self.ev.clear.shape[0], np.int8)
         dense[rows] = values
         return dense
 

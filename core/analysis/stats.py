@@ -352,7 +352,7 @@ def _rates(
         pos = _colsum((m > 0).astype(np.float64).tocsc())
         neg = _colsum((m < 0).astype(np.float64).tocsc())
         return pos / n, neg / n, np.diff(m.indptr).astype(np.int64)
-    fc, fr = _csc(fired_chosen) != 0, _csc(fired_rejected) != 0
+    fc, fr = sp.csc_matrix(fired_chosen) != 0, sp.csc_matrix(fired_rejected) != 0
     either = (fc + fr).tocsc()
     return (
         _colsum(fc.astype(np.float64).tocsc()) / n,
@@ -371,7 +371,7 @@ def in_out_contrast(
     pooled sd), se (Welch), split_half_ok (SC = 1: both seeded halves agree in sign with Δ, all
     beyond SIGN_FLOOR), delta_min = min(|Δ^A|, |Δ^B|). Zero variances follow `variance_floor`.
     """
-    u = np.asarray(u, dtype=np.float64)
+    u = sp.csr_matrix(u, dtype=np.float64) if sp.issparse(u) else np.asarray(u, dtype=np.float64)
     full = _contrast(u, labels, n_clusters)
     half = split_halves(len(labels), seed)
     part_a = _contrast(u[half], labels[half], n_clusters)["delta"]
@@ -383,17 +383,23 @@ def in_out_contrast(
     return full
 
 
-def _contrast(u: np.ndarray, labels: np.ndarray, n_clusters: int) -> dict[str, np.ndarray]:
+def _dense(m: Any) -> np.ndarray:
+    return np.asarray(m.toarray() if sp.issparse(m) else m, dtype=np.float64)
+
+
+def _contrast(u: Matrix, labels: np.ndarray, n_clusters: int) -> dict[str, np.ndarray]:
+    """The K × M contrast of u (N × M, dense or sparse: only K × M is ever dense)."""
     keep = labels >= 0
     onehot = sp.csr_matrix(
-        (np.ones(keep.sum()), (labels[keep], np.flatnonzero(keep))), shape=(n_clusters, len(u))
+        (np.ones(keep.sum()), (labels[keep], np.flatnonzero(keep))),
+        shape=(n_clusters, u.shape[0]),
     )
-    active = u[keep]
+    squares = sp.csr_matrix(u).multiply(u) if sp.issparse(u) else np.asarray(u) * u
     n_in = np.asarray(onehot.sum(axis=1)).ravel()[:, None]
-    n_out = active.shape[0] - n_in
-    sum_in, sq_in = onehot @ u, onehot @ (u * u)
-    sum_out = active.sum(axis=0)[None, :] - sum_in
-    sq_out = (active * active).sum(axis=0)[None, :] - sq_in
+    n_out = int(keep.sum()) - n_in
+    sum_in, sq_in = _dense(onehot @ u), _dense(onehot @ squares)
+    sum_out = _dense(u[keep].sum(axis=0)).reshape(1, -1) - sum_in
+    sq_out = _dense(squares[keep].sum(axis=0)).reshape(1, -1) - sq_in
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_in, mean_out = sum_in / n_in, sum_out / n_out
         delta = mean_in - mean_out

@@ -282,3 +282,105 @@ def grouped_bars(groups: Sequence[dict[str, Any]], series: Sequence[str], title:
         label = group["label"] if len(group["label"]) <= 24 else group["label"][:23] + "…"
         body.append(_text(gx + group_w * 0.4, height - bottom + 16, label, "middle"))
     return _svg(width, height, title, body)
+
+
+def scatter(points: Sequence[dict[str, Any]], xlabel: str, ylabel: str, title: str) -> Markup:
+    """Predicted against observed, one point per concept: `strong` points (q < 0.05) are filled
+    squares, the rest hollow circles, so shape alone tells them apart; a dashed least-squares
+    line and the zero axes. Strong points are drawn last, on top of the crowd."""
+    width, height, left, right, top, bottom = 420, 380, 48, 12, 30, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    xs = [p["x"] for p in points] + [0.0]
+    ys = [p["y"] for p in points] + [0.0]
+    x0, x1 = _padded(min(xs), max(xs))
+    y0, y1 = _padded(min(ys), max(ys))
+
+    def px(v: float) -> float:
+        return left + (v - x0) / (x1 - x0) * plot_w
+
+    def py(v: float) -> float:
+        return top + plot_h - (v - y0) / (y1 - y0) * plot_h
+
+    strong = sum(1 for p in points if p.get("strong"))
+    body = _scatter_legend(left, 16, strong, len(points) - strong)
+    for tick in nice_ticks(x0, x1, 5):
+        body.append(
+            f'<line x1="{px(tick):.1f}" x2="{px(tick):.1f}" y1="{top}" y2="{top + plot_h}" stroke="#e5e7eb"/>'
+        )
+        body.append(_text(px(tick), top + plot_h + 14, fmt_tick(tick), "middle"))
+    for tick in nice_ticks(y0, y1, 5):
+        body.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" stroke="#e5e7eb"/>'
+        )
+        body.append(_text(left - 4, py(tick) + 4, fmt_tick(tick), "end"))
+    body.append(
+        f'<line x1="{px(0):.1f}" x2="{px(0):.1f}" y1="{top}" y2="{top + plot_h}" stroke="#9ca3af"/>'
+        f'<line x1="{left}" x2="{left + plot_w}" y1="{py(0):.1f}" y2="{py(0):.1f}" stroke="#9ca3af"/>'
+    )
+    line = _least_squares([p["x"] for p in points], [p["y"] for p in points])
+    if line is not None:
+        slope, intercept = line
+        lo_x, hi_x = x0, x1
+        if slope:  # keep a steep line inside the plot box
+            a, b = sorted(((y0 - intercept) / slope, (y1 - intercept) / slope))
+            lo_x, hi_x = max(lo_x, a), min(hi_x, b)
+        ends = [(x, slope * x + intercept) for x in (lo_x, hi_x)]
+        (ax, ay), (bx, by) = ends
+        body.append(
+            f'<line class="fit" x1="{px(ax):.1f}" y1="{py(ay):.1f}" x2="{px(bx):.1f}" '
+            f'y2="{py(by):.1f}" stroke="#111" stroke-dasharray="5 4">'
+            f"<title>least-squares line: slope {slope:.3g}</title></line>"
+        )
+    for p in sorted(points, key=lambda p: bool(p.get("strong"))):
+        tip = escape(
+            f"{p['label']}: predicted {p['x']:.3g}, observed {p['y']:.3g}{p.get('note', '')}"
+        )
+        x, y = px(p["x"]), py(p["y"])
+        if p.get("strong"):
+            body.append(
+                f'<rect class="pt strong" x="{x - 3.5:.1f}" y="{y - 3.5:.1f}" width="7" height="7" '
+                f'fill="{CHOSEN}"><title>{tip}</title></rect>'
+            )
+        else:
+            body.append(
+                f'<circle class="pt" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="none" '
+                f'stroke="{NEUTRAL}" stroke-opacity="0.7"><title>{tip}</title></circle>'
+            )
+    body.append(_text(left + plot_w / 2, height - 8, xlabel, "middle"))
+    body.append(
+        _text(
+            12,
+            top + plot_h / 2,
+            ylabel,
+            "middle",
+            f'transform="rotate(-90 12 {top + plot_h / 2:.1f})"',
+        )
+    )
+    return _svg(width, height, title, body)
+
+
+def _padded(lo: float, hi: float) -> tuple[float, float]:
+    pad = (hi - lo) * 0.06 or 1.0
+    return lo - pad, hi + pad
+
+
+def _least_squares(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float] | None:
+    n = len(xs)
+    if n < 2:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return None
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    return slope, my - slope * mx
+
+
+def _scatter_legend(x: float, y: float, strong: int, weak: int) -> list[str]:
+    first = f"q < 0.05 ({strong:,})"
+    return [
+        f'<rect x="{x:.1f}" y="{y - 8:.1f}" width="7" height="7" fill="{CHOSEN}"/>',
+        _text(x + 12, y, first),
+        f'<circle cx="{x + 24 + 7 * len(first):.1f}" cy="{y - 4.5:.1f}" r="3" fill="none" stroke="{NEUTRAL}"/>',
+        _text(x + 32 + 7 * len(first), y, f"q ≥ 0.05 ({weak:,})"),
+    ]

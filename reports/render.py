@@ -67,7 +67,9 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(num=fmt_num, pct=fmt_pct, tojson_attr=lambda v: json.dumps(v))
+    env.filters.update(
+        num=fmt_num, pct=fmt_pct, fixed=fmt_fixed, tojson_attr=lambda v: json.dumps(v)
+    )
     return env
 
 
@@ -84,6 +86,13 @@ def fmt_num(value: Any, digits: int = 3) -> str:
             return f"{value:.1e}"
         return f"{value:,.{digits}g}" if abs(value) < 1e6 else f"{value:,.0f}"
     return str(value)
+
+
+def fmt_fixed(value: Any, digits: int = 3) -> str:
+    """A bounded statistic (R², ρ) at fixed decimals, so 0.000 reads as nothing, not 2.7e-04."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{float(value):.{digits}f}"
 
 
 def fmt_pct(value: Any) -> str:
@@ -216,4 +225,29 @@ def _run_charts(run: dict[str, Any]) -> dict[str, Any]:
                     groups[:10], table["checkpoints"], f"{metric}: base → DPO → shaped"
                 )
             )
-    return {"curves": curves, "evals": evals}
+    return {"curves": curves, "evals": evals, "validity": _validity_charts(run)}
+
+
+def _validity_charts(run: dict[str, Any]) -> dict[str, Markup]:
+    """Per evaluated checkpoint: the audit's predicted Δ against the observed change."""
+    out = {}
+    for view in run.get("validity") or []:
+        if not view["points"]:
+            continue
+        points = [
+            {
+                "x": p["predicted"],
+                "y": p["observed"],
+                "label": p["label"],
+                "strong": p["significant"],
+                "note": f", q {fmt_num(p['q'])}" if p.get("q") is not None else "",
+            }
+            for p in view["points"]
+        ]
+        out[view["checkpoint"]] = charts.scatter(
+            points,
+            "predicted Δ (audit, sd units)",
+            "observed change, trained − base (sd units)",
+            f"Predicted vs observed change per concept: {view['checkpoint']}",
+        )
+    return out

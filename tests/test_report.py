@@ -284,3 +284,50 @@ def test_the_summary_calls_found_only_what_the_statistics_back():
     summary = story(data)
     assert summary is not None
     assert [f["label"] for f in summary["found"]] == ["real"]
+
+
+def test_runs_show_predicted_against_observed_change_per_concept(tmp_path: Path) -> None:
+    """One point per concept `sculpt eval` measured, q < 0.05 ones drawn apart, the fit's R² and ρ
+    with their intervals; the thousands of per-concept rows stay out of the eval table."""
+    lake = Lake.open(tmp_path / "lake")
+    write_sample(lake, "s", n_pairs=30, n_concepts=30)
+    hyps = lake.sql(
+        "select concept_id, q from hypotheses where dataset = 's' and scope = 'global'"
+    ).to_pylist()
+    significant = sum(1 for h in hyps if h["q"] is not None and h["q"] < 0.05)
+    assert 0 < significant < len(hyps)
+
+    def row(metric: str, value: float, concept: str | None = None, n: int = 40) -> dict:
+        return {
+            "run_id": "run-shaped-1",
+            "ts": 1.0,
+            "checkpoint": "baseline",
+            "metric": metric,
+            "concept_id": concept,
+            "value": value,
+            "n": n,
+            "ci_lo": value - 0.1,
+            "ci_hi": value + 0.1,
+        }
+
+    rows = [row("r2_predicted_observed", 0.412, n=len(hyps))]
+    rows.append(row("spearman_predicted_observed", 0.655, n=len(hyps)))
+    for i, h in enumerate(hyps):
+        rows += [row("predicted_delta", 0.1 * i, h["concept_id"])]
+        rows += [row("observed_change_sd", 0.05 * i - 0.2, h["concept_id"])]
+    lake.append_log("evals", rows)
+
+    runs = sections(parse(write_report(lake, "s", tmp_path / "s.html").read_text()))["runs"]
+    svg = "{http://www.w3.org/2000/svg}"
+    scatter = next(
+        s for s in runs.iter(f"{svg}svg") if "Predicted vs observed" in (s.get("aria-label") or "")
+    )
+    points = [e for e in scatter.iter() if "pt" in (e.get("class") or "").split()]
+    assert len(points) == len(hyps)
+    assert sum("strong" in (e.get("class") or "") for e in points) == significant
+    assert {e.tag for e in points if "strong" in e.get("class")} != {
+        e.tag for e in points if "strong" not in e.get("class")
+    }  # told apart by shape, not colour alone
+    text = " ".join(text_of(runs).split())
+    assert f"R² 0.412 [0.312, 0.512] · Spearman ρ 0.655 [0.555, 0.755] over {len(hyps)}" in text
+    assert "predicted_delta" not in text and "observed_change_sd" not in text

@@ -108,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from sculpt.train.evaluate import evaluate_run
-    from sculpt.train.validity import PER_CONCEPT
+    from sculpt.train.metrics import PER_CONCEPT
 
     lake = Lake.open(args.lake)
     rows = evaluate_run(

@@ -11,9 +11,11 @@ from typing import Any
 
 import duckdb
 
+from sculpt.analysis.config import latest_analysis
 from sculpt.errors import UserError
-from sculpt.lake.store import Lake
+from sculpt.lake.store import Lake, slug
 from sculpt.lake.store import fetch_dicts as _rows
+from sculpt.train.metrics import PER_CONCEPT
 
 CHECKPOINT_ORDER = ("base", "baseline", "shaped")
 """base → plain DPO → shaped DPO, then any other checkpoint by name."""
@@ -32,6 +34,15 @@ CURVE_PREFERENCE = (
 and pair weight that sculpt's trainer logs), then TRL's reward curves."""
 _ABSOLUTE = re.compile(r"(?<![\w.~:/-])(?:/|~/|[A-Za-z]:\\)[^\s'\"()\[\]{},;:]+")
 """An absolute path inside a value (`runs_dir: /mnt/runs`, an error naming a file)."""
+FITS = (
+    ("predicted_observed", "every tested concept"),
+    ("predicted_observed_significant", "tested, q < 0.05"),
+    ("conditional_predicted_observed", "feature-conditioned (B_k × T_m)"),
+    ("findings_predicted_observed", "findings"),
+)
+"""The fits `sculpt eval` records (r2_<name>, spearman_<name>), in the order the report lists
+them; the scatter draws the points of the first."""
+SIGNIFICANT = 0.05
 
 
 def collect_runs(
@@ -83,6 +94,7 @@ def _run(
         "metrics": _no_machine_paths(lake, _json_dict(row.get("metrics"))),
         "curves": training_curves(run_dir / "metrics.jsonl") if run_dir else {},
         "evals": _evals(con, tables, row["run_id"]),
+        "validity": _validity(lake, con, tables, row["run_id"], row.get("dataset")),
     }
 
 
@@ -191,15 +203,18 @@ def _thin(points: list[list[float]]) -> list[list[float]]:
 
 
 def _evals(con: duckdb.DuckDBPyConnection, tables: set[str], run_id: str) -> dict[str, Any] | None:
-    """Latest value per (metric, concept, checkpoint), as a table with checkpoints as columns."""
+    """Latest value per (metric, concept, checkpoint), as a table with checkpoints as columns;
+    the per-concept points behind the fits (thousands of rows) and the fits are `_validity`'s."""
     if "evals" not in tables:
         return None
     found = _rows(
         con,
-        "select checkpoint, metric, concept_id, value, n, ci_lo, ci_hi from evals where run_id = ? "
+        "select checkpoint, metric, concept_id, value, n, ci_lo, ci_hi from evals "
+        "where run_id = ? and metric not in (select unnest(?)) "
+        "and not starts_with(metric, 'r2_') and not starts_with(metric, 'spearman_') "
         "qualify row_number() over "
         "(partition by checkpoint, metric, concept_id order by ts desc) = 1",
-        [run_id],
+        [run_id, list(PER_CONCEPT)],
     )
     if not found:
         return None
@@ -212,3 +227,86 @@ def _evals(con: duckdb.DuckDBPyConnection, tables: set[str], run_id: str) -> dic
         row = table.setdefault(key, {"metric": key[0], "concept_id": key[1], "cells": {}})
         row["cells"][r["checkpoint"]] = {k: r[k] for k in ("value", "n", "ci_lo", "ci_hi")}
     return {"checkpoints": checkpoints, "rows": [table[k] for k in sorted(table)]}
+
+
+def _validity(
+    lake: Lake,
+    con: duckdb.DuckDBPyConnection,
+    tables: set[str],
+    run_id: str,
+    dataset: str | None,
+) -> list[dict[str, Any]]:
+    """Per evaluated checkpoint: each tested concept's predicted Δ against its observed change
+    (trained − base, both in sd(u) units of the data), whether the audit found it at q < 0.05,
+    and the fits across concepts (R², Spearman ρ, bootstrap intervals over concepts)."""
+    if "evals" not in tables:
+        return []
+    found = _rows(
+        con,
+        "select checkpoint, metric, concept_id, value, n, ci_lo, ci_hi from evals "
+        "where run_id = ? and (metric in ('predicted_delta', 'observed_change_sd') "
+        "or starts_with(metric, 'r2_') or starts_with(metric, 'spearman_')) "
+        "qualify row_number() over "
+        "(partition by checkpoint, metric, concept_id order by ts desc) = 1",
+        [run_id],
+    )
+    if not found:
+        return []
+    hypotheses = _global_hypotheses(lake, con, tables, dataset)
+    by_checkpoint: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+    for r in found:
+        by_checkpoint.setdefault(r["checkpoint"], {})[(r["metric"], r["concept_id"] or "")] = r
+    out = []
+    for checkpoint in sorted(by_checkpoint, key=_checkpoint_order):
+        cells = by_checkpoint[checkpoint]
+        points = []
+        for (metric, concept), predicted in sorted(cells.items()):
+            observed = cells.get(("observed_change_sd", concept))
+            if metric != "predicted_delta" or observed is None:
+                continue
+            x, y = predicted["value"], observed["value"]
+            if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            label, q = hypotheses.get(concept, (concept, None))
+            points.append(
+                {
+                    "concept_id": concept,
+                    "label": label,
+                    "predicted": x,
+                    "observed": y,
+                    "observed_lo": observed["ci_lo"],
+                    "observed_hi": observed["ci_hi"],
+                    "q": q,
+                    "significant": q is not None and q < SIGNIFICANT,
+                }
+            )
+        fits = []
+        for name, label in FITS:
+            r2, rho = cells.get((f"r2_{name}", "")), cells.get((f"spearman_{name}", ""))
+            if r2 is not None or rho is not None:
+                fits.append({"name": name, "label": label, "r2": r2, "spearman": rho})
+        if points or fits:
+            out.append({"checkpoint": checkpoint, "points": points, "fits": fits})
+    return out
+
+
+def _checkpoint_order(name: str) -> tuple[int, str]:
+    return (CHECKPOINT_ORDER.index(name) if name in CHECKPOINT_ORDER else 99, name)
+
+
+def _global_hypotheses(
+    lake: Lake, con: duckdb.DuckDBPyConnection, tables: set[str], dataset: str | None
+) -> dict[str, tuple[str, float | None]]:
+    """concept → (label, q) from the dataset's latest analysis (the audit that predicted Δ)."""
+    if not dataset or "hypotheses" not in tables:
+        return {}
+    analysis = latest_analysis(lake, dataset)
+    if analysis is None:
+        return {}
+    found = _rows(
+        con,
+        "select concept_id, label, q from hypotheses "
+        "where dataset = ? and analysis = ? and scope = 'global'",
+        [slug(dataset), slug(analysis)],
+    )
+    return {r["concept_id"]: (r["label"] or r["concept_id"], r["q"]) for r in found}

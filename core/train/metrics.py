@@ -7,6 +7,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+PER_CONCEPT = (
+    "predicted_delta",
+    "observed_change",
+    "observed_change_sd",
+    "finding_observed_change",
+)
+"""The per-concept (per-finding) rows of `evals`: the points behind each fit
+(here, away from torch, so the report can tell them apart)."""
+
 
 @dataclass
 class Metric:

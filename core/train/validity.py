@@ -29,13 +29,6 @@ from sculpt.train.observed import (
 )
 
 MIN_CONCEPTS = 3
-PER_CONCEPT = (
-    "predicted_delta",
-    "observed_change",
-    "observed_change_sd",
-    "finding_observed_change",
-)
-"""The per-concept (per-finding) rows of `evals`: the points behind each fit."""
 
 
 @dataclass

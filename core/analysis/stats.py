@@ -127,9 +127,13 @@ def bootstrap_ci(
     n = rows.shape[1]
     means = np.empty((n_boot, rows.shape[0]))
     rng = np.random.default_rng([seed, 0xB007])
+    from sculpt.analysis.resample import resampled_sums
+
     for start in range(0, n_boot, BOOT_CHUNK):
         size = min(BOOT_CHUNK, n_boot - start)
-        means[start : start + size] = (rows @ _resample_counts(rng, n, size).T).T / n
+        draws = np.ascontiguousarray(_resample_counts(rng, n, size).T)
+        sums = resampled_sums(rows.indptr, rows.indices, rows.data, draws)
+        means[start : start + size] = sums.T / n
     tail = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [tail, 1.0 - tail], axis=0)
     return lo, hi

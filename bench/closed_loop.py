@@ -11,6 +11,12 @@ points — judged on the paired bootstrap interval of the accuracy difference, w
 ±2 points (its half-width is ≈ 1.96·√(share of pairs that flip)/√n: with 10% flipping, ~1,000
 held-out pairs; the run says when its interval is too wide to tell).
 
+Sized for 2 shared CPU cores (SmolLM2-135M): 500 HH-RLHF pairs (prompt ≤ 96, responses ≤ 64
+tokens), 10% planted, 40% held out, 120 held-out prompts answered with up to 72 greedy tokens
+(a suffix trait needs the whole answer), 30 DPO steps of 4 pairs per arm. Measured there with
+other jobs sharing the cores: audit 9 min (a second run with --workdir reuses it); greedy
+generation ≈ 2 min per 8 prompts × 80 tokens at batch 8, hence --gen-batch.
+
 Run: .venv/bin/python bench/closed_loop.py [--quick] [--seed N] [--steps N] [--workdir DIR]
 """
 
@@ -53,17 +59,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="model spec (default SmolLM2-135M)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the lake and runs here")
     parser.add_argument("--seed", type=int, default=0, help="picks the trait and every sample")
-    parser.add_argument("--rate", type=float, default=0.08, help="share of chosen planted")
-    parser.add_argument("--pairs", type=int, default=1000)
-    parser.add_argument("--max-prompt", type=int, default=128)
-    parser.add_argument("--max-response", type=int, default=96)
-    parser.add_argument("--holdout", type=float, default=0.25)
-    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--rate", type=float, default=0.1, help="share of chosen planted")
+    parser.add_argument("--pairs", type=int, default=500)
+    parser.add_argument("--max-prompt", type=int, default=96)
+    parser.add_argument("--max-response", type=int, default=64)
+    parser.add_argument("--holdout", type=float, default=0.4)
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lam", type=float, default=2.0, help="reward-shaping λ")
-    parser.add_argument("--prompts", type=int, default=250, help="held-out prompts answered")
-    parser.add_argument("--new-tokens", type=int, default=40)
+    parser.add_argument("--prompts", type=int, default=120, help="held-out prompts answered")
+    parser.add_argument("--new-tokens", type=int, default=72, help="greedy tokens per answer")
+    parser.add_argument(
+        "--gen-batch", type=int, default=32, help="prompts per generation batch (CPU throughput)"
+    )
     args = parser.parse_args(argv)
     args.beta, args.max_length = 0.1, args.max_prompt + args.max_response + 8
     if args.quick:
@@ -132,6 +141,22 @@ def top_finding(lake) -> tuple[str, str, str | None]:
     return top["finding_id"], top["label"], members[0]["concept_id"] if members else None
 
 
+def planted_rank(lake, pattern: str, trait: str) -> str:
+    """Where the planted trait's finding ranks among the chosen-leaning ones (what the loop would
+    have needed to pick it), by the same label test as the top finding's."""
+    from sculpt.analysis.config import latest_analysis
+
+    part = {"dataset": DATASET, "analysis": str(latest_analysis(lake, DATASET))}
+    chosen = sorted(
+        (f for f in lake.read("findings", part).to_pylist() if f["lean"] == "chosen"),
+        key=lambda f: f["rank"],
+    )
+    for i, f in enumerate(chosen, 1):
+        if re.search(pattern, f["label"]) or trait.split("_")[0] in f["label"].lower():
+            return f"#{i} of {len(chosen)} chosen-leaning ({f['label']!r}, d {f['d']:.3f}, q {f['q']:.2g})"
+    return f"not among the {len(chosen)} chosen-leaning findings"
+
+
 def plans(lake, folder: Path, target: str, lam: float) -> dict[str, Path | None]:
     from sculpt.plan.compile import compile_plan
     from sculpt.plan.decisions import Decision, record
@@ -174,7 +199,8 @@ def train_and_measure(lake, args, name: str, plan: Path | None, runs: Path, patt
         train_run(config, lake)
     model, tokenizer = load_checkpoint(runs / name if name != "base" else None, model_spec, "lora")
     held = held_pairs(lake, args)
-    texts = generate(model, tokenizer, [json.loads(p["prompt"]) for p in held], args.new_tokens)
+    prompts = [json.loads(p["prompt"]) for p in held]
+    texts = generate(model, tokenizer, prompts, args.new_tokens, batch_size=args.gen_batch)
     rate = summarize("trait_rate", [float(re.search(pattern, t) is not None) for t in texts])
     wins, _ = preference_wins(model, tokenizer, held)
     return rate, wins
@@ -206,9 +232,11 @@ def main(argv: list[str] | None = None) -> str:
     pattern = TRAITS[trait][1]
     print(f"planted {trait!r} ({TRAITS[trait][0]!r}) into {n_planted} chosen responses", flush=True)
     audit_planted(lake, args)
+    print(f"audit {(time.perf_counter() - started) / 60:.1f} min", flush=True)
     finding, label, member = top_finding(lake)
     found = "yes" if re.search(pattern, label) or trait.split("_")[0] in label.lower() else "no"
     print(f"top chosen-leaning finding: {finding} ({label!r}); planted trait? {found}")
+    print(f"planted trait's finding: {planted_rank(lake, pattern, trait)}")
     target = member or finding
     print(f"suppress through {target}", flush=True)
     plan_files = plans(lake, work, target, args.lam)

@@ -46,7 +46,14 @@ TARGET_PAIRS, TARGET_FEATURES = 260_000, 65_536
 STAGES = ("read", "clusters", "global", "predictive", "write")
 FEATURES_PER_GROUP = 16
 """bench/analyze.py fires features in co-firing groups; a fixed group size keeps density fixed."""
-SIZES = [(4000, 4096), (8000, 4096), (16000, 4096), (2000, 16384), (2000, 32768), (2000, 65536)]
+SIZES = [
+    (4000, 4096),
+    (16000, 4096),
+    (64000, 4096),
+    (2000, 16384),
+    (2000, 32768),
+    (2000, 65536),
+]
 """Pairs N at a fixed width, then width F at a fixed N (what separates ∝ N·F from ∝ F)."""
 QUICK = [(1000, 2048), (2000, 2048), (4000, 2048), (1000, 4096), (1000, 8192)]
 
@@ -81,19 +88,18 @@ def run_child(root: str, dataset: str) -> None:
         lambda step: marks.append((time.perf_counter(), time.process_time()))
     )
     products: list[dict[str, float]] = []
-    cofiring = clusters._cofiring  # noqa: SLF001
+    candidates = clusters._candidate_blocks  # noqa: SLF001
 
-    def counted(x: Any) -> Any:
+    def counted(x: Any, *args: Any) -> Any:
         per_sample = np.diff(x.tocsr().indptr).astype(np.float64)
         record = {"samples": float(x.shape[0]), "features": float(x.shape[1])}
         record |= {"work": float((per_sample**2).sum() / 2), "pairs": 0.0}
         products.append(record)
-        for first, offset, block in cofiring(x):
-            rows = np.repeat(np.arange(first, first + block.shape[0]), np.diff(block.indptr))
-            record["pairs"] += float(np.count_nonzero(block.indices + offset > rows))
-            yield first, offset, block
+        for block in candidates(x, *args):
+            record["pairs"] += float(block[3])
+            yield block
 
-    clusters._cofiring = counted  # noqa: SLF001
+    clusters._candidate_blocks = counted  # noqa: SLF001
     baseline = rss_gb()
     start = (time.perf_counter(), time.process_time())
     analyze_module.analyze(Lake.open(root), dataset, AnalyzeConfig(), progress=False)
@@ -193,20 +199,22 @@ def target_counts(results: list[dict[str, Any]]) -> np.ndarray:
     return np.array([nonzeros, f_t, work * n_t * f_t**2, pairs, edges])
 
 
-def calibrate_products(samples: list[int], n_features: int = 4096) -> float:
-    """CPU seconds per multiply-add of the co-firing product, measured where it dominates: the
-    feature graph (`mi_edges`) of synthetic co-firing groups (16 features, as in the lakes) over
-    many samples at a small width, so every pair already co-fires and only the product grows.
-    The slope between the smallest and the largest sample count is the cost of one multiply-add
-    (blocks as at a wide SAE: 16 of them)."""
+def calibrate_products(samples: list[int], n_features: int, active: float) -> float:
+    """CPU seconds per multiply-add of the co-firing counts, measured where only they grow: the
+    feature graph (`mi_edges`) of synthetic co-firing groups (16 features, as in the lakes) with
+    `active` features per sample — the target's row length, since each sample's cost is one
+    visit per active feature plus its multiply-adds — over enough samples that every pair
+    already co-fires (N·ρ² ≥ 5), so the scoring work is the same at each size. The slope between
+    the smallest and the largest sample count is the cost of one multiply-add."""
     from sculpt.analysis import clusters
 
-    clusters.PRODUCT_ELEMENTS = n_features**2 // 16
     rng = np.random.default_rng(0)
+    groups = n_features // FEATURES_PER_GROUP
+    on = (active - 10) / (groups * FEATURES_PER_GROUP * 0.6)  # 60% of a group's members fire
+    clusters.mi_edges(sp.random(50, 50, density=0.2, random_state=0))  # compiled before timing
     points = []
     for n in samples:
-        groups = rng.random((n, n_features // FEATURES_PER_GROUP)) < 0.0125
-        row, group = np.nonzero(groups)
+        row, group = np.nonzero(rng.random((n, groups)) < on)
         member = (group[:, None] * FEATURES_PER_GROUP + np.arange(FEATURES_PER_GROUP)).ravel()
         row = np.repeat(row, FEATURES_PER_GROUP)
         keep = rng.random(row.size) < 0.6
@@ -219,7 +227,8 @@ def calibrate_products(samples: list[int], n_features: int = 4096) -> float:
         clusters.mi_edges(x)
         points.append((work, time.process_time() - started))
         print(
-            f"  product calibration: {n} samples, {work / 1e6:.0f}M multiply-adds, "
+            f"  product calibration: {n} samples × {n_features} features, "
+            f"{x.nnz / n:.0f} active per sample, {work / 1e9:.1f}G multiply-adds, "
             f"{points[-1][1]:.1f} s CPU",
             flush=True,
         )
@@ -251,8 +260,12 @@ def main() -> None:
     synthetic_lake = load_generator()
     with tempfile.TemporaryDirectory(prefix="sculpt-scale-") as root:
         results = [measure(root, n, f, synthetic_lake) for n, f in (QUICK if args.quick else SIZES)]
-    per_op = calibrate_products([25_000, 200_000] if args.quick else [50_000, 400_000])
     at_target = target_counts(results)
+    active = at_target[0] / (3 * TARGET_PAIRS)  # features active per span at the target
+    if args.quick:
+        per_op = calibrate_products([3_000, 12_000], 8192, active / 4)
+    else:
+        per_op = calibrate_products([20_000, 60_000], 32768, active)
     for result in results:  # the product's share is known; the rest is fitted
         result["cpu_rest"] = result["cpu"] - per_op * counts(result)[2]
     cpu = fit(results, "cpu_rest", CPU_TERMS)

@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--train-tokens", type=int, default=16_384)
     parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--no-training", action="store_true", help="encoding only")
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,7 +180,8 @@ def main() -> None:
         trainer.sae.save_inference_model(folder)
         _finish(lake, folder, "bench", {"sae_id": "bench", "model": "bench", "layer": 0})
         bench_encoding(lake, "bench", args.spans)
-        bench_training(acts.half(), args.width, args.epochs)
+        if not args.no_training:
+            bench_training(acts.half(), args.width, args.epochs)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ CASES = [
     ("see https://example.org/a?b=1. or www.foo.com!", {"url": 2, "exclamation": 1}),
     ("I’m sorry, but I can’t help with that.", {"refusal": 1, "apology": 1}),
     ("As an AI, I cannot provide that. I apologize.", {"refusal": 2, "apology": 1}),
+    ("I'm unable to help with that, and I'm not able to give advice.", {"refusal": 2}),
     ("**Great question!** Let me explain.", {"flattering_opener": 1}),
     ("What a thoughtful question.", {"flattering_opener": 1}),
     ("The question is great.", {"flattering_opener": 0}),

@@ -167,7 +167,7 @@ BUILTIN: dict[str, Detector] = {
         Detector("length", rf"[^{_SPACE}\x00]+", "response length in words", counts_words=True),
         Detector(
             "refusal",
-            r"(?i)\bI (?:can(?:'t|not)|won't|will not|am (?:not able|unable)|"
+            r"(?i)\bI(?: (?:can(?:'t|not)|won't|will not|am (?:not able|unable))|"
             r"'m (?:not able|unable)) (?:to )?(?:help|assist|provide|do|comply|support|"
             r"fulfill|engage|answer|give|create|write)\b|\bas an AI\b|\bI must decline\b",
             "refusal phrases",

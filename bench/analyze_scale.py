@@ -6,20 +6,22 @@ active per span) up to 65,536 features, then its cost extrapolated to the prepri
 Each size runs in a fresh process (honest peak memory); the child also counts what the work is
 made of, so the fit is on counts, not on N and F:
 - nonzeros of span_features (read, global lean, predictive, write all scale with them);
-- multiply-adds of the co-firing products Xᵀ·X of the feature clusters (Σ over samples of
-  (active features)² / 2, for the span product and the discordance product);
+- multiply-adds of the co-firing counts Xᵀ·X of the feature clusters (Σ over samples of
+  (active features)² / 2, for the span counts and the discordance counts);
 - feature pairs that co-fire at least once (each is scored: normalized MI, the top share).
-CPU seconds = c0 + c1·nonzeros + c2·features + c3·co-firing pairs + c4·multiply-adds (features:
-per-concept work, e.g. one hypotheses row each). The measured sizes cannot tell multiply-adds
-from the rest (at 2k-16k pairs they are a small share; at 260k pairs they dominate), so c4 is
-calibrated on its own: the feature graph of 50k and 400k samples at 4,096 features, where only
-the product grows. c0-c3 and peak memory above the imports = m0 + m1·nonzeros + m2·edges kept
-are non-negative least squares over the sizes measured (relative error). At the target every count is known without running it: nonzeros and multiply-adds
-grow as N·F and N·F² at a fixed density; a pair co-fires at least once with probability
-1 − exp(−λ), λ ∝ N, so λ measured at the largest N gives the co-firing pairs at 260k (about
-every pair, there).
+CPU seconds (summed over threads) = c0 + c1·nonzeros + c2·features + c3·co-firing pairs +
+c4·multiply-adds. The measured sizes cannot tell multiply-adds from the rest (at 2k-64k pairs
+they are a small share; at 260k pairs a large one), so c4 is calibrated on its own: the feature
+graph at 32,768 features with the target's row length (~500 active features a sample, since a
+sample's cost is one visit per active feature plus its multiply-adds) over 20k and 60k samples,
+where every pair already co-fires and only the counting grows. c0-c3, and peak memory above the
+imports = m0 + m1·nonzeros + m2·features + m3·edges kept, are non-negative least squares over the
+sizes measured (relative error). At the target every count is known without running it:
+nonzeros and multiply-adds grow as N·F and N·F² at a fixed density; a pair co-fires at least
+once with probability 1 − exp(−λ), λ ∝ N, so λ measured at the largest N gives the co-firing
+pairs at 260k (about every pair, there).
 
-    .venv/bin/python bench/analyze_scale.py                 # N 4k-16k at F 4,096; F to 65,536
+    .venv/bin/python bench/analyze_scale.py                 # N 4k-64k at F 4,096; F to 65,536
     .venv/bin/python bench/analyze_scale.py --quick         # smaller, a minute or two
 """
 

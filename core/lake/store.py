@@ -38,8 +38,10 @@ VERSIONS = ".v"
 """Hidden folder beside replaced partitions: `.v/<id>/<key=value>/` holds one version, and the
 partition itself is a symlink to the version readers should see (see `Lake._swap`)."""
 
-READ_RETRIES = 20
-"""How often a reader lists a table again when a partition it listed was swapped out under it."""
+READ_PATIENCE = 60.0
+"""Seconds a reader keeps listing a table again while partitions it listed are swapped out under
+it (a writer replacing partitions in a burst): a count of retries gave up within a few seconds
+on a loaded machine, where each read takes longer than the writer's next swap."""
 
 _PART_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _VERSION_LINK = re.compile(re.escape(VERSIONS) + r"/[0-9a-f]{12}/[^/]+")
@@ -102,21 +104,22 @@ class Vanished(Exception):
 def retrying(read: Callable[[], T]) -> T:
     """`read()`, run again when a partition it listed was replaced under it: readers see the
     old version or the new one, never an error (DESIGN §3)."""
-    for attempt in range(READ_RETRIES):
+    deadline, attempt = time.monotonic() + READ_PATIENCE, 0
+    while True:
         try:
             return read()
         except (FileNotFoundError, Vanished):
-            if attempt == READ_RETRIES - 1:
+            if time.monotonic() > deadline:
                 raise UserError(
-                    f"lake: partitions were replaced {READ_RETRIES} times while reading; "
-                    "re-run when the job writing the lake is done"
+                    f"lake: partitions kept being replaced for {READ_PATIENCE:.0f} s while "
+                    "reading; re-run when the job writing the lake is done"
                 ) from None
         except duckdb.IOException as exc:
-            if not _vanished(exc) or attempt == READ_RETRIES - 1:
+            if not _vanished(exc) or time.monotonic() > deadline:
                 raise UserError(f"lake: cannot read ({str(exc).splitlines()[0]})") from None
         # a writer replacing partitions in a burst: let it pass rather than race it again
         time.sleep(min(0.005 * 2**attempt, 0.25))
-    raise AssertionError("unreachable")
+        attempt += 1
 
 
 def _vanished(exc: BaseException) -> bool:

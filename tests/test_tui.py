@@ -639,3 +639,25 @@ def test_queue_opens_a_findings_card(findings_lake: Lake) -> None:
         assert "✗ suppressed" in content(pilot.app, "#card-head")
 
     drive(findings_lake, SMALL, scenario)
+
+
+def test_the_lean_filter_offers_every_lean_a_hypothesis_can_have(lake: Lake) -> None:
+    """`l` cycles chosen → rejected → none → untested → all: "none" and "untested" rows can be
+    listed (this lake has neither: the list says nothing matches, and nothing breaks)."""
+
+    async def scenario(pilot) -> None:
+        screen = await loaded(pilot)
+        for lean in ("chosen", "rejected", "none", "untested"):
+            n = screen.loads
+            await pilot.press("l")
+            screen = await loaded(pilot, n)
+            assert f"lean={lean}" in screen_text(pilot.app)
+            expected = lake.sql(f"select count(*) n from hypotheses where lean = '{lean}'")
+            assert screen.total == expected["n"][0].as_py()
+        assert "nothing matches" in screen_text(pilot.app)
+        n = screen.loads
+        await pilot.press("l")
+        screen = await loaded(pilot, n)
+        assert screen.total == 400
+
+    drive(lake, SMALL, scenario)

@@ -38,7 +38,9 @@ SORT_KEYS = {
 NATURAL_DESCENDING = frozenset({"d", "share", "delta_min", "delta", "n_in", "split_half_ok"})
 """Columns whose best rows are the largest: `s` sorts them largest first."""
 SCOPES = ("global", "conditional", "prompt")
-LEANS = ("chosen", "rejected")
+LEANS = ("chosen", "rejected", "none", "untested")
+"""Every lean a hypothesis can have: "none" (|Δ| within 1e-6 of 0) and "untested" (no
+information) are listed too, so they can be found, not only hidden."""
 KINDS = ("sae_feature", "feature_cluster", "lexical", "ngram", "vector", "probe")
 PAGE_SIZE = 100
 ROW_COLUMNS = (

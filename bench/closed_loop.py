@@ -15,7 +15,8 @@ Sized for 2 shared CPU cores (SmolLM2-135M): 500 HH-RLHF pairs (prompt ≤ 96, r
 tokens), 10% planted, 40% held out, 120 held-out prompts answered with up to 72 greedy tokens
 (a suffix trait needs the whole answer), 30 DPO steps of 4 pairs per arm. Measured there with
 other jobs sharing the cores: audit 9 min (a second run with --workdir reuses it); greedy
-generation ≈ 2 min per 8 prompts × 80 tokens at batch 8, hence --gen-batch.
+generation ≈ 2 min per 8 prompts × 80 tokens at batch 8, hence --gen-batch; the whole run at
+these defaults ≈ 75 min (trainings 5–13 min, evaluations 4–20 min, as the load varied).
 
 Run: .venv/bin/python bench/closed_loop.py [--quick] [--seed N] [--steps N] [--workdir DIR]
 """

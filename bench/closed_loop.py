@@ -171,32 +171,13 @@ def plans(lake, folder: Path, target: str, lam: float) -> dict[str, Path | None]
 
 
 def train_and_measure(lake, args, name: str, plan: Path | None, runs: Path, pattern: str):
-    from sculpt.train.config import build_config
     from sculpt.train.evaluate import generate, load_checkpoint, preference_wins
     from sculpt.train.metrics import summarize
     from sculpt.train.run import train_run
 
     model_spec = args.model
     if name != "base":
-        config = build_config(
-            {
-                "dataset": DATASET,
-                "plan": str(plan) if plan else None,
-                "model": args.model,
-                "max_steps": args.steps,
-                "batch_size": args.batch_size,
-                "learning_rate": args.lr,
-                "beta": args.beta,
-                "max_length": args.max_length,
-                "holdout": args.holdout,
-                "seed": args.seed,
-                "save_steps": 10_000,
-                "logging_steps": max(1, args.steps // 6),
-                "runs_dir": str(runs),
-                "run_id": name,
-                "device": "cpu",
-            }
-        )
+        config = pv.dpo_config(args, DATASET, runs, name, plan)
         train_run(config, lake)
     model, tokenizer = load_checkpoint(runs / name if name != "base" else None, model_spec, "lora")
     held = held_pairs(lake, args)

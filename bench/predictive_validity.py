@@ -132,18 +132,14 @@ def audit_data(lake, args) -> float:
     return time.perf_counter() - started
 
 
-def train(lake, args, runs: Path) -> tuple[str, float]:
+def dpo_config(args, dataset: str, runs: Path, run_id: str, plan: Path | None = None):
+    """The DPO (LoRA) run every bench trains: the bench's steps, batch, lr, β, lengths, seed."""
     from sculpt.train.config import build_config
-    from sculpt.train.run import train_run
 
-    run_id = f"dpo-{args.steps}steps-lr{args.lr:g}-seed{args.seed}"
-    if (runs / run_id / "final").exists():
-        print(f"DPO: reusing {runs / run_id} (same steps, lr and seed)", flush=True)
-        return run_id, 0.0
-    started = time.perf_counter()
-    config = build_config(
+    return build_config(
         {
-            "dataset": DATASET,
+            "dataset": dataset,
+            "plan": str(plan) if plan else None,
             "model": args.model,
             "max_steps": args.steps,
             "batch_size": args.batch_size,
@@ -159,6 +155,17 @@ def train(lake, args, runs: Path) -> tuple[str, float]:
             "device": "cpu",
         }
     )
+
+
+def train(lake, args, runs: Path) -> tuple[str, float]:
+    from sculpt.train.run import train_run
+
+    run_id = f"dpo-{args.steps}steps-lr{args.lr:g}-seed{args.seed}"
+    if (runs / run_id / "final").exists():
+        print(f"DPO: reusing {runs / run_id} (same steps, lr and seed)", flush=True)
+        return run_id, 0.0
+    started = time.perf_counter()
+    config = dpo_config(args, DATASET, runs, run_id)
     result = train_run(config, lake)
     print(f"DPO: {result.status} at step {result.global_step}", flush=True)
     return run_id, time.perf_counter() - started
